@@ -1,0 +1,9 @@
+//! BERT: config, model, weights.
+
+pub mod config;
+pub mod model;
+pub mod weights;
+
+pub use config::{Activation, BertConfig};
+pub use model::{Bert, BertInput, BertOutput};
+pub use weights::{WeightSource, load_bert};

@@ -1,0 +1,259 @@
+//! The BERT encoder, written layer by layer so that every layer's output is available.
+//!
+//! Field names follow Hugging Face's parameter names (`embeddings.word_embeddings`,
+//! `encoder.layer.N.attention.self_attn.query`, ...), so a checkpoint maps onto this tree with
+//! three renames only (see [`super::weights`]). BERT is post-LN: each sub-layer adds its residual
+//! and then normalises.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+use super::config::{Activation, BertConfig};
+
+/// Value added to attention scores of padding keys; Hugging Face uses the dtype's minimum.
+const MASKED_SCORE: f32 = f32::MIN;
+
+/// Token ids of a (padded) batch; all three are `[batch, seq]`.
+#[derive(Debug, Clone)]
+pub struct BertInput<B: Backend> {
+    pub input_ids: Tensor<B, 2, Int>,
+    pub token_type_ids: Tensor<B, 2, Int>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Tensor<B, 2, Int>,
+}
+
+/// What the encoder returns.
+#[derive(Debug, Clone)]
+pub struct BertOutput<B: Backend> {
+    /// `num_hidden_layers + 1` tensors of shape `[batch, seq, hidden]`: index 0 is the embedding
+    /// output (after its LayerNorm), index `i` the output of encoder layer `i` (1-based). This is
+    /// Hugging Face's `hidden_states` tuple.
+    pub hidden_states: Vec<Tensor<B, 3>>,
+    /// `tanh(dense(hidden[:, 0]))`, `[batch, hidden]`, when the checkpoint has a pooler.
+    pub pooled: Option<Tensor<B, 2>>,
+}
+
+impl<B: Backend> BertOutput<B> {
+    /// The last encoder layer's output, `[batch, seq, hidden]`.
+    pub fn last_hidden_state(&self) -> Tensor<B, 3> {
+        self.hidden_states.last().expect("at least the embedding output").clone()
+    }
+
+    /// All hidden states stacked as `[batch, layers + 1, seq, hidden]`.
+    pub fn stacked(&self) -> Tensor<B, 4> {
+        Tensor::stack(self.hidden_states.clone(), 1)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    pub word_embeddings: Embedding<B>,
+    pub position_embeddings: Embedding<B>,
+    pub token_type_embeddings: Embedding<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertEmbeddings<B> {
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [_, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let x = self.word_embeddings.forward(input_ids)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(token_type_ids);
+        self.dropout.forward(self.layer_norm.forward(x))
+    }
+}
+
+/// Query/key/value projections (`attention.self` in Hugging Face; `self` is a Rust keyword).
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub num_heads: usize,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    /// `mask_bias` is `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding.
+    pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, seq, hidden] = x.dims();
+        let head_dim = hidden / self.num_heads;
+        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]).swap_dims(1, 2);
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden])
+    }
+}
+
+/// `dense` + dropout, then LayerNorm of (that + residual).
+#[derive(Module, Debug)]
+pub struct BertDenseNorm<B: Backend> {
+    pub dense: Linear<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertDenseNorm<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layer_norm.forward(self.dropout.forward(self.dense.forward(x)) + residual)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    pub self_attn: BertSelfAttention<B>,
+    pub output: BertDenseNorm<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    pub dense: Linear<B>,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl<B: Backend> BertIntermediate<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.dense.forward(x);
+        match self.activation {
+            Activation::Gelu => gelu(x),
+            Activation::GeluTanh => gelu_approximate(x),
+            Activation::Relu => relu(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: BertAttention<B>,
+    pub intermediate: BertIntermediate<B>,
+    pub output: BertDenseNorm<B>,
+}
+
+impl<B: Backend> BertLayer<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let context = self.attention.self_attn.forward(x.clone(), mask_bias);
+        let attended = self.attention.output.forward(context, x);
+        let inner = self.intermediate.forward(attended.clone());
+        self.output.forward(inner, attended)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    pub layer: Vec<BertLayer<B>>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    pub dense: Linear<B>,
+}
+
+impl<B: Backend> BertPooler<B> {
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [batch, _, dim] = hidden.dims();
+        let first = hidden.narrow(1, 0, 1).reshape([batch, dim]);
+        tanh(self.dense.forward(first))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Bert<B: Backend> {
+    pub embeddings: BertEmbeddings<B>,
+    pub encoder: BertEncoder<B>,
+    pub pooler: Option<BertPooler<B>>,
+}
+
+impl<B: Backend> Bert<B> {
+    /// A model with freshly initialised weights (for benchmarks of shapes we have no weights for,
+    /// and as the skeleton that a checkpoint is loaded into).
+    pub fn init(config: &BertConfig, with_pooler: bool, device: &B::Device) -> Self {
+        let h = config.hidden_size;
+        let norm = || LayerNormConfig::new(h).with_epsilon(config.layer_norm_eps).init(device);
+        let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let layer = (0..config.num_hidden_layers)
+            .map(|_| BertLayer {
+                attention: BertAttention {
+                    self_attn: BertSelfAttention {
+                        query: linear(h, h),
+                        key: linear(h, h),
+                        value: linear(h, h),
+                        dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+                        num_heads: config.num_attention_heads,
+                    },
+                    output: BertDenseNorm {
+                        dense: linear(h, h),
+                        layer_norm: norm(),
+                        dropout: hidden_dropout(),
+                    },
+                },
+                intermediate: BertIntermediate {
+                    dense: linear(h, config.intermediate_size),
+                    activation: config.activation(),
+                },
+                output: BertDenseNorm {
+                    dense: linear(config.intermediate_size, h),
+                    layer_norm: norm(),
+                    dropout: hidden_dropout(),
+                },
+            })
+            .collect();
+        Bert {
+            embeddings: BertEmbeddings {
+                word_embeddings: EmbeddingConfig::new(config.vocab_size, h).init(device),
+                position_embeddings: EmbeddingConfig::new(config.max_position_embeddings, h).init(device),
+                token_type_embeddings: EmbeddingConfig::new(config.type_vocab_size, h).init(device),
+                layer_norm: norm(),
+                dropout: hidden_dropout(),
+            },
+            encoder: BertEncoder { layer },
+            pooler: with_pooler.then(|| BertPooler { dense: linear(h, h) }),
+        }
+    }
+
+    /// Runs the encoder and returns every layer's hidden states (see [`BertOutput`]).
+    pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
+        let mask_bias = attention_mask_bias(input.attention_mask);
+        let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
+        hidden_states.push(x.clone());
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, mask_bias.clone());
+            hidden_states.push(x.clone());
+        }
+        let pooled = self.pooler.as_ref().map(|p| p.forward(x));
+        BertOutput { hidden_states, pooled }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.encoder.layer.len()
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.embeddings.word_embeddings.weight.dims()[1]
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.embeddings.position_embeddings.weight.dims()[0]
+    }
+}
+
+/// `[batch, seq]` 1/0 mask to the additive `[batch, 1, 1, seq]` bias of the attention scores.
+pub fn attention_mask_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
+    let [batch, seq] = attention_mask.dims();
+    let padding = attention_mask.equal_elem(0);
+    Tensor::<B, 2>::zeros([batch, seq], &padding.device())
+        .mask_fill(padding, MASKED_SCORE)
+        .reshape([batch, 1, 1, seq])
+}

