@@ -4,7 +4,7 @@
 Run once after `bertvision fetch-models`; the outputs are committed under tests/fixtures/parity/
 and the Rust parity tests compare against them. Needs: torch, transformers, safetensors, numpy.
 
-    python3 scripts/make_parity_fixtures.py --models-dir models --out tests/fixtures/parity
+    python3 scripts/make_parity_fixtures.py --models-dir ~/.cache/bertvision/models --out tests/fixtures/parity
 """
 import argparse
 import json
@@ -46,8 +46,9 @@ LONG_STRIDE = 8
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models-dir", default="models")
+    ap.add_argument("--models-dir", default=str(pathlib.Path.home() / ".cache/bertvision/models"))
     ap.add_argument("--out", default="tests/fixtures/parity")
+    ap.add_argument("--shared-data", default="../shared/data")
     args = ap.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,25 @@ def main():
         }
         (out / f"{name}.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
         print(name, {k: v.shape for k, v in tensors.items() if k.endswith("hidden_states")})
+    squad_windows(args.models_dir, args.shared_data, out)
+
+
+
+def squad_windows(models_dir, shared_data, out):
+    """Token ids of the doc-stride windows of the longest SQuAD contexts, from transformers'
+    fast tokenizer (only_second truncation, max_length 384, stride 128, overflowing tokens)."""
+    dev = json.loads((pathlib.Path(shared_data) / "squad2" / "dev-v2.0-28-articles.json").read_text())
+    tok = AutoTokenizer.from_pretrained(pathlib.Path(models_dir) / "minilm-l6")
+    paragraphs = sorted(
+        ((p["context"], p["qas"][0]) for a in dev["data"] for p in a["paragraphs"]), key=lambda x: -len(x[0])
+    )[:12]
+    cases = []
+    for context, qa in paragraphs:
+        enc = tok(qa["question"].lstrip(), context, truncation="only_second", max_length=384, stride=128,
+                  return_overflowing_tokens=True)
+        cases.append({"id": qa["id"], "windows": enc["input_ids"]})
+    (pathlib.Path(out) / "squad_windows_minilm-l6.json").write_text(json.dumps({"cases": cases}) + "\n")
+    print("squad windows:", [len(c["windows"]) for c in cases])
 
 
 if __name__ == "__main__":

@@ -67,7 +67,10 @@ pub fn read_text(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         Error::invalid(
             path,
-            format!("not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()),
+            format!(
+                "not valid UTF-8 (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         )
     })
 }
@@ -75,6 +78,10 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// Parses JSON text, naming the file, line and column of a syntax or type error.
 pub fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| {
-        Error::invalid_at(path, e.line(), format!("invalid JSON (column {}): {e}", e.column()))
+        Error::invalid_at(
+            path,
+            e.line(),
+            format!("invalid JSON (column {}): {e}", e.column()),
+        )
     })
 }

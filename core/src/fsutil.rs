@@ -7,7 +7,10 @@ use crate::error::{Error, Result};
 
 /// The temporary sibling a file is written to before it is renamed into place.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -37,7 +40,10 @@ pub enum NamedTensor<'a> {
 }
 
 /// Serialises tensors to safetensors bytes (little endian, as the format requires).
-pub fn safetensors_bytes(tensors: &[(&str, NamedTensor<'_>)], metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
+pub fn safetensors_bytes(
+    tensors: &[(&str, NamedTensor<'_>)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -64,5 +70,6 @@ pub fn safetensors_bytes(tensors: &[(&str, NamedTensor<'_>)], metadata: Option<s
                 .map_err(|e| Error::usage(format!("tensor `{name}`: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, metadata).map_err(|e| Error::usage(format!("safetensors serialisation failed: {e}")))
+    safetensors::tensor::serialize(views, metadata)
+        .map_err(|e| Error::usage(format!("safetensors serialisation failed: {e}")))
 }

@@ -6,9 +6,12 @@
 pub mod bert;
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
 pub mod models;
 pub mod pretrained;
 pub mod safetensors_header;
+pub mod squad;
+pub mod tasks;
 pub mod tokenize;
 
 pub use error::{Error, Result};

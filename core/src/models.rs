@@ -87,7 +87,10 @@ impl ModelDir {
         };
         for (file, why) in [
             (&dir.config, "the model's config.json"),
-            (&dir.weights, "the weights (only safetensors is read; convert pytorch_model.bin first)"),
+            (
+                &dir.weights,
+                "the weights (only safetensors is read; convert pytorch_model.bin first)",
+            ),
             (&dir.tokenizer, "the fast tokenizer file"),
         ] {
             if !file.is_file() {
@@ -115,7 +118,11 @@ impl ModelSpec {
         if path.exists() {
             return Ok(ModelSpec::Path(path));
         }
-        let names = KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
+        let names = KNOWN_MODELS
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", ");
         Err(Error::usage(format!(
             "--model {spec}: neither a known model ({names}) nor an existing directory"
         )))

@@ -90,13 +90,17 @@ impl SafetensorsHeader {
         if file_len < 8 {
             return Err(Error::invalid(
                 path,
-                format!("not a safetensors file: {file_len} bytes, shorter than the 8-byte header length"),
+                format!(
+                    "not a safetensors file: {file_len} bytes, shorter than the 8-byte header length"
+                ),
             ));
         }
-        file.read_exact(&mut len_bytes).map_err(|e| Error::io(path, e))?;
+        file.read_exact(&mut len_bytes)
+            .map_err(|e| Error::io(path, e))?;
         let header_len = check_header_len(path, u64::from_le_bytes(len_bytes), file_len)?;
         let mut header = vec![0u8; header_len];
-        file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+        file.read_exact(&mut header)
+            .map_err(|e| Error::io(path, e))?;
         Self::parse_header(path, &header, file_len)
     }
 
@@ -105,37 +109,57 @@ impl SafetensorsHeader {
         if bytes.len() < 8 {
             return Err(Error::invalid(
                 name,
-                format!("not a safetensors file: {} bytes, shorter than the 8-byte header length", bytes.len()),
+                format!(
+                    "not a safetensors file: {} bytes, shorter than the 8-byte header length",
+                    bytes.len()
+                ),
             ));
         }
         let file_len = bytes.len() as u64;
-        let header_len = check_header_len(name, u64::from_le_bytes(bytes[..8].try_into().unwrap()), file_len)?;
+        let header_len = check_header_len(
+            name,
+            u64::from_le_bytes(bytes[..8].try_into().unwrap()),
+            file_len,
+        )?;
         Self::parse_header(name, &bytes[8..8 + header_len], file_len)
     }
 
     fn parse_header(path: &Path, header: &[u8], file_len: u64) -> Result<Self> {
-        let text = std::str::from_utf8(header)
-            .map_err(|_| Error::invalid(path, "safetensors header is not valid UTF-8 (corrupt file?)"))?;
-        let table: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text.trim_end_matches(' '))
-            .map_err(|e| Error::invalid(path, format!("safetensors header is not a JSON object (corrupt file?): {e}")))?;
+        let text = std::str::from_utf8(header).map_err(|_| {
+            Error::invalid(
+                path,
+                "safetensors header is not valid UTF-8 (corrupt file?)",
+            )
+        })?;
+        let table: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text.trim_end_matches(' ')).map_err(|e| {
+                Error::invalid(
+                    path,
+                    format!("safetensors header is not a JSON object (corrupt file?): {e}"),
+                )
+            })?;
         let data_offset = 8 + header.len();
         let data_len = (file_len - data_offset as u64) as usize;
         let mut tensors = BTreeMap::new();
         let mut metadata = BTreeMap::new();
         for (name, entry) in table {
             if name == "__metadata__" {
-                let map = entry
-                    .as_object()
-                    .ok_or_else(|| Error::invalid(path, "safetensors __metadata__ is not an object"))?;
+                let map = entry.as_object().ok_or_else(|| {
+                    Error::invalid(path, "safetensors __metadata__ is not an object")
+                })?;
                 for (k, v) in map {
-                    let v = v
-                        .as_str()
-                        .ok_or_else(|| Error::invalid(path, format!("safetensors __metadata__ value `{k}` is not a string")))?;
+                    let v = v.as_str().ok_or_else(|| {
+                        Error::invalid(
+                            path,
+                            format!("safetensors __metadata__ value `{k}` is not a string"),
+                        )
+                    })?;
                     metadata.insert(k.clone(), v.to_string());
                 }
                 continue;
             }
-            let info = parse_entry(&entry).map_err(|what| Error::invalid(path, format!("tensor `{name}`: {what}")))?;
+            let info = parse_entry(&entry)
+                .map_err(|what| Error::invalid(path, format!("tensor `{name}`: {what}")))?;
             if info.data_end > data_len {
                 return Err(Error::invalid(
                     path,
@@ -159,13 +183,17 @@ fn check_header_len(path: &Path, header_len: u64, file_len: u64) -> Result<usize
     if header_len > MAX_HEADER_BYTES {
         return Err(Error::invalid(
             path,
-            format!("safetensors header length {header_len} is implausible (corrupt file, or not safetensors?)"),
+            format!(
+                "safetensors header length {header_len} is implausible (corrupt file, or not safetensors?)"
+            ),
         ));
     }
     if 8 + header_len > file_len {
         return Err(Error::invalid(
             path,
-            format!("safetensors header claims {header_len} bytes but the file has {file_len} (truncated file?)"),
+            format!(
+                "safetensors header claims {header_len} bytes but the file has {file_len} (truncated file?)"
+            ),
         ));
     }
     Ok(header_len as usize)
@@ -173,30 +201,46 @@ fn check_header_len(path: &Path, header_len: u64, file_len: u64) -> Result<usize
 
 fn parse_entry(entry: &serde_json::Value) -> Result<TensorInfo, String> {
     let obj = entry.as_object().ok_or("entry is not an object")?;
-    let dtype_name = obj.get("dtype").and_then(|v| v.as_str()).ok_or("missing \"dtype\"")?;
-    let dtype = Dtype::parse(dtype_name).ok_or_else(|| format!("unknown dtype \"{dtype_name}\""))?;
+    let dtype_name = obj
+        .get("dtype")
+        .and_then(|v| v.as_str())
+        .ok_or("missing \"dtype\"")?;
+    let dtype =
+        Dtype::parse(dtype_name).ok_or_else(|| format!("unknown dtype \"{dtype_name}\""))?;
     let shape = obj
         .get("shape")
         .and_then(|v| v.as_array())
         .ok_or("missing \"shape\"")?
         .iter()
-        .map(|d| d.as_u64().map(|d| d as usize).ok_or("shape entries must be non-negative integers"))
+        .map(|d| {
+            d.as_u64()
+                .map(|d| d as usize)
+                .ok_or("shape entries must be non-negative integers")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let offsets = obj
         .get("data_offsets")
         .and_then(|v| v.as_array())
         .filter(|a| a.len() == 2)
         .ok_or("missing \"data_offsets\" [start, end]")?;
-    let start = offsets[0].as_u64().ok_or("data_offsets must be non-negative integers")? as usize;
-    let end = offsets[1].as_u64().ok_or("data_offsets must be non-negative integers")? as usize;
+    let start = offsets[0]
+        .as_u64()
+        .ok_or("data_offsets must be non-negative integers")? as usize;
+    let end = offsets[1]
+        .as_u64()
+        .ok_or("data_offsets must be non-negative integers")? as usize;
     if end < start {
-        return Err(format!("data_offsets [{start}, {end}] end before they start"));
+        return Err(format!(
+            "data_offsets [{start}, {end}] end before they start"
+        ));
     }
     let elements = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or("shape overflows")?;
-    let expected = elements.checked_mul(dtype.size()).ok_or("shape overflows")?;
+    let expected = elements
+        .checked_mul(dtype.size())
+        .ok_or("shape overflows")?;
     if end - start != expected {
         return Err(format!(
             "data_offsets span {} bytes but shape {shape:?} of {dtype_name} needs {expected}",
@@ -241,15 +285,36 @@ mod tests {
     fn corrupt_headers_are_named_errors() {
         let cases: [(Vec<u8>, &str); 6] = [
             (vec![1, 2, 3], "shorter than the 8-byte"),
-            (file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, 4), "truncated file"),
-            (file(r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, 8), "unknown dtype \"Q4\""),
-            (file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8), "needs 12"),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                    4,
+                ),
+                "truncated file",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#,
+                    8,
+                ),
+                "unknown dtype \"Q4\"",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                    8,
+                ),
+                "needs 12",
+            ),
             (file("not json", 0), "not a JSON object"),
             (u64::MAX.to_le_bytes().to_vec(), "implausible"),
         ];
         for (bytes, expected) in cases {
             let e = parse(&bytes).unwrap_err().to_string();
-            assert!(e.starts_with("model.safetensors: ") && e.contains(expected), "{e}");
+            assert!(
+                e.starts_with("model.safetensors: ") && e.contains(expected),
+                "{e}"
+            );
         }
     }
 }

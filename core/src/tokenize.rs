@@ -55,7 +55,9 @@ pub struct BertTokenizer {
 
 impl std::fmt::Debug for BertTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BertTokenizer").field("source", &self.source).finish()
+        f.debug_struct("BertTokenizer")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -74,12 +76,18 @@ impl BertTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| Error::invalid(name, format!("tokenizer truncation reset failed: {e}")))?;
-        let pad_id = inner
-            .token_to_id("[PAD]")
-            .ok_or_else(|| Error::invalid(name, "vocabulary has no [PAD] token; not a BERT WordPiece tokenizer"))?;
+        let pad_id = inner.token_to_id("[PAD]").ok_or_else(|| {
+            Error::invalid(
+                name,
+                "vocabulary has no [PAD] token; not a BERT WordPiece tokenizer",
+            )
+        })?;
         for special in ["[CLS]", "[SEP]"] {
             if inner.token_to_id(special).is_none() {
-                return Err(Error::invalid(name, format!("vocabulary has no {special} token")));
+                return Err(Error::invalid(
+                    name,
+                    format!("vocabulary has no {special} token"),
+                ));
             }
         }
         Ok(BertTokenizer {
@@ -98,15 +106,20 @@ impl BertTokenizer {
     }
 
     fn set_truncation(&mut self, params: Option<TruncationParams>) -> Result<()> {
-        self.inner
-            .with_truncation(params)
-            .map_err(|e| Error::invalid(&self.source, format!("truncation settings rejected: {e}")))?;
+        self.inner.with_truncation(params).map_err(|e| {
+            Error::invalid(&self.source, format!("truncation settings rejected: {e}"))
+        })?;
         Ok(())
     }
 
     /// Encodes a text or a pair with `[CLS] a [SEP] (b [SEP])`, truncating the longer sequence
     /// first down to `max_len` tokens (Hugging Face's `longest_first`) when a limit is given.
-    pub fn encode(&mut self, text: &str, pair: Option<&str>, max_len: Option<usize>) -> Result<Encoded> {
+    pub fn encode(
+        &mut self,
+        text: &str,
+        pair: Option<&str>,
+        max_len: Option<usize>,
+    ) -> Result<Encoded> {
         self.set_truncation(max_len.map(|max_length| TruncationParams {
             direction: TruncationDirection::Right,
             max_length,
@@ -131,25 +144,71 @@ impl BertTokenizer {
         Ok(Encoded::from_encoding(&encoding))
     }
 
-    /// Encodes `first` with a long `second` as overlapping windows of at most `max_len` tokens;
-    /// only `second` is cut, and consecutive windows share `stride` tokens of it (Hugging Face's
-    /// `truncation="only_second", return_overflowing_tokens=True, stride=...`).
-    pub fn encode_windows(&mut self, first: &str, second: &str, max_len: usize, stride: usize) -> Result<Vec<Encoded>> {
-        self.set_truncation(Some(TruncationParams {
-            direction: TruncationDirection::Right,
-            max_length: max_len,
-            strategy: TruncationStrategy::OnlySecond,
-            stride,
-        }))?;
-        let mut encoding = self
-            .inner
-            .encode_char_offsets((first, second), true)
-            .map_err(|e| Error::invalid(&self.source, format!("tokenisation of a window failed: {e}")))?;
-        let overflow = encoding.take_overflowing();
-        Ok(std::iter::once(&encoding)
-            .chain(overflow.iter())
-            .map(Encoded::from_encoding)
-            .collect())
+    /// Encodes `first` with a long `second` as overlapping windows of at most `max_len` tokens,
+    /// `[CLS] first [SEP] window [SEP]`; only `second` is cut, and consecutive windows share
+    /// `stride` tokens of it (Hugging Face's `truncation="only_second",
+    /// return_overflowing_tokens=True, stride=...`). The windows are built here from the two
+    /// sequences' tokens because the tokenizers crate (0.23.2) drops part of a long second
+    /// sequence when it overflows a pair; the Python binding does not, and we match it.
+    pub fn encode_windows(
+        &mut self,
+        first: &str,
+        second: &str,
+        max_len: usize,
+        stride: usize,
+    ) -> Result<Vec<Encoded>> {
+        let a = self.tokens_of(first)?;
+        let b = self.tokens_of(second)?;
+        let room = max_len.saturating_sub(a.len() + 3);
+        if room <= stride {
+            return Err(Error::usage(format!(
+                "a window of {max_len} tokens leaves {room} for the context after a {}-token question, not more than the stride {stride}",
+                a.len()
+            )));
+        }
+        let cls = self.special_id("[CLS]")?;
+        let sep = self.special_id("[SEP]")?;
+        let mut windows = Vec::new();
+        let mut start = 0;
+        loop {
+            let stop = (start + room).min(b.len());
+            let mut e = Encoded {
+                ids: Vec::with_capacity(max_len),
+                type_ids: Vec::with_capacity(max_len),
+                offsets: Vec::with_capacity(max_len),
+                sequence_ids: Vec::with_capacity(max_len),
+                tokens: Vec::with_capacity(max_len),
+            };
+            let mut push =
+                |id: u32, tt: u32, off: (usize, usize), seq: Option<usize>, tok: &str| {
+                    e.ids.push(id);
+                    e.type_ids.push(tt);
+                    e.offsets.push(off);
+                    e.sequence_ids.push(seq);
+                    e.tokens.push(tok.to_string());
+                };
+            push(cls, 0, (0, 0), None, "[CLS]");
+            for i in 0..a.len() {
+                push(a.ids[i], 0, a.offsets[i], Some(0), &a.tokens[i]);
+            }
+            push(sep, 0, (0, 0), None, "[SEP]");
+            for i in start..stop {
+                push(b.ids[i], 1, b.offsets[i], Some(1), &b.tokens[i]);
+            }
+            push(sep, 1, (0, 0), None, "[SEP]");
+            windows.push(e);
+            if stop == b.len() {
+                break;
+            }
+            start += room - stride;
+        }
+        Ok(windows)
+    }
+
+    fn special_id(&self, token: &str) -> Result<u32> {
+        self.inner
+            .token_to_id(token)
+            .ok_or_else(|| Error::invalid(&self.source, format!("vocabulary has no {token} token")))
     }
 }
 
@@ -191,7 +250,9 @@ impl TokenBatch {
     /// The batch as Burn tensors on `device`.
     pub fn to_input<B: Backend>(&self, device: &B::Device) -> BertInput<B> {
         let shape = [self.batch, self.seq];
-        let make = |v: &Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), shape), device);
+        let make = |v: &Vec<i64>| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), shape), device)
+        };
         BertInput {
             input_ids: make(&self.input_ids),
             token_type_ids: make(&self.token_type_ids),

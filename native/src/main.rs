@@ -14,7 +14,11 @@ use backend::DeviceArg;
 use bertvision_core::models::{KNOWN_MODELS, default_cache_dir};
 
 #[derive(Parser)]
-#[command(name = "bertvision", version, about = "BERTVision: BERT hidden states of every layer, and the AdapterPooler head on them")]
+#[command(
+    name = "bertvision",
+    version,
+    about = "BERTVision: BERT hidden states of every layer, and the AdapterPooler head on them"
+)]
 struct Cli {
     /// Where fetched models are kept (default: $BERTVISION_CACHE, else ~/.cache/bertvision).
     #[arg(long, global = true)]
@@ -75,7 +79,11 @@ fn run(cli: Cli) -> Result<()> {
                 let model = bertvision_core::models::known_model(&name).ok_or_else(|| {
                     anyhow::anyhow!(
                         "--model {name}: unknown (known: {})",
-                        KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+                        KNOWN_MODELS
+                            .iter()
+                            .map(|m| m.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })?;
                 let dir = fetch::ensure_model(model, &cache_dir)?;

@@ -1,1 +1,35 @@
+//! Helpers shared by the end-to-end tests: where the real models and the shared data are.
 
+use std::path::PathBuf;
+
+use bertvision_core::models::{ModelDir, default_cache_dir, known_model, model_cache_path};
+
+/// The unpacked directory of a known model. The models are fetched by
+/// `cargo run -p bertvision -- fetch-models` (the README's test command does it).
+pub fn model_dir(name: &str) -> ModelDir {
+    let model = known_model(name).unwrap_or_else(|| panic!("unknown model {name}"));
+    let path = model_cache_path(&default_cache_dir(), model);
+    ModelDir::open(&path).unwrap_or_else(|e| {
+        panic!("{e}\nthe real models are needed: run `cargo run -p bertvision -- fetch-models` (or scripts/test.sh) first")
+    })
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `../shared/data` beside the project (or `$BERTVISION_DATA`).
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("BERTVISION_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data"))
+}
+
+/// A file committed under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures").join(rel)
+}

@@ -111,7 +111,9 @@ impl BertConfig {
     /// Parses and validates config text; `path` only names the source in errors.
     pub fn from_json(path: &Path, text: &str) -> Result<Self> {
         let config: BertConfig = parse_json(path, text)?;
-        config.validate().map_err(|what| Error::invalid(path, what))?;
+        config
+            .validate()
+            .map_err(|what| Error::invalid(path, what))?;
         Ok(config)
     }
 
@@ -137,7 +139,10 @@ impl BertConfig {
             ));
         }
         if self.is_decoder {
-            return Err("is_decoder = true is not supported (BERTVision uses the bidirectional encoder)".into());
+            return Err(
+                "is_decoder = true is not supported (BERTVision uses the bidirectional encoder)"
+                    .into(),
+            );
         }
         for (name, value) in [
             ("vocab_size", self.vocab_size),
@@ -160,14 +165,20 @@ impl BertConfig {
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(format!("{name} must be in [0, 1), got {p}"));
             }
         }
         if !(self.layer_norm_eps > 0.0) {
-            return Err(format!("layer_norm_eps must be positive, got {}", self.layer_norm_eps));
+            return Err(format!(
+                "layer_norm_eps must be positive, got {}",
+                self.layer_norm_eps
+            ));
         }
         Ok(())
     }
@@ -189,7 +200,8 @@ impl BertConfig {
     pub fn num_params(&self, with_pooler: bool) -> usize {
         let h = self.hidden_size;
         let i = self.intermediate_size;
-        let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
+        let embeddings =
+            (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
         let layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h;
         let pooler = if with_pooler { h * h + h } else { 0 };
         embeddings + self.num_hidden_layers * layer + pooler
@@ -207,7 +219,10 @@ mod tests {
     #[test]
     fn defaults_are_bert_base() {
         let c = parse("{}").unwrap();
-        assert_eq!((c.hidden_size, c.num_hidden_layers, c.num_attention_heads), (768, 12, 12));
+        assert_eq!(
+            (c.hidden_size, c.num_hidden_layers, c.num_attention_heads),
+            (768, 12, 12)
+        );
         // bert-base-uncased has 109,482,240 parameters with its pooler.
         assert_eq!(c.num_params(true), 109_482_240);
     }
@@ -215,18 +230,29 @@ mod tests {
     #[test]
     fn unsupported_options_are_errors() {
         let e = parse(r#"{"hidden_act": "swish"}"#).unwrap_err().to_string();
-        assert!(e.contains("config.json") && e.contains("hidden_act \"swish\""), "{e}");
-        let e = parse(r#"{"position_embedding_type": "relative_key"}"#).unwrap_err().to_string();
+        assert!(
+            e.contains("config.json") && e.contains("hidden_act \"swish\""),
+            "{e}"
+        );
+        let e = parse(r#"{"position_embedding_type": "relative_key"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("position_embedding_type"), "{e}");
-        let e = parse(r#"{"hidden_size": 100, "num_attention_heads": 12}"#).unwrap_err().to_string();
+        let e = parse(r#"{"hidden_size": 100, "num_attention_heads": 12}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a multiple"), "{e}");
-        let e = parse(r#"{"model_type": "roberta"}"#).unwrap_err().to_string();
+        let e = parse(r#"{"model_type": "roberta"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("roberta"), "{e}");
     }
 
     #[test]
     fn malformed_json_names_line() {
-        let e = parse("{\n\"hidden_size\": \"big\"\n}").unwrap_err().to_string();
+        let e = parse("{\n\"hidden_size\": \"big\"\n}")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("config.json:2:"), "{e}");
     }
 }

@@ -6,7 +6,10 @@
 //! and then normalises.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
@@ -39,7 +42,10 @@ pub struct BertOutput<B: Backend> {
 impl<B: Backend> BertOutput<B> {
     /// The last encoder layer's output, `[batch, seq, hidden]`.
     pub fn last_hidden_state(&self) -> Tensor<B, 3> {
-        self.hidden_states.last().expect("at least the embedding output").clone()
+        self.hidden_states
+            .last()
+            .expect("at least the embedding output")
+            .clone()
     }
 
     /// All hidden states stacked as `[batch, layers + 1, seq, hidden]`.
@@ -58,7 +64,11 @@ pub struct BertEmbeddings<B: Backend> {
 }
 
 impl<B: Backend> BertEmbeddings<B> {
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
         let [_, seq] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
@@ -85,13 +95,19 @@ impl<B: Backend> BertSelfAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
-        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]).swap_dims(1, 2);
+        let heads = |t: Tensor<B, 3>| {
+            t.reshape([batch, seq, self.num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
         let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
         let probs = self.dropout.forward(softmax(scores, 3));
-        probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden])
+        probs
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, hidden])
     }
 }
 
@@ -105,7 +121,8 @@ pub struct BertDenseNorm<B: Backend> {
 
 impl<B: Backend> BertDenseNorm<B> {
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.layer_norm.forward(self.dropout.forward(self.dense.forward(x)) + residual)
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
     }
 }
 
@@ -179,7 +196,11 @@ impl<B: Backend> Bert<B> {
     /// and as the skeleton that a checkpoint is loaded into).
     pub fn init(config: &BertConfig, with_pooler: bool, device: &B::Device) -> Self {
         let h = config.hidden_size;
-        let norm = || LayerNormConfig::new(h).with_epsilon(config.layer_norm_eps).init(device);
+        let norm = || {
+            LayerNormConfig::new(h)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
         let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
         let linear = |i, o| LinearConfig::new(i, o).init(device);
         let layer = (0..config.num_hidden_layers)
@@ -212,20 +233,25 @@ impl<B: Backend> Bert<B> {
         Bert {
             embeddings: BertEmbeddings {
                 word_embeddings: EmbeddingConfig::new(config.vocab_size, h).init(device),
-                position_embeddings: EmbeddingConfig::new(config.max_position_embeddings, h).init(device),
+                position_embeddings: EmbeddingConfig::new(config.max_position_embeddings, h)
+                    .init(device),
                 token_type_embeddings: EmbeddingConfig::new(config.type_vocab_size, h).init(device),
                 layer_norm: norm(),
                 dropout: hidden_dropout(),
             },
             encoder: BertEncoder { layer },
-            pooler: with_pooler.then(|| BertPooler { dense: linear(h, h) }),
+            pooler: with_pooler.then(|| BertPooler {
+                dense: linear(h, h),
+            }),
         }
     }
 
     /// Runs the encoder and returns every layer's hidden states (see [`BertOutput`]).
     pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
         let mask_bias = attention_mask_bias(input.attention_mask);
-        let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        let mut x = self
+            .embeddings
+            .forward(input.input_ids, input.token_type_ids);
         let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
         hidden_states.push(x.clone());
         for layer in &self.encoder.layer {
@@ -233,7 +259,10 @@ impl<B: Backend> Bert<B> {
             hidden_states.push(x.clone());
         }
         let pooled = self.pooler.as_ref().map(|p| p.forward(x));
-        BertOutput { hidden_states, pooled }
+        BertOutput {
+            hidden_states,
+            pooled,
+        }
     }
 
     pub fn num_layers(&self) -> usize {

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use burn::tensor::DType;
 use burn::tensor::backend::Backend;
-use burn_store::{ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
+use burn_store::{
+    ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
+};
 
 use super::config::BertConfig;
 use super::model::Bert;
@@ -31,9 +33,18 @@ pub fn expected_tensors(config: &BertConfig, with_pooler: bool) -> Vec<(String, 
     let h = config.hidden_size;
     let i = config.intermediate_size;
     let mut names = vec![
-        ("embeddings.word_embeddings.weight".to_string(), vec![config.vocab_size, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h]),
+        (
+            "embeddings.word_embeddings.weight".to_string(),
+            vec![config.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![config.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![config.type_vocab_size, h],
+        ),
         ("embeddings.LayerNorm.weight".into(), vec![h]),
         ("embeddings.LayerNorm.bias".into(), vec![h]),
     ];
@@ -97,7 +108,10 @@ pub fn check_header(path: &Path, header: &SafetensorsHeader, config: &BertConfig
                 ) {
                     return Err(Error::invalid(
                         path,
-                        format!("tensor `{key}` is stored as {:?}; expected F32, F16 or BF16", info.dtype),
+                        format!(
+                            "tensor `{key}` is stored as {:?}; expected F32, F16 or BF16",
+                            info.dtype
+                        ),
                     ));
                 }
                 if info.shape != shape {
@@ -105,7 +119,10 @@ pub fn check_header(path: &Path, header: &SafetensorsHeader, config: &BertConfig
                         path,
                         format!(
                             "tensor `{key}` has shape {:?} but config.json (hidden_size {}, intermediate_size {}, vocab_size {}) implies {shape:?}",
-                            info.shape, config.hidden_size, config.intermediate_size, config.vocab_size
+                            info.shape,
+                            config.hidden_size,
+                            config.intermediate_size,
+                            config.vocab_size
                         ),
                     ));
                 }
@@ -113,8 +130,17 @@ pub fn check_header(path: &Path, header: &SafetensorsHeader, config: &BertConfig
         }
     }
     if !missing.is_empty() {
-        let shown = missing.iter().take(3).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
-        let more = if missing.len() > 3 { format!(" and {} more", missing.len() - 3) } else { String::new() };
+        let shown = missing
+            .iter()
+            .take(3)
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if missing.len() > 3 {
+            format!(" and {} more", missing.len() - 3)
+        } else {
+            String::new()
+        };
         return Err(Error::invalid(
             path,
             format!(
@@ -131,7 +157,10 @@ pub fn check_header(path: &Path, header: &SafetensorsHeader, config: &BertConfig
 pub enum WeightSource<'a> {
     File(&'a Path),
     /// Bytes already in memory (the browser), with a name for error messages.
-    Bytes { name: &'a Path, bytes: Vec<u8> },
+    Bytes {
+        name: &'a Path,
+        bytes: Vec<u8>,
+    },
 }
 
 impl WeightSource<'_> {
@@ -144,7 +173,11 @@ impl WeightSource<'_> {
 }
 
 /// Loads a BERT encoder (and pooler, if the checkpoint has one) from safetensors.
-pub fn load_bert<B: Backend>(config: &BertConfig, source: WeightSource<'_>, device: &B::Device) -> Result<Bert<B>> {
+pub fn load_bert<B: Backend>(
+    config: &BertConfig,
+    source: WeightSource<'_>,
+    device: &B::Device,
+) -> Result<Bert<B>> {
     let path = source.name().to_path_buf();
     let header = match &source {
         WeightSource::File(p) => SafetensorsHeader::read(p)?,
@@ -172,13 +205,19 @@ pub fn load_bert<B: Backend>(config: &BertConfig, source: WeightSource<'_>, devi
             .take(3)
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(Error::invalid(&path, format!("weights do not fit the model: {detail}")));
+        return Err(Error::invalid(
+            &path,
+            format!("weights do not fit the model: {detail}"),
+        ));
     }
     let expected = expected_tensors(config, with_pooler).len();
     if result.applied.len() != expected {
         return Err(Error::invalid(
             &path,
-            format!("loaded {} tensors, expected {expected}", result.applied.len()),
+            format!(
+                "loaded {} tensors, expected {expected}",
+                result.applied.len()
+            ),
         ));
     }
     Ok(model)

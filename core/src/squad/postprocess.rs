@@ -1,0 +1,151 @@
+//! From start/end logits to answers, the standard way (Google's BERT `run_squad`, Hugging Face's
+//! `postprocess_qa_predictions`): per window, the `n_best` highest start and end logits; spans
+//! inside the context, end ≥ start, at most `max_answer_len` tokens; span score = start + end
+//! logit. The null score is start[CLS] + end[CLS], the minimum over the example's windows. The
+//! answer is "" when null score − best span score > `null_threshold`.
+
+use std::collections::HashMap;
+
+use super::data::SquadExample;
+use super::features::{SquadFeature, span_text};
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PostprocessConfig {
+    pub n_best: usize,
+    pub max_answer_len: usize,
+    pub null_threshold: f64,
+}
+
+impl Default for PostprocessConfig {
+    fn default() -> Self {
+        PostprocessConfig {
+            n_best: 20,
+            max_answer_len: 30,
+            null_threshold: 0.0,
+        }
+    }
+}
+
+/// One example's decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SquadPrediction {
+    pub id: String,
+    /// "" for no answer.
+    pub text: String,
+    /// The best span's text even when "no answer" won.
+    pub best_span: String,
+    pub best_span_score: f64,
+    pub null_score: f64,
+    /// `sigmoid(null_score − best_span_score)`: in (0, 1), higher means "no answer"; this is what
+    /// `na_prob.json` holds (the official evaluator wants values it compares with 1.0).
+    pub na_prob: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SquadPredictions {
+    pub predictions: Vec<SquadPrediction>,
+}
+
+impl SquadPredictions {
+    /// `predictions.json`: `{"id": "answer"}`.
+    pub fn answers_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.text.clone().into()))
+            .collect();
+        serde_json::to_string_pretty(&map).expect("strings serialise")
+    }
+
+    /// `na_prob.json`: `{"id": p}`.
+    pub fn na_prob_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.na_prob.into()))
+            .collect();
+        serde_json::to_string_pretty(&map).expect("numbers serialise")
+    }
+
+    pub fn answer_map(&self) -> HashMap<String, String> {
+        self.predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.text.clone()))
+            .collect()
+    }
+
+    pub fn na_probs(&self) -> Vec<(String, f64)> {
+        self.predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.na_prob))
+            .collect()
+    }
+}
+
+fn top_indexes(logits: &[f32], n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    idx.truncate(n);
+    idx
+}
+
+/// `logits[i]` holds the (start, end) logits of `features[i]`, one value per token of its window.
+pub fn postprocess(
+    examples: &[SquadExample],
+    features: &[SquadFeature],
+    logits: &[(Vec<f32>, Vec<f32>)],
+    config: &PostprocessConfig,
+) -> SquadPredictions {
+    assert_eq!(
+        features.len(),
+        logits.len(),
+        "one pair of logit vectors per feature"
+    );
+    let mut by_example: Vec<Vec<usize>> = vec![Vec::new(); examples.len()];
+    for (i, f) in features.iter().enumerate() {
+        by_example[f.example].push(i);
+    }
+    let mut predictions = Vec::with_capacity(examples.len());
+    for (example, feature_ids) in examples.iter().zip(by_example) {
+        let mut null_score = f64::INFINITY;
+        let mut best: Option<(f64, String)> = None;
+        for fi in feature_ids {
+            let feature = &features[fi];
+            let (start_logits, end_logits) = &logits[fi];
+            let len = feature.encoded.len();
+            let feature_null = f64::from(start_logits[0]) + f64::from(end_logits[0]);
+            null_score = null_score.min(feature_null);
+            for &s in &top_indexes(&start_logits[..len], config.n_best) {
+                for &e in &top_indexes(&end_logits[..len], config.n_best) {
+                    if !feature.is_context(s)
+                        || !feature.is_context(e)
+                        || e < s
+                        || e - s + 1 > config.max_answer_len
+                    {
+                        continue;
+                    }
+                    let score = f64::from(start_logits[s]) + f64::from(end_logits[e]);
+                    if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                        best = Some((score, span_text(example, feature, s, e)));
+                    }
+                }
+            }
+        }
+        let (best_span_score, best_span) = best.unwrap_or((f64::NEG_INFINITY, String::new()));
+        let diff = null_score - best_span_score;
+        let text = if best_span.is_empty() || diff > config.null_threshold {
+            String::new()
+        } else {
+            best_span.clone()
+        };
+        predictions.push(SquadPrediction {
+            id: example.id.clone(),
+            text,
+            best_span,
+            best_span_score,
+            null_score,
+            na_prob: 1.0 / (1.0 + (-diff).exp()),
+        });
+    }
+    SquadPredictions { predictions }
+}

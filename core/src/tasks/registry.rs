@@ -1,0 +1,312 @@
+//! One table of tasks instead of per-task copies of scripts.
+
+use crate::error::{Error, Result};
+
+/// A column of a TSV file: by header name, or by position for header-less files (CoLA), or the
+/// last column (MNLI's `gold_label`, whose position differs between train and dev).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Named(&'static str),
+    Index(usize),
+    Last,
+}
+
+/// How a GLUE TSV file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TsvFormat {
+    pub has_header: bool,
+    pub text_a: Column,
+    pub text_b: Option<Column>,
+    pub label: Column,
+    /// The official readers (GLUE's/Hugging Face's processors) skip rows with too few columns in
+    /// these files (QQP, MNLI, QNLI contain such rows). We skip them too, but count and report them.
+    pub official_reader_skips_bad_rows: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Label strings in the order of the model's outputs (Hugging Face's processor order).
+    Classification { labels: &'static [&'static str] },
+    /// One real-valued output (STS-B, scores in [0, 5]).
+    Regression,
+    /// Start/end token logits over a window (SQuAD 2.0; index 0, CLS, means "no answer").
+    Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    CrossEntropy,
+    MeanSquaredError,
+    /// Mean of the start and end cross-entropies.
+    SpanCrossEntropy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    Accuracy,
+    /// F1 of the positive class (label "1").
+    F1,
+    Matthews,
+    Pearson,
+    Spearman,
+    /// SQuAD 2.0 exact match (official normalisation), 0–100.
+    Exact,
+    /// SQuAD 2.0 token F1, 0–100.
+    SquadF1,
+}
+
+impl MetricKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Accuracy => "accuracy",
+            MetricKind::F1 => "f1",
+            MetricKind::Matthews => "matthews",
+            MetricKind::Pearson => "pearson",
+            MetricKind::Spearman => "spearman",
+            MetricKind::Exact => "exact",
+            MetricKind::SquadF1 => "f1",
+        }
+    }
+}
+
+/// Everything the rest of the code needs to know about a task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskSpec {
+    pub name: &'static str,
+    pub kind: TaskKind,
+    pub loss: Loss,
+    /// Metrics reported; the first is the one model selection and summaries use.
+    pub metrics: &'static [MetricKind],
+    /// File names inside the task's GLUE folder (SQuAD is given as JSON paths instead).
+    pub train_file: &'static str,
+    /// Evaluation splits: (split name, file name). MNLI has two.
+    pub dev_files: &'static [(&'static str, &'static str)],
+    pub format: Option<TsvFormat>,
+    /// Default maximum sequence length (tokens, specials included).
+    pub max_len: usize,
+}
+
+impl TaskSpec {
+    pub fn num_outputs(&self) -> usize {
+        match self.kind {
+            TaskKind::Classification { labels } => labels.len(),
+            TaskKind::Regression => 1,
+            TaskKind::Span => 2,
+        }
+    }
+
+    pub fn primary_metric(&self) -> MetricKind {
+        self.metrics[0]
+    }
+
+    pub fn is_glue(&self) -> bool {
+        self.format.is_some()
+    }
+}
+
+const BINARY: &[&str] = &["0", "1"];
+const ENTAILMENT: &[&str] = &["entailment", "not_entailment"];
+/// All tasks. Default lengths: 128 for GLUE as in BERT's recipe (RTE 256 for its long premises;
+/// the original used 250), 384 for SQuAD.
+pub const TASKS: &[TaskSpec] = &[
+    TaskSpec {
+        name: "CoLA",
+        kind: TaskKind::Classification { labels: BINARY },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::Matthews, MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(TsvFormat {
+            has_header: false,
+            text_a: Column::Index(3),
+            text_b: None,
+            label: Column::Index(1),
+            official_reader_skips_bad_rows: false,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "SST-2",
+        kind: TaskKind::Classification { labels: BINARY },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(TsvFormat {
+            has_header: true,
+            text_a: Column::Named("sentence"),
+            text_b: None,
+            label: Column::Named("label"),
+            official_reader_skips_bad_rows: false,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "MRPC",
+        kind: TaskKind::Classification { labels: BINARY },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::F1, MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(TsvFormat {
+            has_header: true,
+            text_a: Column::Named("#1 String"),
+            text_b: Some(Column::Named("#2 String")),
+            label: Column::Named("Quality"),
+            official_reader_skips_bad_rows: false,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "STS-B",
+        kind: TaskKind::Regression,
+        loss: Loss::MeanSquaredError,
+        metrics: &[MetricKind::Pearson, MetricKind::Spearman],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(TsvFormat {
+            has_header: true,
+            text_a: Column::Named("sentence1"),
+            text_b: Some(Column::Named("sentence2")),
+            label: Column::Named("score"),
+            official_reader_skips_bad_rows: false,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "QQP",
+        kind: TaskKind::Classification { labels: BINARY },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::F1, MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(TsvFormat {
+            has_header: true,
+            text_a: Column::Named("question1"),
+            text_b: Some(Column::Named("question2")),
+            label: Column::Named("is_duplicate"),
+            official_reader_skips_bad_rows: true,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "MNLI",
+        kind: TaskKind::Classification {
+            labels: &["contradiction", "entailment", "neutral"],
+        },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[
+            ("dev_matched", "dev_matched.tsv"),
+            ("dev_mismatched", "dev_mismatched.tsv"),
+        ],
+        format: Some(TsvFormat {
+            has_header: true,
+            text_a: Column::Named("sentence1"),
+            text_b: Some(Column::Named("sentence2")),
+            label: Column::Last,
+            official_reader_skips_bad_rows: true,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "QNLI",
+        kind: TaskKind::Classification { labels: ENTAILMENT },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(TsvFormat {
+            has_header: true,
+            text_a: Column::Named("question"),
+            text_b: Some(Column::Named("sentence")),
+            label: Column::Named("label"),
+            official_reader_skips_bad_rows: true,
+        }),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "RTE",
+        kind: TaskKind::Classification { labels: ENTAILMENT },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(PAIR_WITH_HEADER_RTE),
+        max_len: 256,
+    },
+    TaskSpec {
+        name: "WNLI",
+        kind: TaskKind::Classification { labels: BINARY },
+        loss: Loss::CrossEntropy,
+        metrics: &[MetricKind::Accuracy],
+        train_file: "train.tsv",
+        dev_files: &[("dev", "dev.tsv")],
+        format: Some(PAIR_WITH_HEADER_RTE),
+        max_len: 128,
+    },
+    TaskSpec {
+        name: "SQuAD2",
+        kind: TaskKind::Span,
+        loss: Loss::SpanCrossEntropy,
+        metrics: &[MetricKind::SquadF1, MetricKind::Exact],
+        train_file: "train-v2.0.json",
+        dev_files: &[("dev", "dev-v2.0.json")],
+        format: None,
+        max_len: 384,
+    },
+];
+
+const PAIR_WITH_HEADER_RTE: TsvFormat = TsvFormat {
+    has_header: true,
+    text_a: Column::Named("sentence1"),
+    text_b: Some(Column::Named("sentence2")),
+    label: Column::Named("label"),
+    official_reader_skips_bad_rows: false,
+};
+
+/// Looks a task up by name, ignoring case and punctuation (`sst2`, `STS-B`, `squad` all work).
+pub fn task(name: &str) -> Result<&'static TaskSpec> {
+    let key = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let wanted = key(name);
+    let wanted = if wanted == "squad" || wanted == "squadv2" {
+        "squad2".to_string()
+    } else {
+        wanted
+    };
+    TASKS.iter().find(|t| key(t.name) == wanted).ok_or_else(|| {
+        Error::usage(format!(
+            "unknown task \"{name}\" (known: {})",
+            TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_forgiving_about_spelling_but_not_names() {
+        assert_eq!(task("sst2").unwrap().name, "SST-2");
+        assert_eq!(task("sts-b").unwrap().name, "STS-B");
+        assert_eq!(task("squad").unwrap().name, "SQuAD2");
+        let e = task("mnli-mm").unwrap_err().to_string();
+        assert!(e.contains("unknown task") && e.contains("CoLA"), "{e}");
+    }
+
+    #[test]
+    fn outputs_follow_the_kind() {
+        assert_eq!(task("MNLI").unwrap().num_outputs(), 3);
+        assert_eq!(task("STS-B").unwrap().num_outputs(), 1);
+        assert_eq!(task("RTE").unwrap().num_outputs(), 2);
+        assert_eq!(TASKS.len(), 10);
+    }
+}

@@ -1,0 +1,128 @@
+//! The shared data loads with the official counts, and SQuAD featurisation is deterministic and
+//! recovers the gold answers from its labels.
+
+use bertvision_core::squad::features::round_trip;
+use bertvision_core::squad::{FeatureConfig, SquadDataset, featurize};
+use bertvision_core::tasks::glue::{Label, load_dev, load_train};
+use bertvision_core::tasks::task;
+use bertvision_core::tokenize::BertTokenizer;
+use bertvision_tests::{model_dir, shared_data};
+
+#[test]
+fn glue_tasks_load_with_official_counts() {
+    let glue = shared_data().join("glue");
+    for (name, train, dev) in [
+        ("RTE", Some(2490), 277),
+        ("MRPC", Some(3668), 408),
+        ("CoLA", Some(8551), 1043),
+        ("STS-B", Some(5749), 1500),
+        ("WNLI", Some(635), 71),
+        ("SST-2", Some(67349), 872),
+        ("QNLI", None, 5463),
+    ] {
+        let t = task(name).unwrap();
+        let dir = glue.join(name);
+        if let Some(n) = train {
+            let split = load_train(t, &dir).unwrap();
+            assert_eq!(split.examples.len(), n, "{name} train");
+            assert!(split.skipped.is_empty(), "{name}: {}", split.summary());
+        }
+        let devs = load_dev(t, &dir).unwrap();
+        assert_eq!(devs[0].1.examples.len(), dev, "{name} dev");
+    }
+    // Label distributions from the manifest.
+    let mrpc = load_dev(task("MRPC").unwrap(), &glue.join("MRPC"))
+        .unwrap()
+        .remove(0)
+        .1;
+    let positives = mrpc
+        .examples
+        .iter()
+        .filter(|e| e.label == Label::Class(1))
+        .count();
+    assert_eq!(positives, 279);
+    let rte = load_train(task("RTE").unwrap(), &glue.join("RTE")).unwrap();
+    assert_eq!(
+        rte.examples
+            .iter()
+            .filter(|e| e.label == Label::Class(0))
+            .count(),
+        1249
+    );
+}
+
+#[test]
+fn squad_features_are_deterministic_and_round_trip() {
+    let dataset =
+        SquadDataset::load(&shared_data().join("squad2/dev-v2.0-28-articles.json")).unwrap();
+    let examples = dataset.examples();
+    assert_eq!(examples.len(), 9567);
+    assert_eq!(examples.iter().filter(|e| e.is_impossible()).count(), 4834);
+    let mut tokenizer = BertTokenizer::from_file(&model_dir("minilm-l6").tokenizer).unwrap();
+    let config = FeatureConfig::default();
+    let features = featurize(&examples, &mut tokenizer, &config).unwrap();
+    let again = featurize(&examples, &mut tokenizer, &config).unwrap();
+    assert_eq!(features, again, "featurisation must be deterministic");
+    assert!(features.iter().all(|f| f.encoded.len() <= 384));
+
+    let report = round_trip(&examples, &features);
+    println!(
+        "{} features; answerable {}, labelled {}, exact {}, normalised {}",
+        features.len(),
+        report.answerable,
+        report.labelled,
+        report.exact,
+        report.normalized
+    );
+    for m in &report.mismatches {
+        println!(
+            "  {}: gold {:?} recovered {:?}: {}",
+            m.id, m.gold, m.recovered, m.reason
+        );
+        assert_ne!(m.reason, "other", "unexplained mismatch {m:?}");
+    }
+    assert_eq!(report.answerable, 4733);
+    assert!(report.exact as f64 / report.answerable as f64 > 0.99);
+}
+
+#[test]
+fn squad_windows_match_transformers() {
+    // The 12 longest contexts, windowed by transformers' fast tokenizer (384 tokens, stride 128).
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bertvision_tests::fixture(
+            "parity/squad_windows_minilm-l6.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let dataset =
+        SquadDataset::load(&shared_data().join("squad2/dev-v2.0-28-articles.json")).unwrap();
+    let examples = dataset.examples();
+    let mut tokenizer = BertTokenizer::from_file(&model_dir("minilm-l6").tokenizer).unwrap();
+    let mut multi_window = 0;
+    for case in fx["cases"].as_array().unwrap() {
+        let example = examples
+            .iter()
+            .find(|e| e.id == case["id"].as_str().unwrap())
+            .unwrap();
+        let ours = tokenizer
+            .encode_windows(example.question.trim_start(), &example.context, 384, 128)
+            .unwrap();
+        let theirs = case["windows"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{}: window count", example.id);
+        for (w, t) in ours.iter().zip(theirs) {
+            let t: Vec<u32> = t
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(w.ids, t, "{}: window ids", example.id);
+        }
+        multi_window += usize::from(ours.len() > 1);
+    }
+    assert!(
+        multi_window >= 5,
+        "the fixture must exercise overflowing windows"
+    );
+}
