@@ -1,6 +1,7 @@
 //! The `bertvision` command: a thin shell over `bertvision-core`.
 
 mod backend;
+mod data_cmds;
 mod encode;
 mod fetch;
 
@@ -51,6 +52,35 @@ enum Command {
         output: PathBuf,
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
+    },
+    /// The official SQuAD 2.0 evaluation: exact, f1, HasAns/NoAns breakdown, best thresholds.
+    EvaluateSquad {
+        /// The dataset (official SQuAD JSON format).
+        #[arg(long)]
+        data: PathBuf,
+        /// `{"question id": "answer text"}`, "" for no answer.
+        #[arg(long)]
+        predictions: PathBuf,
+        /// `{"question id": probability of no answer}`.
+        #[arg(long)]
+        na_prob: Option<PathBuf>,
+        /// Also write the metrics JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Load the data as the pipeline would and report counts, skipped rows and the SQuAD label round trip.
+    DataReport {
+        /// A GLUE folder (one sub-folder per task, as GLUE distributes them).
+        #[arg(long)]
+        glue_dir: Option<PathBuf>,
+        /// A SQuAD 2.0 JSON file to featurise.
+        #[arg(long)]
+        squad: Option<PathBuf>,
+        /// The model whose tokenizer featurises SQuAD.
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -108,6 +138,31 @@ fn run(cli: Cli) -> Result<()> {
                 output: &output,
             };
             with_backend!(device, |B, dev| encode::encode::<B>(&req, dev))
+        }
+        Command::EvaluateSquad {
+            data,
+            predictions,
+            na_prob,
+            out,
+        } => data_cmds::evaluate_squad(&data, &predictions, na_prob.as_deref(), out.as_deref()),
+        Command::DataReport {
+            glue_dir,
+            squad,
+            model,
+            out,
+        } => {
+            let tokenizer = match &squad {
+                Some(_) => {
+                    Some(fetch::resolve_model_dir(&model, &cache_dir)?.join("tokenizer.json"))
+                }
+                None => None,
+            };
+            data_cmds::data_report(
+                glue_dir.as_deref(),
+                squad.as_deref(),
+                tokenizer,
+                out.as_deref(),
+            )
         }
     }
 }

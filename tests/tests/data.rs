@@ -126,3 +126,38 @@ fn squad_windows_match_transformers() {
         "the fixture must exercise overflowing windows"
     );
 }
+
+#[test]
+fn tasks_without_shared_files_load_from_fixtures_in_their_real_format() {
+    let glue = bertvision_tests::fixture("glue");
+    // QQP: a row with missing fields, as in the real file, is skipped and reported.
+    let qqp = load_train(task("QQP").unwrap(), &glue.join("QQP")).unwrap();
+    assert_eq!(qqp.examples.len(), 3);
+    assert_eq!(qqp.skipped.len(), 1);
+    assert_eq!(qqp.skipped[0].line, 4);
+    assert_eq!(qqp.examples[1].label, Label::Class(1));
+    // MNLI: gold_label is the last column (12 columns in train, 16 in dev); two dev splits.
+    let mnli = task("MNLI").unwrap();
+    let train = load_train(mnli, &glue.join("MNLI")).unwrap();
+    assert_eq!(
+        train
+            .examples
+            .iter()
+            .map(|e| e.label.clone())
+            .collect::<Vec<_>>(),
+        [Label::Class(2), Label::Class(1)]
+    );
+    let dev = load_dev(mnli, &glue.join("MNLI")).unwrap();
+    assert_eq!(
+        dev.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        ["dev_matched", "dev_mismatched"]
+    );
+    assert_eq!(dev[0].1.examples.len(), 2);
+    assert_eq!(dev[0].1.skipped.len(), 1);
+    assert_eq!(dev[0].1.examples[1].label, Label::Class(0));
+    assert_eq!(dev[1].1.examples.len(), 1);
+    // QNLI train.
+    let qnli = load_train(task("QNLI").unwrap(), &glue.join("QNLI")).unwrap();
+    assert_eq!((qnli.examples.len(), qnli.skipped.len()), (2, 1));
+    assert!(qnli.summary().contains("1 malformed rows skipped"));
+}

@@ -149,3 +149,108 @@ pub fn postprocess(
     }
     SquadPredictions { predictions }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenize::Encoded;
+
+    /// `[CLS] q [SEP] c0 c1 c2 c3 [SEP]` over the context "aa bb cc dd".
+    fn setup() -> (Vec<SquadExample>, Vec<SquadFeature>) {
+        let example = SquadExample {
+            id: "q".into(),
+            title: "t".into(),
+            question: "q".into(),
+            context: "aa bb cc dd".into(),
+            answers: vec![],
+        };
+        let seq = vec![
+            None,
+            Some(0),
+            None,
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            None,
+        ];
+        let offsets = vec![
+            (0, 0),
+            (0, 1),
+            (0, 0),
+            (0, 2),
+            (3, 5),
+            (6, 8),
+            (9, 11),
+            (0, 0),
+        ];
+        let feature = SquadFeature {
+            example: 0,
+            encoded: Encoded {
+                ids: vec![0; 8],
+                type_ids: vec![0; 8],
+                offsets,
+                sequence_ids: seq,
+                tokens: vec![String::new(); 8],
+            },
+            start: 0,
+            end: 0,
+        };
+        (vec![example], vec![feature])
+    }
+
+    fn run(start: Vec<f32>, end: Vec<f32>, config: PostprocessConfig) -> SquadPrediction {
+        let (ex, f) = setup();
+        postprocess(&ex, &f, &[(start, end)], &config)
+            .predictions
+            .remove(0)
+    }
+
+    #[test]
+    fn best_span_inside_the_context_wins_over_a_weaker_null() {
+        // The question token (index 1) has the highest logits but is not context.
+        let p = run(
+            vec![0.0, 9.0, 0.0, 1.0, 5.0, 0.0, 0.0, 0.0],
+            vec![0.0, 9.0, 0.0, 0.0, 1.0, 4.0, 0.0, 0.0],
+            PostprocessConfig::default(),
+        );
+        assert_eq!(p.text, "bb cc");
+        assert_eq!(p.best_span_score, 9.0);
+        assert_eq!(p.null_score, 0.0);
+        assert!(p.na_prob < 0.01);
+    }
+
+    #[test]
+    fn null_wins_when_it_beats_the_span_by_more_than_the_threshold() {
+        let start = vec![6.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0];
+        let end = vec![1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0];
+        let p = run(start.clone(), end.clone(), PostprocessConfig::default());
+        assert_eq!((p.text.as_str(), p.best_span.as_str()), ("", "bb"));
+        // null 7 - span 4 = 3: a threshold of 3 keeps the span.
+        let p = run(
+            start,
+            end,
+            PostprocessConfig {
+                null_threshold: 3.0,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.text, "bb");
+    }
+
+    #[test]
+    fn max_answer_length_and_order_are_respected() {
+        // Best pair is end before start; next is a 4-token span, too long for max_answer_len 3.
+        let start = vec![0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 4.0, 0.0];
+        let end = vec![0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 4.5, 0.0];
+        let p = run(
+            start,
+            end,
+            PostprocessConfig {
+                max_answer_len: 3,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.text, "dd");
+    }
+}

@@ -1,0 +1,109 @@
+//! `evaluate-squad` (the official SQuAD 2.0 evaluation) and `data-report` (what the data loaders
+//! read, and the SQuAD featurisation round trip).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use bertvision_core::fsutil::write_atomic;
+use bertvision_core::squad::eval::{evaluate, load_na_probs, load_predictions};
+use bertvision_core::squad::features::round_trip;
+use bertvision_core::squad::{FeatureConfig, SquadDataset, featurize};
+use bertvision_core::tasks::{TASKS, glue};
+use bertvision_core::tokenize::BertTokenizer;
+
+/// Prints the official metrics JSON (and writes it to `out` if given).
+pub fn evaluate_squad(
+    data: &Path,
+    predictions: &Path,
+    na_prob: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<()> {
+    let dataset = SquadDataset::load(data)?;
+    let preds = load_predictions(predictions)?;
+    let na = na_prob.map(load_na_probs).transpose()?;
+    let metrics = evaluate(&dataset, &preds, na.as_deref())?;
+    let json = serde_json::to_string_pretty(&metrics)?;
+    println!("{json}");
+    if let Some(out) = out {
+        write_atomic(out, json.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Loads every GLUE task found under `glue_dir` and featurises `squad` with `tokenizer`,
+/// printing counts, skipped rows and the label round trip; the full report goes to `out`.
+pub fn data_report(
+    glue_dir: Option<&Path>,
+    squad: Option<&Path>,
+    tokenizer: Option<PathBuf>,
+    out: Option<&Path>,
+) -> Result<()> {
+    let mut report = serde_json::Map::new();
+    if let Some(dir) = glue_dir {
+        for task in TASKS.iter().filter(|t| t.is_glue()) {
+            let task_dir = dir.join(task.name);
+            if !task_dir.is_dir() {
+                continue;
+            }
+            let mut entry = serde_json::Map::new();
+            let files =
+                std::iter::once(("train", task.train_file)).chain(task.dev_files.iter().copied());
+            for (split, file) in files {
+                let path = task_dir.join(file);
+                if !path.is_file() {
+                    continue;
+                }
+                let loaded = glue::load_tsv(task, &path)?;
+                println!("{:6} {}", task.name, loaded.summary());
+                entry.insert(
+                    split.to_string(),
+                    serde_json::json!({"examples": loaded.examples.len(), "skipped_rows": loaded.skipped.len()}),
+                );
+            }
+            report.insert(task.name.to_string(), entry.into());
+        }
+    }
+    if let Some(squad) = squad {
+        let tokenizer_path = tokenizer.ok_or_else(|| {
+            anyhow::anyhow!("--squad needs --tokenizer <tokenizer.json> (or --model)")
+        })?;
+        let mut tokenizer = BertTokenizer::from_file(&tokenizer_path)?;
+        let dataset = SquadDataset::load(squad)?;
+        let examples = dataset.examples();
+        let config = FeatureConfig::default();
+        let features = featurize(&examples, &mut tokenizer, &config)?;
+        let rt = round_trip(&examples, &features);
+        println!(
+            "SQuAD  {}: {} articles, {} questions ({} unanswerable), {} windows of {} tokens (stride {})",
+            squad.display(),
+            dataset.articles.len(),
+            examples.len(),
+            examples.iter().filter(|e| e.is_impossible()).count(),
+            features.len(),
+            config.max_len,
+            config.doc_stride
+        );
+        println!(
+            "       labels recover {}/{} answers exactly ({:.2}%), {} after normalisation; mismatches:",
+            rt.exact,
+            rt.answerable,
+            100.0 * rt.exact as f64 / rt.answerable.max(1) as f64,
+            rt.normalized
+        );
+        for m in &rt.mismatches {
+            println!(
+                "         {} gold {:?} -> {:?}: {}",
+                m.id, m.gold, m.recovered, m.reason
+            );
+        }
+        report.insert(
+            "SQuAD2".into(),
+            serde_json::json!({"file": squad, "articles": dataset.articles.len(), "questions": examples.len(),
+                "windows": features.len(), "feature_config": config, "round_trip": rt}),
+        );
+    }
+    if let Some(out) = out {
+        write_atomic(out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}
