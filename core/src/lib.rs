@@ -6,12 +6,16 @@
 pub mod bert;
 pub mod error;
 pub mod fsutil;
+pub mod head;
 pub mod metrics;
 pub mod models;
+pub mod pipeline;
 pub mod pretrained;
 pub mod safetensors_header;
 pub mod squad;
+pub mod task_model;
 pub mod tasks;
 pub mod tokenize;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -4,6 +4,8 @@ mod backend;
 mod data_cmds;
 mod encode;
 mod fetch;
+mod progress;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
     },
+    /// The whole pipeline: fine-tune BERT, train the AdapterPooler on streamed hidden states,
+    /// evaluate BERT / BERTVision / ensembles over seeds, export the weights.
+    Run(run::RunArgs),
     /// The official SQuAD 2.0 evaluation: exact, f1, HasAns/NoAns breakdown, best thresholds.
     EvaluateSquad {
         /// The dataset (official SQuAD JSON format).
@@ -138,6 +143,11 @@ fn run(cli: Cli) -> Result<()> {
                 output: &output,
             };
             with_backend!(device, |B, dev| encode::encode::<B>(&req, dev))
+        }
+        Command::Run(args) => {
+            let model_dir = fetch::resolve_model_dir(&args.model, &cache_dir)?;
+            let device_name = format!("{:?}", args.device).to_lowercase();
+            with_backend!(args.device, |B, dev| run::run::<burn::backend::Autodiff<B>>(&args, &model_dir, dev, &device_name))
         }
         Command::EvaluateSquad {
             data,

@@ -1,0 +1,55 @@
+//! Samples to tensors.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::data::{Sample, Target};
+use crate::bert::BertInput;
+use crate::task_model::Targets;
+use crate::tokenize::{Encoded, TokenBatch};
+
+/// Pads the samples (to the longest, or to `pad_to`) and builds inputs and targets.
+pub fn make_batch<B: Backend>(samples: &[&Sample], pad_id: u32, pad_to: Option<usize>, device: &B::Device) -> (BertInput<B>, Targets<B>) {
+    let encodings: Vec<&Encoded> = samples.iter().map(|s| &s.encoded).collect();
+    let batch = TokenBatch::pad(&encodings, pad_id, pad_to);
+    let n = samples.len();
+    let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device);
+    let targets = match samples[0].target {
+        Target::Class(_) => Targets::Class(ints(
+            samples
+                .iter()
+                .map(|s| match s.target {
+                    Target::Class(c) => c as i64,
+                    _ => unreachable!("mixed targets"),
+                })
+                .collect(),
+        )),
+        Target::Score(_) => Targets::Score(Tensor::<B, 1>::from_data(
+            TensorData::new(
+                samples
+                    .iter()
+                    .map(|s| match s.target {
+                        Target::Score(v) => v,
+                        _ => unreachable!("mixed targets"),
+                    })
+                    .collect::<Vec<f32>>(),
+                [n],
+            ),
+            device,
+        )),
+        Target::Span { .. } => {
+            let (starts, ends): (Vec<i64>, Vec<i64>) = samples
+                .iter()
+                .map(|s| match s.target {
+                    Target::Span { start, end } => (start as i64, end as i64),
+                    _ => unreachable!("mixed targets"),
+                })
+                .unzip();
+            Targets::Span {
+                start: ints(starts),
+                end: ints(ends),
+            }
+        }
+    };
+    (batch.to_input(device), targets)
+}

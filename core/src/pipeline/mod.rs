@@ -1,0 +1,355 @@
+//! The BERTVision pipeline for one task: fine-tune BERT (keeping the checkpoint the head is
+//! trained on, e.g. 1 epoch, and the final one), train the AdapterPooler on hidden states
+//! streamed from the frozen checkpoint (nothing written to disk), evaluate BERT, BERTVision and
+//! their ensembles, export the weights. Every phase is resumable: finished phases are skipped,
+//! an interrupted one continues from its last checkpoint with the same data order and dropout.
+
+pub mod batch;
+pub mod config;
+pub mod data;
+pub mod evaluate;
+pub mod export;
+pub mod trainer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::{Deserialize, Serialize};
+
+use self::batch::make_batch;
+use self::config::{EnsembleRule, RunConfig};
+use self::data::{Sample, TaskData};
+use self::evaluate::{EvalOutputs, ensemble, predict, score};
+use self::export::{TaskHeadInfo, export_bert, export_head};
+use self::trainer::{LossCurve, LoopSpec, train_loop};
+use crate::bert::BertConfig;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::head::{AdapterPooler, AdapterPoolerConfig, HeadKind};
+use crate::models::ModelDir;
+use crate::pretrained::Pretrained;
+use crate::task_model::{BertTaskModel, head_loss};
+use crate::tasks::{TaskKind, TaskSpec};
+use crate::train::Checkpoint;
+
+/// Progress reporting, implemented by the command line (indicatif) or by nothing.
+pub trait Progress {
+    fn start(&mut self, phase: &str, total: u64, unit: &str);
+    fn set_position(&mut self, position: u64);
+    fn inc(&mut self, n: u64);
+    fn message(&mut self, message: &str);
+    fn finish(&mut self);
+    /// A line for the log (above any bar).
+    fn log(&mut self, line: &str);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: &str, _: u64, _: &str) {}
+    fn set_position(&mut self, _: u64) {}
+    fn inc(&mut self, _: u64) {}
+    fn message(&mut self, _: &str) {}
+    fn finish(&mut self) {}
+    fn log(&mut self, _: &str) {}
+}
+
+/// Method names used as keys of the results.
+pub const BERT_EXTRACT: &str = "bert_extract";
+pub const BERT_FINAL: &str = "bert_final";
+pub const BERTVISION: &str = "bertvision";
+
+/// method → split → metric → value.
+pub type MetricTable = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub metrics: MetricTable,
+    pub finetune_loss: LossCurve,
+    pub head_loss: LossCurve,
+    /// Seconds per phase (fine-tuning, head training, evaluation, export) of the last process
+    /// that ran it; a resumed phase counts only its own process's time.
+    pub wall_seconds: BTreeMap<String, f64>,
+}
+
+/// Everything a seed needs.
+pub struct RunContext<'a> {
+    pub config: &'a RunConfig,
+    pub task: &'static TaskSpec,
+    pub model_dir: &'a ModelDir,
+    pub data: &'a TaskData,
+    pub pad_id: u32,
+    pub out_dir: &'a Path,
+}
+
+impl RunContext<'_> {
+    pub fn seed_dir(&self, seed: u64) -> PathBuf {
+        self.out_dir.join(format!("seed-{seed}"))
+    }
+
+    pub fn head_config(&self, bert: &BertConfig) -> AdapterPoolerConfig {
+        let h = &self.config.head;
+        AdapterPoolerConfig {
+            hidden_size: bert.hidden_size,
+            num_states: bert.num_hidden_states(),
+            adapter_size: h.adapter_size,
+            kind: if self.task.kind == TaskKind::Span { HeadKind::Span } else { h.kind },
+            num_outputs: self.task.num_outputs(),
+            max_len: self.config.max_len,
+            shared_adapter: h.shared_adapter,
+            skip_last_layer: h.skip_last_layer,
+            layer_mix: h.layer_mix,
+        }
+    }
+
+    /// Fixed padding for heads with position-specific weights.
+    fn head_pad_to(&self, head: &AdapterPoolerConfig) -> Option<usize> {
+        (head.kind == HeadKind::Flatten).then_some(self.config.max_len)
+    }
+
+    fn span(&self) -> bool {
+        self.task.kind == TaskKind::Span
+    }
+}
+
+fn gather<'s>(samples: &'s [Sample], indices: &[usize]) -> Vec<&'s Sample> {
+    indices.iter().map(|&i| &samples[i]).collect()
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(crate::error::parse_json(path, &text)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, serde_json::to_string_pretty(value).expect("plain data").as_bytes())
+}
+
+/// The task model with the pre-trained encoder and a fresh head (seeded by the backend).
+fn fresh_task_model<B: Backend>(ctx: &RunContext<'_>, device: &B::Device) -> Result<(BertTaskModel<B>, BertConfig)> {
+    let pretrained = Pretrained::<B>::load(ctx.model_dir, device)?;
+    let model = BertTaskModel::new(pretrained.bert, &pretrained.config, ctx.task.num_outputs(), ctx.span(), device);
+    Ok((model, pretrained.config))
+}
+
+/// Runs (or resumes) one seed: fine-tune, head, evaluate, export.
+pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B::Device, progress: &mut dyn Progress) -> Result<SeedResult> {
+    let dir = ctx.seed_dir(seed);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let result_path = dir.join("result.json");
+    if let Some(done) = read_json::<SeedResult>(&result_path)? {
+        progress.log(&format!("seed {seed}: already complete ({})", result_path.display()));
+        return Ok(done);
+    }
+    let cfg = ctx.config;
+    let mut wall = BTreeMap::new();
+
+    // Phase 1: fine-tuning, keeping the extraction-point and final checkpoints.
+    let extract_path = dir.join("bert-extract.bin");
+    let final_path = dir.join("bert-final.bin");
+    let finetune_loss_path = dir.join("finetune-loss.json");
+    B::seed(device, seed);
+    let (skeleton, bert_config) = fresh_task_model::<B>(ctx, device)?;
+    let finetune_spec = LoopSpec {
+        name: format!("seed {seed} fine-tune"),
+        lr: cfg.finetune.lr,
+        warmup_ratio: cfg.finetune.warmup_ratio,
+        batch_size: cfg.finetune.batch_size,
+        epochs: cfg.finetune.epochs,
+        seed,
+        optimizer: cfg.finetune.optimizer,
+        checkpoint_every: cfg.checkpoint_every,
+        checkpoint: dir.join("finetune.ckpt"),
+        milestones: vec![],
+    };
+    let n_train = ctx.data.train.len();
+    if n_train == 0 {
+        return Err(Error::usage("no training examples"));
+    }
+    let per_epoch = finetune_spec.steps_per_epoch(n_train);
+    let total = finetune_spec.total_steps(n_train);
+    let extract_step = ((cfg.extract_at * per_epoch as f64).round() as usize).clamp(1, total);
+    let finetune_spec = LoopSpec {
+        milestones: vec![(extract_step, extract_path.clone())],
+        ..finetune_spec
+    };
+    let finetune_loss = match (final_path.exists() && extract_path.exists(), read_json::<LossCurve>(&finetune_loss_path)?) {
+        (true, Some(curve)) => curve,
+        _ => {
+            let started = Instant::now();
+            let samples = &ctx.data.train;
+            let (model, curve) = train_loop(skeleton.clone(), &finetune_spec, n_train, device, progress, |model: &BertTaskModel<B>, idx| {
+                let (input, targets) = make_batch::<B>(&gather(samples, idx), ctx.pad_id, None, device);
+                head_loss(model.forward(input).1, &targets)
+            })?;
+            write_atomic(&final_path, &Checkpoint::module_bytes(&model)?)?;
+            write_json(&finetune_loss_path, &curve)?;
+            wall.insert("finetune".to_string(), started.elapsed().as_secs_f64());
+            progress.log(&format!(
+                "seed {seed}: fine-tuned {} steps ({:.1} s), loss {:.4} -> {:.4}",
+                curve.steps,
+                started.elapsed().as_secs_f64(),
+                curve.first_tenth,
+                curve.last_tenth
+            ));
+            curve
+        }
+    };
+    let inner_skeleton = skeleton.valid();
+    let load_inner = |path: &Path| -> Result<BertTaskModel<B::InnerBackend>> {
+        Checkpoint::load_module(inner_skeleton.clone(), &crate::error::read_file(path)?, device, path)
+    };
+    let bert_extract = load_inner(&extract_path)?;
+
+    // Phase 2: the AdapterPooler on hidden states streamed from the frozen checkpoint.
+    let head_config = ctx.head_config(&bert_config);
+    let head_pad = ctx.head_pad_to(&head_config);
+    let head_path = dir.join("head-final.bin");
+    let head_loss_path = dir.join("head-loss.json");
+    B::seed(device, seed.wrapping_add(1));
+    let head_skeleton: AdapterPooler<B> = head_config.init(device);
+    let (head, head_curve) = match (head_path.exists(), read_json::<LossCurve>(&head_loss_path)?) {
+        (true, Some(curve)) => (Checkpoint::load_module(head_skeleton.valid(), &crate::error::read_file(&head_path)?, device, &head_path)?, curve),
+        _ => {
+            let started = Instant::now();
+            let spec = LoopSpec {
+                name: format!("seed {seed} AdapterPooler"),
+                lr: cfg.head.lr,
+                warmup_ratio: cfg.head.warmup_ratio,
+                batch_size: cfg.head.batch_size,
+                epochs: cfg.head.epochs,
+                seed: seed.wrapping_add(1),
+                optimizer: cfg.head.optimizer,
+                checkpoint_every: cfg.checkpoint_every,
+                checkpoint: dir.join("head.ckpt"),
+                milestones: vec![],
+            };
+            let samples = &ctx.data.train;
+            let (head, curve) = train_loop(head_skeleton, &spec, n_train, device, progress, |head: &AdapterPooler<B>, idx| {
+                let batch = gather(samples, idx);
+                let (input, _) = make_batch::<B::InnerBackend>(&batch, ctx.pad_id, head_pad, device);
+                let mask = input.attention_mask.clone();
+                // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
+                let states: Vec<Tensor<B, 3>> = bert_extract.bert.forward(input).hidden_states.into_iter().map(Tensor::from_inner).collect();
+                let (_, targets) = make_batch::<B>(&batch, ctx.pad_id, head_pad, device);
+                head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
+            })?;
+            write_atomic(&head_path, &Checkpoint::module_bytes(&head)?)?;
+            write_json(&head_loss_path, &curve)?;
+            wall.insert("head".to_string(), started.elapsed().as_secs_f64());
+            progress.log(&format!(
+                "seed {seed}: AdapterPooler trained {} steps ({:.1} s), loss {:.4} -> {:.4}",
+                curve.steps,
+                started.elapsed().as_secs_f64(),
+                curve.first_tenth,
+                curve.last_tenth
+            ));
+            (head.valid(), curve)
+        }
+    };
+
+    // Phase 3: evaluation of every method on every split.
+    let started = Instant::now();
+    let bert_final = load_inner(&final_path)?;
+    let mut metrics: MetricTable = BTreeMap::new();
+    let pred_dir = dir.join("predictions");
+    let bs = cfg.eval_batch_size;
+    for split in &ctx.data.eval {
+        let bert_out = |m: &BertTaskModel<B::InnerBackend>, label: &str, progress: &mut dyn Progress| {
+            predict::<B::InnerBackend>(&split.samples, bs, ctx.pad_id, None, device, progress, label, |input| m.forward(input).1)
+        };
+        let extract_out = bert_out(&bert_extract, &format!("seed {seed} eval BERT@{} ({})", cfg.extract_at, split.name), progress);
+        let final_out = bert_out(&bert_final, &format!("seed {seed} eval BERT@{} ({})", cfg.finetune.epochs, split.name), progress);
+        let bv_out = predict::<B::InnerBackend>(&split.samples, bs, ctx.pad_id, head_pad, device, progress, &format!("seed {seed} eval BERTVision ({})", split.name), |input| {
+            let mask = input.attention_mask.clone();
+            head.forward(&bert_extract.bert.forward(input).hidden_states, mask)
+        });
+        let mut outputs: Vec<(String, EvalOutputs)> = vec![
+            (BERT_EXTRACT.into(), extract_out.clone()),
+            (BERT_FINAL.into(), final_out),
+            (BERTVISION.into(), bv_out.clone()),
+        ];
+        for &rule in &cfg.ensemble {
+            if let Some(e) = ensemble(&extract_out, &bv_out, rule) {
+                outputs.push((ensemble_name(rule), e));
+            }
+        }
+        for (method, out) in &outputs {
+            let evaluation = score(ctx.task, split, out, &cfg.squad_postprocess)?;
+            let base = pred_dir.join(format!("{method}.{}", split.name));
+            if let Some(sp) = &evaluation.squad_predictions {
+                write_atomic(&base.with_extension(format!("{}.predictions.json", split.name)), sp.answers_json().as_bytes())?;
+                write_atomic(&base.with_extension(format!("{}.na_prob.json", split.name)), sp.na_prob_json().as_bytes())?;
+            } else {
+                write_json(&base.with_extension(format!("{}.json", split.name)), &evaluation.predictions)?;
+            }
+            metrics.entry(method.clone()).or_default().insert(split.name.clone(), evaluation.metrics);
+        }
+    }
+    wall.insert("evaluate".to_string(), started.elapsed().as_secs_f64());
+
+    // Phase 4: export for the web app.
+    let started = Instant::now();
+    let export_dir = dir.join("export");
+    let info = TaskHeadInfo {
+        task: ctx.task.name.to_string(),
+        span: ctx.span(),
+        num_outputs: ctx.task.num_outputs(),
+    };
+    export_bert(&bert_extract, &bert_config, &info, &ctx.model_dir.tokenizer, &export_dir.join("bert"))?;
+    export_head(&head, &head_config, &export_dir)?;
+    wall.insert("export".to_string(), started.elapsed().as_secs_f64());
+
+    let result = SeedResult {
+        seed,
+        metrics,
+        finetune_loss,
+        head_loss: head_curve,
+        wall_seconds: wall,
+    };
+    write_json(&result_path, &result)?;
+    Ok(result)
+}
+
+pub fn ensemble_name(rule: EnsembleRule) -> String {
+    format!("ensemble_{}", rule.name())
+}
+
+/// Mean, sample standard deviation and count of one metric over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+/// method → split → metric → summary over seeds.
+pub fn summarise(seeds: &[SeedResult]) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Summary>>> {
+    let mut values: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    for s in seeds {
+        for (method, splits) in &s.metrics {
+            for (split, ms) in splits {
+                for (metric, v) in ms {
+                    values.entry((method.clone(), split.clone(), metric.clone())).or_default().push(*v);
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, Summary>>> = BTreeMap::new();
+    for ((method, split, metric), v) in values {
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        out.entry(method).or_default().entry(split).or_default().insert(metric, Summary { mean, sd, n });
+    }
+    out
+}

@@ -1,0 +1,137 @@
+//! The training loop shared by fine-tuning and head training: seeded batches, the linear
+//! schedule, AdamW, resumable checkpoints and milestone snapshots (e.g. the 1-epoch model).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+
+use super::Progress;
+use crate::error::Result;
+use crate::fsutil::write_atomic;
+use crate::train::{Checkpoint, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order, linear_schedule, step_seed};
+
+#[derive(Debug, Clone)]
+pub struct LoopSpec {
+    pub name: String,
+    pub lr: f64,
+    pub warmup_ratio: f64,
+    pub batch_size: usize,
+    pub epochs: f64,
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+    pub checkpoint_every: usize,
+    /// Resumable state (model + optimizer + position).
+    pub checkpoint: PathBuf,
+    /// Model snapshots to keep: after `step` optimizer steps, write the module to `path`.
+    pub milestones: Vec<(usize, PathBuf)>,
+}
+
+impl LoopSpec {
+    pub fn steps_per_epoch(&self, n: usize) -> usize {
+        n.div_ceil(self.batch_size.max(1))
+    }
+
+    pub fn total_steps(&self, n: usize) -> usize {
+        ((self.epochs * self.steps_per_epoch(n) as f64).round() as usize).max(1)
+    }
+}
+
+/// Training-loss summary, for "did it learn" checks and the report.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossCurve {
+    pub steps: usize,
+    /// Mean loss of the first and last tenth of the steps.
+    pub first_tenth: f64,
+    pub last_tenth: f64,
+    /// Per-step losses.
+    pub losses: Vec<f32>,
+}
+
+impl LossCurve {
+    fn from_losses(losses: Vec<f32>) -> Self {
+        let n = losses.len();
+        let k = (n / 10).max(1).min(n.max(1));
+        let mean = |s: &[f32]| if s.is_empty() { f64::NAN } else { s.iter().map(|&x| x as f64).sum::<f64>() / s.len() as f64 };
+        LossCurve {
+            steps: n,
+            first_tenth: mean(&losses[..k.min(n)]),
+            last_tenth: mean(&losses[n.saturating_sub(k)..]),
+            losses,
+        }
+    }
+}
+
+/// Trains `model` on `n` samples; `loss_fn(model, indices)` computes one batch's loss. Resumes
+/// from `spec.checkpoint` when it exists.
+pub fn train_loop<B, M, F>(mut model: M, spec: &LoopSpec, n: usize, device: &B::Device, progress: &mut dyn Progress, mut loss_fn: F) -> Result<(M, LossCurve)>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    F: FnMut(&M, &[usize]) -> Tensor<B, 1>,
+{
+    let per_epoch = spec.steps_per_epoch(n);
+    let total = spec.total_steps(n);
+    let warmup = (spec.warmup_ratio * total as f64).round() as usize;
+    let mut optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer);
+    let mut losses: Vec<f32> = Vec::with_capacity(total);
+    let mut step = 0;
+    if let Some(ckpt) = Checkpoint::load(&spec.checkpoint)? {
+        model = Checkpoint::load_module(model, &ckpt.model, device, &spec.checkpoint)?;
+        optimizer = optimizer.load_bytes(&ckpt.optimizer, device)?;
+        step = ckpt.position.step;
+        let losses_path = spec.checkpoint.with_extension("losses.json");
+        if let Ok(text) = std::fs::read_to_string(&losses_path) {
+            losses = serde_json::from_str(&text).unwrap_or_default();
+            losses.truncate(step);
+        }
+        progress.log(&format!("{}: resuming at step {step} of {total} from {}", spec.name, spec.checkpoint.display()));
+    }
+    progress.start(&spec.name, total as u64, "steps");
+    progress.set_position(step as u64);
+    let started = Instant::now();
+    let first_step = step;
+    while step < total {
+        let epoch = step / per_epoch;
+        let in_epoch = step % per_epoch;
+        let order = epoch_order(n, spec.seed, epoch);
+        let indices = &order[in_epoch * spec.batch_size..((in_epoch + 1) * spec.batch_size).min(n)];
+        B::seed(device, step_seed(spec.seed, step));
+        let loss = loss_fn(&model, indices);
+        let loss_value: f32 = loss.clone().into_scalar().elem();
+        let lr = linear_schedule(spec.lr, step, warmup, total);
+        let (updated, _norm) = optimizer.step(lr, model, loss);
+        model = updated;
+        losses.push(loss_value);
+        step += 1;
+        let rate = (step - first_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        progress.set_position(step as u64);
+        progress.message(&format!("loss {loss_value:.4} lr {lr:.2e} {rate:.1} steps/s"));
+        for (at, path) in &spec.milestones {
+            if *at == step && !path.exists() {
+                write_atomic(path, &Checkpoint::module_bytes(&model)?)?;
+            }
+        }
+        if step % spec.checkpoint_every.max(1) == 0 && step < total {
+            save(&spec.checkpoint, &model, &optimizer, step, total, &losses)?;
+        }
+    }
+    progress.finish();
+    // The resumable checkpoint is no longer needed once the phase's outputs exist.
+    let _ = std::fs::remove_file(&spec.checkpoint);
+    let _ = std::fs::remove_file(spec.checkpoint.with_extension("losses.json"));
+    Ok((model, LossCurve::from_losses(losses)))
+}
+
+fn save<B: AutodiffBackend, M: AutodiffModule<B>>(path: &std::path::Path, model: &M, optimizer: &TrainOptimizer<B, M>, step: usize, total: usize, losses: &[f32]) -> Result<()> {
+    // Losses first: a checkpoint never points past the losses on disk.
+    write_atomic(&path.with_extension("losses.json"), serde_json::to_string(losses).expect("floats").as_bytes())?;
+    Checkpoint {
+        position: TrainPosition { step, total_steps: total },
+        model: Checkpoint::module_bytes(model)?,
+        optimizer: optimizer.to_bytes()?,
+    }
+    .save(path)
+}

@@ -1,0 +1,87 @@
+//! A training checkpoint: module record, optimizer state and the position in the run, in one
+//! file written atomically (temporary name, then rename), so a killed run resumes from the last
+//! complete checkpoint and never from a half-written one.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+const MAGIC: &[u8; 8] = b"BVCKPT01";
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrainPosition {
+    /// Optimizer steps done.
+    pub step: usize,
+    pub total_steps: usize,
+}
+
+pub struct Checkpoint {
+    pub position: TrainPosition,
+    pub model: Vec<u8>,
+    pub optimizer: Vec<u8>,
+}
+
+impl Checkpoint {
+    pub fn module_bytes<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<u8>> {
+        BinBytesRecorder::<FullPrecisionSettings>::default()
+            .record(module.clone().into_record(), ())
+            .map_err(|e| Error::usage(format!("model could not be serialised: {e}")))
+    }
+
+    pub fn load_module<B: Backend, M: Module<B>>(module: M, bytes: &[u8], device: &B::Device, path: &Path) -> Result<M> {
+        let record = BinBytesRecorder::<FullPrecisionSettings>::default()
+            .load(bytes.to_vec(), device)
+            .map_err(|e| Error::invalid(path, format!("model state unreadable: {e}")))?;
+        Ok(module.load_record(record))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let position = serde_json::to_vec(&self.position).expect("plain data");
+        let mut bytes = MAGIC.to_vec();
+        for part in [&position, &self.model, &self.optimizer] {
+            bytes.extend((part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads a checkpoint; `None` if there is none at `path`.
+    pub fn load(path: &Path) -> Result<Option<Self>> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let bad = |what: &str| Error::invalid(path, format!("not a usable checkpoint ({what}); delete it to start over"));
+        if !bytes.starts_with(MAGIC) {
+            return Err(bad("wrong magic bytes"));
+        }
+        let mut rest = &bytes[MAGIC.len()..];
+        let mut parts = Vec::new();
+        for _ in 0..3 {
+            if rest.len() < 8 {
+                return Err(bad("truncated"));
+            }
+            let n = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            if rest.len() < 8 + n {
+                return Err(bad("truncated"));
+            }
+            parts.push(rest[8..8 + n].to_vec());
+            rest = &rest[8 + n..];
+        }
+        let position = serde_json::from_slice(&parts[0]).map_err(|_| bad("position unreadable"))?;
+        let optimizer = parts.pop().unwrap();
+        let model = parts.pop().unwrap();
+        Ok(Some(Checkpoint {
+            position,
+            model,
+            optimizer,
+        }))
+    }
+}

@@ -1,0 +1,85 @@
+//! What every training loop here shares: AdamW with decoupled weight decay except on biases and
+//! LayerNorm parameters, global gradient-norm clipping, a linear warm-up/decay schedule, a
+//! seeded shuffle that a resumed run can replay, and atomic checkpoints of model + optimizer +
+//! position.
+
+pub mod checkpoint;
+pub mod optimizer;
+
+pub use checkpoint::{Checkpoint, TrainPosition};
+pub use optimizer::{OptimizerConfig, TrainOptimizer};
+
+/// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps to `peak`,
+/// then linear decay to 0 at `total` (Hugging Face's `get_linear_schedule_with_warmup`).
+pub fn linear_schedule(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return peak * step as f64 / warmup.max(1) as f64;
+    }
+    let remaining = total.saturating_sub(step) as f64;
+    peak * (remaining / total.saturating_sub(warmup).max(1) as f64).max(0.0)
+}
+
+/// SplitMix64: a tiny, portable generator, so a seed means the same order on every platform.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// A deterministic permutation of `0..n` for (seed, epoch): the same on every run, so a resumed
+/// run replays exactly the batches it had not seen.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
+}
+
+/// Seed for the backend's random numbers (dropout) at one step, so a resumed run draws the same
+/// dropout masks as an uninterrupted one.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    SplitMix64::new(seed.wrapping_mul(31).wrapping_add(step as u64)).next_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        assert_eq!(linear_schedule(1.0, 0, 10, 100), 0.0);
+        assert_eq!(linear_schedule(1.0, 5, 10, 100), 0.5);
+        assert_eq!(linear_schedule(1.0, 10, 10, 100), 1.0);
+        assert!((linear_schedule(1.0, 55, 10, 100) - 0.5).abs() < 1e-12);
+        assert_eq!(linear_schedule(1.0, 100, 10, 100), 0.0);
+    }
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(50, 1, 0);
+        assert_eq!(a, epoch_order(50, 1, 0));
+        assert_ne!(a, epoch_order(50, 1, 1));
+        assert_ne!(a, epoch_order(50, 2, 0));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}

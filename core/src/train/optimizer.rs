@@ -1,0 +1,171 @@
+//! AdamW as BERT is fine-tuned: weight decay on weights only (not biases or LayerNorm), the
+//! gradient's global norm clipped, the learning rate set per step by the caller.
+
+use std::collections::HashSet;
+
+use burn::module::{AutodiffModule, ModuleVisitor, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerConfig {
+    pub weight_decay: f64,
+    /// Global L2 norm the gradient is clipped to; `None` for no clipping.
+    pub max_grad_norm: Option<f64>,
+    pub epsilon: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            weight_decay: 0.01,
+            max_grad_norm: Some(1.0),
+            epsilon: 1e-8,
+        }
+    }
+}
+
+/// Two AdamW instances (with and without decay) over one module.
+pub struct TrainOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
+    decay: OptimizerAdaptor<AdamW, M, B>,
+    no_decay: OptimizerAdaptor<AdamW, M, B>,
+    no_decay_ids: HashSet<ParamId>,
+    all_ids: Vec<(ParamId, usize)>,
+    config: OptimizerConfig,
+}
+
+/// Biases and LayerNorm parameters (gamma/beta) are not decayed, as in BERT's recipe.
+fn exempt_from_decay(path: &[String]) -> bool {
+    let last = path.last().map(String::as_str).unwrap_or("");
+    last == "bias" || last == "beta" || last == "gamma" || path.iter().any(|p| p == "layer_norm")
+}
+
+struct ParamLister {
+    ids: Vec<(ParamId, usize)>,
+    no_decay: HashSet<ParamId>,
+}
+
+impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for ParamLister {
+    fn visit_float_with_path<const D: usize>(&mut self, path: &[String], id: ParamId, _tensor: &Tensor<B, D>) {
+        self.ids.push((id, D));
+        if exempt_from_decay(path) {
+            self.no_decay.insert(id);
+        }
+    }
+}
+
+/// Moves one gradient between collections, scaling it, whatever its rank.
+fn move_grad<B: AutodiffBackend>(from: &mut GradientsParams, to: &mut GradientsParams, id: ParamId, dims: usize, scale: f64) {
+    macro_rules! mv {
+        ($d:literal) => {
+            if let Some(g) = from.remove::<B::InnerBackend, $d>(id) {
+                to.register::<B::InnerBackend, $d>(id, if scale == 1.0 { g } else { g.mul_scalar(scale) });
+            }
+        };
+    }
+    match dims {
+        1 => mv!(1),
+        2 => mv!(2),
+        3 => mv!(3),
+        4 => mv!(4),
+        d => panic!("parameters of rank {d} are not used here"),
+    }
+}
+
+fn grad_sq_norm<B: AutodiffBackend>(grads: &GradientsParams, id: ParamId, dims: usize) -> Option<Tensor<B::InnerBackend, 1>> {
+    macro_rules! sq {
+        ($d:literal) => {
+            grads.get::<B::InnerBackend, $d>(id).map(|g| g.powi_scalar(2).sum())
+        };
+    }
+    match dims {
+        1 => sq!(1),
+        2 => sq!(2),
+        3 => sq!(3),
+        4 => sq!(4),
+        _ => None,
+    }
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
+    pub fn new(module: &M, config: OptimizerConfig) -> Self {
+        let mut lister = ParamLister {
+            ids: Vec::new(),
+            no_decay: HashSet::new(),
+        };
+        module.visit(&mut lister);
+        let adam = |wd: f64| AdamWConfig::new().with_weight_decay(wd as f32).with_epsilon(config.epsilon as f32).init();
+        TrainOptimizer {
+            decay: adam(config.weight_decay),
+            no_decay: adam(0.0),
+            no_decay_ids: lister.no_decay,
+            all_ids: lister.ids,
+            config,
+        }
+    }
+
+    /// One update: clip the global gradient norm, then step both groups. Returns the gradient
+    /// norm before clipping.
+    pub fn step(&mut self, lr: f64, module: M, loss: Tensor<B, 1>) -> (M, f64) {
+        let mut grads = GradientsParams::from_grads(loss.backward(), &module);
+        let norm_sq: Vec<Tensor<B::InnerBackend, 1>> =
+            self.all_ids.iter().filter_map(|&(id, d)| grad_sq_norm::<B>(&grads, id, d)).collect();
+        let norm = if norm_sq.is_empty() {
+            0.0
+        } else {
+            use burn::tensor::ElementConversion;
+            Tensor::cat(norm_sq, 0).sum().sqrt().into_scalar().elem::<f64>()
+        };
+        let scale = match self.config.max_grad_norm {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        };
+        let mut decay = GradientsParams::new();
+        let mut no_decay = GradientsParams::new();
+        for &(id, d) in &self.all_ids {
+            let target = if self.no_decay_ids.contains(&id) { &mut no_decay } else { &mut decay };
+            move_grad::<B>(&mut grads, target, id, d, scale);
+        }
+        let module = self.decay.step(lr, module, decay);
+        let module = self.no_decay.step(lr, module, no_decay);
+        (module, norm)
+    }
+
+    /// Both optimizers' state as bytes (for checkpoints).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let a = recorder
+            .record(self.decay.to_record(), ())
+            .map_err(|e| Error::usage(format!("optimizer state could not be serialised: {e}")))?;
+        let b = recorder
+            .record(self.no_decay.to_record(), ())
+            .map_err(|e| Error::usage(format!("optimizer state could not be serialised: {e}")))?;
+        let mut out = (a.len() as u64).to_le_bytes().to_vec();
+        out.extend(a);
+        out.extend(b);
+        Ok(out)
+    }
+
+    /// Restores state saved by [`Self::to_bytes`].
+    pub fn load_bytes(mut self, bytes: &[u8], device: &B::Device) -> Result<Self> {
+        let bad = |what: &str| Error::usage(format!("optimizer state in the checkpoint is unreadable: {what}"));
+        if bytes.len() < 8 {
+            return Err(bad("too short"));
+        }
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        if 8 + n > bytes.len() {
+            return Err(bad("length prefix past the end"));
+        }
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let a = recorder.load(bytes[8..8 + n].to_vec(), device).map_err(|e| bad(&e.to_string()))?;
+        let b = recorder.load(bytes[8 + n..].to_vec(), device).map_err(|e| bad(&e.to_string()))?;
+        self.decay = self.decay.load_record(a);
+        self.no_decay = self.no_decay.load_record(b);
+        Ok(self)
+    }
+}
