@@ -134,6 +134,20 @@ pub enum HeadOutput<B: Backend> {
     Logits(Tensor<B, 2>),
 }
 
+/// Logit given to padding positions of span outputs, so neither the loss nor decoding sees them.
+const PADDING_LOGIT: f32 = -10_000.0;
+
+impl<B: Backend> HeadOutput<B> {
+    /// Span logits with padding positions pushed to [`PADDING_LOGIT`].
+    pub fn span_masked(start: Tensor<B, 2>, end: Tensor<B, 2>, attention_mask: Tensor<B, 2, Int>) -> Self {
+        let padding = attention_mask.equal_elem(0);
+        HeadOutput::Span {
+            start: start.mask_fill(padding.clone(), PADDING_LOGIT),
+            end: end.mask_fill(padding, PADDING_LOGIT),
+        }
+    }
+}
+
 impl<B: Backend> AdapterPooler<B> {
     /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
     pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
@@ -169,7 +183,7 @@ impl<B: Backend> AdapterPooler<B> {
                 let logits = self.head.forward(features); // [b, s, 2]
                 let start = logits.clone().narrow(2, 0, 1).reshape([batch, seq]);
                 let end = logits.narrow(2, 1, 1).reshape([batch, seq]);
-                HeadOutput::Span { start, end }
+                HeadOutput::span_masked(start, end, attention_mask)
             }
             HeadKind::Flatten => HeadOutput::Logits(self.head.forward(features.reshape([batch, seq * width]))),
             HeadKind::MaskedMean => {

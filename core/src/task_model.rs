@@ -41,14 +41,16 @@ impl<B: Backend> BertTaskModel<B> {
 
     /// The encoder's hidden states and the task head's output.
     pub fn forward(&self, input: BertInput<B>) -> (BertOutput<B>, HeadOutput<B>) {
+        let mask = input.attention_mask.clone();
         let out = self.bert.forward(input);
         let head = if self.span {
             let [batch, seq, _] = out.last_hidden_state().dims();
             let logits = self.classifier.forward(self.dropout.forward(out.last_hidden_state()));
-            HeadOutput::Span {
-                start: logits.clone().narrow(2, 0, 1).reshape([batch, seq]),
-                end: logits.narrow(2, 1, 1).reshape([batch, seq]),
-            }
+            HeadOutput::span_masked(
+                logits.clone().narrow(2, 0, 1).reshape([batch, seq]),
+                logits.narrow(2, 1, 1).reshape([batch, seq]),
+                mask,
+            )
         } else {
             let pooled = out.pooled.clone().expect("task models always have a pooler");
             HeadOutput::Logits(self.classifier.forward(self.dropout.forward(pooled)))

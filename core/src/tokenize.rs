@@ -225,7 +225,14 @@ pub struct TokenBatch {
 impl TokenBatch {
     /// Pads every encoding with `pad_id` to the longest one, or to `pad_to` if that is longer.
     pub fn pad(encodings: &[&Encoded], pad_id: u32, pad_to: Option<usize>) -> Self {
+        Self::pad_to_multiple(encodings, pad_id, pad_to, 1)
+    }
+
+    /// As [`Self::pad`], rounding the length up to a multiple of `multiple` (GPUs compile a
+    /// kernel per shape; a few bucketed lengths avoid hundreds of compilations).
+    pub fn pad_to_multiple(encodings: &[&Encoded], pad_id: u32, pad_to: Option<usize>, multiple: usize) -> Self {
         let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+        let longest = longest.div_ceil(multiple.max(1)) * multiple.max(1);
         let seq = pad_to.map_or(longest, |p| p.max(longest));
         let batch = encodings.len();
         let mut input_ids = vec![pad_id as i64; batch * seq];

@@ -8,10 +8,20 @@ use crate::bert::BertInput;
 use crate::task_model::Targets;
 use crate::tokenize::{Encoded, TokenBatch};
 
-/// Pads the samples (to the longest, or to `pad_to`) and builds inputs and targets.
-pub fn make_batch<B: Backend>(samples: &[&Sample], pad_id: u32, pad_to: Option<usize>, device: &B::Device) -> (BertInput<B>, Targets<B>) {
+/// How batches are padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Padding {
+    pub pad_id: u32,
+    /// Fixed length (heads with position-specific weights), else the longest in the batch...
+    pub fixed: Option<usize>,
+    /// ...rounded up to a multiple of this.
+    pub multiple: usize,
+}
+
+/// Pads the samples and builds inputs and targets.
+pub fn make_batch<B: Backend>(samples: &[&Sample], padding: Padding, device: &B::Device) -> (BertInput<B>, Targets<B>) {
     let encodings: Vec<&Encoded> = samples.iter().map(|s| &s.encoded).collect();
-    let batch = TokenBatch::pad(&encodings, pad_id, pad_to);
+    let batch = TokenBatch::pad_to_multiple(&encodings, padding.pad_id, padding.fixed, padding.multiple);
     let n = samples.len();
     let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device);
     let targets = match samples[0].target {

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation::softmax};
 
 use super::Progress;
-use super::batch::make_batch;
+use super::batch::{Padding, make_batch};
 use super::config::EnsembleRule;
 use super::data::{EvalSplit, Sample, Target};
 use crate::bert::BertInput;
@@ -37,8 +37,7 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 pub fn predict<B: Backend>(
     samples: &[Sample],
     batch_size: usize,
-    pad_id: u32,
-    pad_to: Option<usize>,
+    padding: Padding,
     device: &B::Device,
     progress: &mut dyn Progress,
     label: &str,
@@ -50,7 +49,7 @@ pub fn predict<B: Backend>(
     let mut spans = Vec::new();
     for chunk in samples.chunks(batch_size.max(1)) {
         let refs: Vec<&Sample> = chunk.iter().collect();
-        let (input, _) = make_batch::<B>(&refs, pad_id, pad_to, device);
+        let (input, _) = make_batch::<B>(&refs, padding, device);
         match forward(input) {
             HeadOutput::Logits(logits) => {
                 let [n, c] = logits.dims();

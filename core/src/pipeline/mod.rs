@@ -20,7 +20,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
-use self::batch::make_batch;
+use self::batch::{Padding, make_batch};
 use self::config::{EnsembleRule, RunConfig};
 use self::data::{Sample, TaskData};
 use self::evaluate::{EvalOutputs, ensemble, predict, score};
@@ -85,6 +85,8 @@ pub struct RunContext<'a> {
     pub model_dir: &'a ModelDir,
     pub data: &'a TaskData,
     pub pad_id: u32,
+    /// Batch lengths are rounded up to a multiple of this (1 on CPU; larger on GPUs).
+    pub pad_multiple: usize,
     pub out_dir: &'a Path,
 }
 
@@ -108,9 +110,20 @@ impl RunContext<'_> {
         }
     }
 
-    /// Fixed padding for heads with position-specific weights.
-    fn head_pad_to(&self, head: &AdapterPoolerConfig) -> Option<usize> {
-        (head.kind == HeadKind::Flatten).then_some(self.config.max_len)
+    fn padding(&self) -> Padding {
+        Padding {
+            pad_id: self.pad_id,
+            fixed: None,
+            multiple: self.pad_multiple,
+        }
+    }
+
+    /// Heads with position-specific weights see every input padded to the fixed length.
+    fn head_padding(&self, head: &AdapterPoolerConfig) -> Padding {
+        Padding {
+            fixed: (head.kind == HeadKind::Flatten).then_some(self.config.max_len),
+            ..self.padding()
+        }
     }
 
     fn span(&self) -> bool {
@@ -188,7 +201,7 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
             let started = Instant::now();
             let samples = &ctx.data.train;
             let (model, curve) = train_loop(skeleton.clone(), &finetune_spec, n_train, device, progress, |model: &BertTaskModel<B>, idx| {
-                let (input, targets) = make_batch::<B>(&gather(samples, idx), ctx.pad_id, None, device);
+                let (input, targets) = make_batch::<B>(&gather(samples, idx), ctx.padding(), device);
                 head_loss(model.forward(input).1, &targets)
             })?;
             write_atomic(&final_path, &Checkpoint::module_bytes(&model)?)?;
@@ -212,7 +225,7 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
 
     // Phase 2: the AdapterPooler on hidden states streamed from the frozen checkpoint.
     let head_config = ctx.head_config(&bert_config);
-    let head_pad = ctx.head_pad_to(&head_config);
+    let head_pad = ctx.head_padding(&head_config);
     let head_path = dir.join("head-final.bin");
     let head_loss_path = dir.join("head-loss.json");
     B::seed(device, seed.wrapping_add(1));
@@ -236,11 +249,11 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
             let samples = &ctx.data.train;
             let (head, curve) = train_loop(head_skeleton, &spec, n_train, device, progress, |head: &AdapterPooler<B>, idx| {
                 let batch = gather(samples, idx);
-                let (input, _) = make_batch::<B::InnerBackend>(&batch, ctx.pad_id, head_pad, device);
+                let (input, _) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
                 let mask = input.attention_mask.clone();
                 // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
                 let states: Vec<Tensor<B, 3>> = bert_extract.bert.forward(input).hidden_states.into_iter().map(Tensor::from_inner).collect();
-                let (_, targets) = make_batch::<B>(&batch, ctx.pad_id, head_pad, device);
+                let (_, targets) = make_batch::<B>(&batch, head_pad, device);
                 head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
             })?;
             write_atomic(&head_path, &Checkpoint::module_bytes(&head)?)?;
@@ -265,11 +278,11 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
     let bs = cfg.eval_batch_size;
     for split in &ctx.data.eval {
         let bert_out = |m: &BertTaskModel<B::InnerBackend>, label: &str, progress: &mut dyn Progress| {
-            predict::<B::InnerBackend>(&split.samples, bs, ctx.pad_id, None, device, progress, label, |input| m.forward(input).1)
+            predict::<B::InnerBackend>(&split.samples, bs, ctx.padding(), device, progress, label, |input| m.forward(input).1)
         };
         let extract_out = bert_out(&bert_extract, &format!("seed {seed} eval BERT@{} ({})", cfg.extract_at, split.name), progress);
         let final_out = bert_out(&bert_final, &format!("seed {seed} eval BERT@{} ({})", cfg.finetune.epochs, split.name), progress);
-        let bv_out = predict::<B::InnerBackend>(&split.samples, bs, ctx.pad_id, head_pad, device, progress, &format!("seed {seed} eval BERTVision ({})", split.name), |input| {
+        let bv_out = predict::<B::InnerBackend>(&split.samples, bs, head_pad, device, progress, &format!("seed {seed} eval BERTVision ({})", split.name), |input| {
             let mask = input.attention_mask.clone();
             head.forward(&bert_extract.bert.forward(input).hidden_states, mask)
         });

@@ -45,16 +45,26 @@ fn exempt_from_decay(path: &[String]) -> bool {
     last == "bias" || last == "beta" || last == "gamma" || path.iter().any(|p| p == "layer_norm")
 }
 
+/// Lists float parameters with their rank, and which are exempt from decay (by module path).
 struct ParamLister {
     ids: Vec<(ParamId, usize)>,
     no_decay: HashSet<ParamId>,
+    path: Vec<String>,
 }
 
 impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for ParamLister {
-    fn visit_float_with_path<const D: usize>(&mut self, path: &[String], id: ParamId, _tensor: &Tensor<B, D>) {
-        self.ids.push((id, D));
-        if exempt_from_decay(path) {
-            self.no_decay.insert(id);
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        self.ids.push((param.id, D));
+        if exempt_from_decay(&self.path) {
+            self.no_decay.insert(param.id);
         }
     }
 }
@@ -97,6 +107,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         let mut lister = ParamLister {
             ids: Vec::new(),
             no_decay: HashSet::new(),
+            path: Vec::new(),
         };
         module.visit(&mut lister);
         let adam = |wd: f64| AdamWConfig::new().with_weight_decay(wd as f32).with_epsilon(config.epsilon as f32).init();
@@ -167,5 +178,43 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         self.decay = self.decay.load_record(a);
         self.no_decay = self.no_decay.load_record(b);
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::{Distribution, ElementConversion};
+
+    type B = Autodiff<NdArray<f32>>;
+
+    #[derive(Module, Debug)]
+    struct Net<B: burn::tensor::backend::Backend> {
+        layer: Linear<B>,
+    }
+
+    #[test]
+    fn adamw_fits_a_linear_map() {
+        let device = Default::default();
+        let mut net = Net::<B> {
+            layer: LinearConfig::new(4, 1).init(&device),
+        };
+        let mut opt = TrainOptimizer::new(&net, OptimizerConfig::default());
+        assert_eq!(opt.all_ids.len(), 2);
+        assert_eq!(opt.no_decay_ids.len(), 1, "the bias is not decayed");
+        let x = Tensor::<B, 2>::random([64, 4], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<B, 2>::from_data([[1.0f32], [-2.0], [0.5], [3.0]], &device);
+        let y = x.clone().matmul(w);
+        let loss_of = |net: &Net<B>| (net.layer.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
+        let first: f32 = loss_of(&net).into_scalar().elem();
+        for _ in 0..300 {
+            let loss = loss_of(&net);
+            net = opt.step(0.05, net, loss).0;
+        }
+        let last: f32 = loss_of(&net).into_scalar().elem();
+        assert!(last < first * 0.01, "loss {first} -> {last}");
     }
 }
