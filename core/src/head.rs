@@ -62,11 +62,20 @@ impl AdapterPoolerConfig {
     }
 
     pub fn token_features(&self) -> usize {
-        self.adapted_layers() * self.adapter_size + if self.skip_last_layer { self.hidden_size } else { 0 }
+        self.adapted_layers() * self.adapter_size
+            + if self.skip_last_layer {
+                self.hidden_size
+            } else {
+                0
+            }
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> AdapterPooler<B> {
-        let n_adapters = if self.shared_adapter { 1 } else { self.adapted_layers() };
+        let n_adapters = if self.shared_adapter {
+            1
+        } else {
+            self.adapted_layers()
+        };
         let adapter = (0..n_adapters)
             .map(|_| LinearConfig::new(self.hidden_size, self.adapter_size).init(device))
             .collect();
@@ -81,7 +90,13 @@ impl AdapterPoolerConfig {
         let (mix_weights, mix_gamma) = match self.layer_mix {
             LayerMix::None => (None, None),
             LayerMix::Tenney => (
-                Some(Initializer::Normal { mean: 0.0, std: 0.05 }.init([self.num_states], device)),
+                Some(
+                    Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.05,
+                    }
+                    .init([self.num_states], device),
+                ),
                 Some(Initializer::Ones.init([1], device)),
             ),
         };
@@ -97,13 +112,21 @@ impl AdapterPoolerConfig {
 
     /// Trainable parameters, for reporting the head's share of BERT.
     pub fn num_params(&self) -> usize {
-        let n_adapters = if self.shared_adapter { 1 } else { self.adapted_layers() };
+        let n_adapters = if self.shared_adapter {
+            1
+        } else {
+            self.adapted_layers()
+        };
         let adapters = n_adapters * (self.hidden_size * self.adapter_size + self.adapter_size);
         let head_in = match self.kind {
             HeadKind::Flatten => self.max_len * self.token_features(),
             _ => self.token_features(),
         };
-        let head_out = if self.kind == HeadKind::Span { 2 } else { self.num_outputs };
+        let head_out = if self.kind == HeadKind::Span {
+            2
+        } else {
+            self.num_outputs
+        };
         let mix = match self.layer_mix {
             LayerMix::None => 0,
             LayerMix::Tenney => self.num_states + 1,
@@ -129,7 +152,10 @@ pub struct AdapterPooler<B: Backend> {
 #[derive(Debug, Clone)]
 pub enum HeadOutput<B: Backend> {
     /// `[batch, seq]` each.
-    Span { start: Tensor<B, 2>, end: Tensor<B, 2> },
+    Span {
+        start: Tensor<B, 2>,
+        end: Tensor<B, 2>,
+    },
     /// `[batch, outputs]`.
     Logits(Tensor<B, 2>),
 }
@@ -139,7 +165,11 @@ const PADDING_LOGIT: f32 = -10_000.0;
 
 impl<B: Backend> HeadOutput<B> {
     /// Span logits with padding positions pushed to [`PADDING_LOGIT`].
-    pub fn span_masked(start: Tensor<B, 2>, end: Tensor<B, 2>, attention_mask: Tensor<B, 2, Int>) -> Self {
+    pub fn span_masked(
+        start: Tensor<B, 2>,
+        end: Tensor<B, 2>,
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> Self {
         let padding = attention_mask.equal_elem(0);
         HeadOutput::Span {
             start: start.mask_fill(padding.clone(), PADDING_LOGIT),
@@ -157,7 +187,9 @@ impl<B: Backend> AdapterPooler<B> {
                 let weights = softmax(w.val(), 0);
                 let stacked: Tensor<B, 4> = Tensor::stack(hidden_states.to_vec(), 0); // [L, b, s, h]
                 let l = hidden_states.len();
-                let sum = (stacked * weights.reshape([l, 1, 1, 1])).sum_dim(0).squeeze_dim::<3>(0);
+                let sum = (stacked * weights.reshape([l, 1, 1, 1]))
+                    .sum_dim(0)
+                    .squeeze_dim::<3>(0);
                 mixed = [sum * gamma.val().reshape([1, 1, 1])];
                 &mixed
             }
@@ -175,7 +207,11 @@ impl<B: Backend> AdapterPooler<B> {
     }
 
     /// `attention_mask` is `[batch, seq]`, 1 for real tokens; only `MaskedMean` uses it.
-    pub fn forward(&self, hidden_states: &[Tensor<B, 3>], attention_mask: Tensor<B, 2, Int>) -> HeadOutput<B> {
+    pub fn forward(
+        &self,
+        hidden_states: &[Tensor<B, 3>],
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> HeadOutput<B> {
         let features = self.token_features(hidden_states);
         let [batch, seq, width] = features.dims();
         match self.kind {
@@ -185,11 +221,16 @@ impl<B: Backend> AdapterPooler<B> {
                 let end = logits.narrow(2, 1, 1).reshape([batch, seq]);
                 HeadOutput::span_masked(start, end, attention_mask)
             }
-            HeadKind::Flatten => HeadOutput::Logits(self.head.forward(features.reshape([batch, seq * width]))),
+            HeadKind::Flatten => {
+                HeadOutput::Logits(self.head.forward(features.reshape([batch, seq * width])))
+            }
             HeadKind::MaskedMean => {
                 let mask = attention_mask.float().reshape([batch, seq, 1]);
                 let count = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
-                let pooled = (features * mask).sum_dim(1).div(count).reshape([batch, width]);
+                let pooled = (features * mask)
+                    .sum_dim(1)
+                    .div(count)
+                    .reshape([batch, width]);
                 HeadOutput::Logits(self.head.forward(pooled))
             }
         }
@@ -225,7 +266,13 @@ mod tests {
     fn inputs(seq: usize) -> (Vec<Tensor<B, 3>>, Tensor<B, 2, Int>) {
         let device = Default::default();
         let states = (0..3)
-            .map(|i| Tensor::<B, 3>::random([2, seq, 8], burn::tensor::Distribution::Normal(i as f64, 1.0), &device))
+            .map(|i| {
+                Tensor::<B, 3>::random(
+                    [2, seq, 8],
+                    burn::tensor::Distribution::Normal(i as f64, 1.0),
+                    &device,
+                )
+            })
             .collect();
         let mask = Tensor::<B, 2, Int>::ones([2, seq], &device);
         (states, mask)
@@ -269,14 +316,23 @@ mod tests {
         let head = config(HeadKind::MaskedMean).init::<B>(&device);
         let (states, _) = inputs(3);
         let mask = Tensor::<B, 2, Int>::from_data([[1, 1, 1], [1, 1, 1]], &device);
-        let HeadOutput::Logits(short) = head.forward(&states, mask) else { unreachable!() };
+        let HeadOutput::Logits(short) = head.forward(&states, mask) else {
+            unreachable!()
+        };
         // Same tokens plus two padding positions full of garbage.
         let padded: Vec<_> = states
             .iter()
-            .map(|s| Tensor::cat(vec![s.clone(), Tensor::<B, 3>::ones([2, 2, 8], &device) * 100.0], 1))
+            .map(|s| {
+                Tensor::cat(
+                    vec![s.clone(), Tensor::<B, 3>::ones([2, 2, 8], &device) * 100.0],
+                    1,
+                )
+            })
             .collect();
         let mask = Tensor::<B, 2, Int>::from_data([[1, 1, 1, 0, 0], [1, 1, 1, 0, 0]], &device);
-        let HeadOutput::Logits(long) = head.forward(&padded, mask) else { unreachable!() };
+        let HeadOutput::Logits(long) = head.forward(&padded, mask) else {
+            unreachable!()
+        };
         let diff = (short - long).abs().max().into_scalar();
         assert!(diff < 1e-5, "{diff}");
     }

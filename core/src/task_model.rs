@@ -7,8 +7,8 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use crate::bert::{Bert, BertConfig, BertInput, BertOutput};
 use crate::bert::model::BertPooler;
+use crate::bert::{Bert, BertConfig, BertInput, BertOutput};
 use crate::head::HeadOutput;
 
 #[derive(Module, Debug)]
@@ -24,7 +24,13 @@ pub struct BertTaskModel<B: Backend> {
 impl<B: Backend> BertTaskModel<B> {
     /// Adds a task head to a pre-trained encoder; a checkpoint without pooler gets a fresh one
     /// (as transformers does for such checkpoints).
-    pub fn new(mut bert: Bert<B>, config: &BertConfig, num_outputs: usize, span: bool, device: &B::Device) -> Self {
+    pub fn new(
+        mut bert: Bert<B>,
+        config: &BertConfig,
+        num_outputs: usize,
+        span: bool,
+        device: &B::Device,
+    ) -> Self {
         let h = config.hidden_size;
         if !span && bert.pooler.is_none() {
             bert.pooler = Some(BertPooler {
@@ -45,14 +51,19 @@ impl<B: Backend> BertTaskModel<B> {
         let out = self.bert.forward(input);
         let head = if self.span {
             let [batch, seq, _] = out.last_hidden_state().dims();
-            let logits = self.classifier.forward(self.dropout.forward(out.last_hidden_state()));
+            let logits = self
+                .classifier
+                .forward(self.dropout.forward(out.last_hidden_state()));
             HeadOutput::span_masked(
                 logits.clone().narrow(2, 0, 1).reshape([batch, seq]),
                 logits.narrow(2, 1, 1).reshape([batch, seq]),
                 mask,
             )
         } else {
-            let pooled = out.pooled.clone().expect("task models always have a pooler");
+            let pooled = out
+                .pooled
+                .clone()
+                .expect("task models always have a pooler");
             HeadOutput::Logits(self.classifier.forward(self.dropout.forward(pooled)))
         };
         (out, head)
@@ -63,7 +74,10 @@ impl<B: Backend> BertTaskModel<B> {
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let [batch, _] = logits.dims();
     let log_probs = burn::tensor::activation::log_softmax(logits, 1);
-    log_probs.gather(1, targets.reshape([batch, 1])).mean().neg()
+    log_probs
+        .gather(1, targets.reshape([batch, 1]))
+        .mean()
+        .neg()
 }
 
 /// Loss of a head output against its targets (the registry's loss for the task).
@@ -86,5 +100,8 @@ pub fn head_loss<B: Backend>(output: HeadOutput<B>, targets: &Targets<B>) -> Ten
 pub enum Targets<B: Backend> {
     Class(Tensor<B, 1, Int>),
     Score(Tensor<B, 1>),
-    Span { start: Tensor<B, 1, Int>, end: Tensor<B, 1, Int> },
+    Span {
+        start: Tensor<B, 1, Int>,
+        end: Tensor<B, 1, Int>,
+    },
 }

@@ -230,7 +230,12 @@ impl TokenBatch {
 
     /// As [`Self::pad`], rounding the length up to a multiple of `multiple` (GPUs compile a
     /// kernel per shape; a few bucketed lengths avoid hundreds of compilations).
-    pub fn pad_to_multiple(encodings: &[&Encoded], pad_id: u32, pad_to: Option<usize>, multiple: usize) -> Self {
+    pub fn pad_to_multiple(
+        encodings: &[&Encoded],
+        pad_id: u32,
+        pad_to: Option<usize>,
+        multiple: usize,
+    ) -> Self {
         let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
         let longest = longest.div_ceil(multiple.max(1)) * multiple.max(1);
         let seq = pad_to.map_or(longest, |p| p.max(longest));

@@ -90,7 +90,29 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // clap's message without the usage block: one line, exit code 1 like every other error.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("error: {first} (see bertvision --help)");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the chain of contexts, outermost first.
@@ -147,7 +169,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => {
             let model_dir = fetch::resolve_model_dir(&args.model, &cache_dir)?;
             let device_name = format!("{:?}", args.device).to_lowercase();
-            with_backend!(args.device, |B, dev| run::run::<burn::backend::Autodiff<B>>(&args, &model_dir, dev, &device_name))
+            with_backend!(
+                args.device,
+                |B, dev| run::run::<burn::backend::Autodiff<B>>(
+                    &args,
+                    &model_dir,
+                    dev,
+                    &device_name
+                )
+            )
         }
         Command::EvaluateSquad {
             data,

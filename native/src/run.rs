@@ -12,7 +12,10 @@ use bertvision_core::head::{HeadKind, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::config::{EnsembleRule, FinetuneConfig, HeadConfig, RunConfig};
 use bertvision_core::pipeline::data::{DataSource, load_task_data};
-use bertvision_core::pipeline::{BERT_EXTRACT, BERT_FINAL, BERTVISION, Progress, RunContext, SeedResult, ensemble_name, run_seed, summarise};
+use bertvision_core::pipeline::{
+    BERT_EXTRACT, BERT_FINAL, BERTVISION, Progress, RunContext, SeedResult, ensemble_name,
+    run_seed, summarise,
+};
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use bertvision_core::tasks::{TaskKind, TaskSpec};
 use bertvision_core::tokenize::BertTokenizer;
@@ -192,18 +195,35 @@ fn parse_rules(rules: &[String]) -> Result<Vec<EnsembleRule>> {
 }
 
 fn default_glue_dir() -> Option<PathBuf> {
-    [PathBuf::from("../shared/data/glue"), PathBuf::from("shared/data/glue")]
-        .into_iter()
-        .find(|p| p.is_dir())
+    [
+        PathBuf::from("../shared/data/glue"),
+        PathBuf::from("shared/data/glue"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
 }
 
 /// Builds the full configuration from the flags and the model's size.
-fn configure(args: &RunArgs, task: &'static TaskSpec, model_spec: &str, bert: &BertConfig) -> Result<RunConfig> {
+fn configure(
+    args: &RunArgs,
+    task: &'static TaskSpec,
+    model_spec: &str,
+    bert: &BertConfig,
+) -> Result<RunConfig> {
     let recipe = Recipe::for_model(bert, task);
-    let positive = |name: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { bail!("--{name} must be positive, got {v}") };
+    let positive = |name: &str, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(())
+        } else {
+            bail!("--{name} must be positive, got {v}")
+        }
+    };
     let max_len = args.max_length.unwrap_or(task.max_len);
     if max_len > bert.max_position_embeddings {
-        bail!("--max-length {max_len} exceeds the model's {} positions", bert.max_position_embeddings);
+        bail!(
+            "--max-length {max_len} exceeds the model's {} positions",
+            bert.max_position_embeddings
+        );
     }
     if args.seeds.is_empty() {
         bail!("--seeds: give at least one seed");
@@ -270,7 +290,11 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, model_spec: &str, bert: &B
     positive("head-epochs", config.head.epochs)?;
     positive("extract-at", config.extract_at)?;
     if config.extract_at > config.finetune.epochs {
-        bail!("--extract-at {} is past the end of fine-tuning (--epochs {})", config.extract_at, config.finetune.epochs);
+        bail!(
+            "--extract-at {} is past the end of fine-tuning (--epochs {})",
+            config.extract_at,
+            config.finetune.epochs
+        );
     }
     for (name, v) in [
         ("batch-size", config.finetune.batch_size),
@@ -292,19 +316,34 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, model_spec: &str, bert: &B
 fn data_source(args: &RunArgs, task: &TaskSpec) -> Result<DataSource> {
     if task.kind == TaskKind::Span {
         if let (Some(train), Some(eval)) = (&args.train_file, &args.eval_file) {
-            return Ok(DataSource::SquadFiles { train: train.clone(), eval: eval.clone() });
+            return Ok(DataSource::SquadFiles {
+                train: train.clone(),
+                eval: eval.clone(),
+            });
         }
         if let Some(data) = &args.data {
-            return Ok(DataSource::SquadSplit { data: data.clone(), eval_articles: args.eval_articles });
+            return Ok(DataSource::SquadSplit {
+                data: data.clone(),
+                eval_articles: args.eval_articles,
+            });
         }
         let default = PathBuf::from("../shared/data/squad2/dev-v2.0-28-articles.json");
         if default.is_file() {
-            return Ok(DataSource::SquadSplit { data: default, eval_articles: args.eval_articles });
+            return Ok(DataSource::SquadSplit {
+                data: default,
+                eval_articles: args.eval_articles,
+            });
         }
-        bail!("{} needs --train-file and --eval-file, or --data (one file split by article)", task.name);
+        bail!(
+            "{} needs --train-file and --eval-file, or --data (one file split by article)",
+            task.name
+        );
     }
     if args.data.is_some() || args.train_file.is_some() {
-        bail!("{} is a GLUE task: give --data-dir, not --data/--train-file", task.name);
+        bail!(
+            "{} is a GLUE task: give --data-dir, not --data/--train-file",
+            task.name
+        );
     }
     let dir = args
         .data_dir
@@ -316,18 +355,30 @@ fn data_source(args: &RunArgs, task: &TaskSpec) -> Result<DataSource> {
 
 /// The checkpoint names in the report, e.g. "BERT-1e".
 fn epochs_label(e: f64) -> String {
-    if e.fract() == 0.0 { format!("{e:.0}e") } else { format!("{e}e") }
+    if e.fract() == 0.0 {
+        format!("{e:.0}e")
+    } else {
+        format!("{e}e")
+    }
 }
 
-pub fn run<B: AutodiffBackend>(args: &RunArgs, model_dir: &Path, device: B::Device, device_name: &str) -> Result<()> {
+pub fn run<B: AutodiffBackend>(
+    args: &RunArgs,
+    model_dir: &Path,
+    device: B::Device,
+    device_name: &str,
+) -> Result<()> {
     let task = bertvision_core::tasks::task(&args.task)?;
     let dir = ModelDir::open(model_dir)?;
     let bert_config = BertConfig::from_file(&dir.config)?;
     let config = configure(args, task, &args.model, &bert_config)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", task.name, args.model.replace(['/', '\\'], "_"))));
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "{}-{}",
+            task.name,
+            args.model.replace(['/', '\\'], "_")
+        ))
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     // A run folder belongs to one configuration: resuming with other flags would mix results.
     let config_path = out.join("config.json");
@@ -345,14 +396,25 @@ pub fn run<B: AutodiffBackend>(args: &RunArgs, model_dir: &Path, device: B::Devi
     let started = Instant::now();
     let mut tokenizer = BertTokenizer::from_file(&dir.tokenizer)?;
     let source = data_source(args, task)?;
-    let data = load_task_data(task, &source, &mut tokenizer, config.max_len, &config.squad_features, config.limit_train, config.limit_eval)?;
+    let data = load_task_data(
+        task,
+        &source,
+        &mut tokenizer,
+        config.max_len,
+        &config.squad_features,
+        config.limit_train,
+        config.limit_eval,
+    )?;
     for note in &data.notes {
         bars.log(note);
     }
     // The exact SQuAD questions evaluated, so the official evaluator can be run on our files.
     for split in &data.eval {
         if let Some((dataset, _, _)) = &split.squad {
-            write_atomic(&out.join(format!("{}.squad.json", split.name)), dataset.to_json().as_bytes())?;
+            write_atomic(
+                &out.join(format!("{}.squad.json", split.name)),
+                dataset.to_json().as_bytes(),
+            )?;
         }
     }
     let data_seconds = started.elapsed().as_secs_f64();
@@ -362,7 +424,9 @@ pub fn run<B: AutodiffBackend>(args: &RunArgs, model_dir: &Path, device: B::Devi
         model_dir: &dir,
         data: &data,
         pad_id: tokenizer.pad_id(),
-        pad_multiple: args.pad_multiple.unwrap_or(if device_name == "cpu" { 1 } else { 32 }),
+        pad_multiple: args
+            .pad_multiple
+            .unwrap_or(if device_name == "cpu" { 1 } else { 32 }),
         out_dir: &out,
     };
     let head_config = ctx.head_config(&bert_config);
@@ -410,17 +474,37 @@ pub fn run<B: AutodiffBackend>(args: &RunArgs, model_dir: &Path, device: B::Devi
         "wall_seconds": wall,
         "versions": {"bertvision": env!("CARGO_PKG_VERSION"), "burn": "0.21.0"},
     });
-    write_atomic(&out.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
-    let report = report_markdown(task, &config, &summary, bert_params, head_params, &wall, &seeds);
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    let report = report_markdown(
+        task,
+        &config,
+        &summary,
+        bert_params,
+        head_params,
+        &wall,
+        &seeds,
+    );
     write_atomic(&out.join("report.md"), report.as_bytes())?;
     println!("{report}");
     eprintln!("results: {}", out.join("results.json").display());
     Ok(())
 }
 
-type Summ = BTreeMap<String, BTreeMap<String, BTreeMap<String, bertvision_core::pipeline::Summary>>>;
+type Summ =
+    BTreeMap<String, BTreeMap<String, BTreeMap<String, bertvision_core::pipeline::Summary>>>;
 
-fn report_markdown(task: &TaskSpec, config: &RunConfig, summary: &Summ, bert_params: usize, head_params: usize, wall: &BTreeMap<String, f64>, seeds: &[SeedResult]) -> String {
+fn report_markdown(
+    task: &TaskSpec,
+    config: &RunConfig,
+    summary: &Summ,
+    bert_params: usize,
+    head_params: usize,
+    wall: &BTreeMap<String, f64>,
+    seeds: &[SeedResult],
+) -> String {
     let mut md = format!(
         "# BERTVision on {} with {}\n\n{} seed(s): {:?}. Fine-tuning {} epochs (lr {:.1e}, batch {}), head on BERT-{} hidden states (lr {:.1e}, {} epochs, A = {}, {:?}).\n\n",
         task.name,
@@ -437,13 +521,36 @@ fn report_markdown(task: &TaskSpec, config: &RunConfig, summary: &Summ, bert_par
         config.head.kind
     );
     let methods = [
-        (BERT_EXTRACT.to_string(), format!("BERT-{}", epochs_label(config.extract_at)), bert_params),
-        (BERT_FINAL.to_string(), format!("BERT-{}", epochs_label(config.finetune.epochs)), bert_params),
-        (BERTVISION.to_string(), format!("BERTVision-{}", epochs_label(config.extract_at)), head_params),
-        (ensemble_name(EnsembleRule::Max), "Ensemble (max)".to_string(), bert_params + head_params),
-        (ensemble_name(EnsembleRule::Mean), "Ensemble (mean)".to_string(), bert_params + head_params),
+        (
+            BERT_EXTRACT.to_string(),
+            format!("BERT-{}", epochs_label(config.extract_at)),
+            bert_params,
+        ),
+        (
+            BERT_FINAL.to_string(),
+            format!("BERT-{}", epochs_label(config.finetune.epochs)),
+            bert_params,
+        ),
+        (
+            BERTVISION.to_string(),
+            format!("BERTVision-{}", epochs_label(config.extract_at)),
+            head_params,
+        ),
+        (
+            ensemble_name(EnsembleRule::Max),
+            "Ensemble (max)".to_string(),
+            bert_params + head_params,
+        ),
+        (
+            ensemble_name(EnsembleRule::Mean),
+            "Ensemble (mean)".to_string(),
+            bert_params + head_params,
+        ),
     ];
-    let splits: Vec<&String> = summary.get(BERTVISION).map(|s| s.keys().collect()).unwrap_or_default();
+    let splits: Vec<&String> = summary
+        .get(BERTVISION)
+        .map(|s| s.keys().collect())
+        .unwrap_or_default();
     let metric_names: Vec<&str> = if task.kind == TaskKind::Span {
         vec!["exact", "f1", "HasAns_f1", "NoAns_f1"]
     } else {
@@ -458,11 +565,15 @@ fn report_markdown(task: &TaskSpec, config: &RunConfig, summary: &Summ, bert_par
         md.push_str(&"---:|".repeat(metric_names.len()));
         md.push('\n');
         for (key, label, params) in &methods {
-            let Some(ms) = summary.get(key).and_then(|s| s.get(split)) else { continue };
+            let Some(ms) = summary.get(key).and_then(|s| s.get(split)) else {
+                continue;
+            };
             md.push_str(&format!("| {label} | {params} |"));
             for m in &metric_names {
                 match ms.get(*m) {
-                    Some(s) if seeds.len() > 1 => md.push_str(&format!(" {:.4} ± {:.4} |", s.mean, s.sd)),
+                    Some(s) if seeds.len() > 1 => {
+                        md.push_str(&format!(" {:.4} ± {:.4} |", s.mean, s.sd))
+                    }
                     Some(s) => md.push_str(&format!(" {:.4} |", s.mean)),
                     None => md.push_str(" – |"),
                 }

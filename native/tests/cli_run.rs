@@ -16,8 +16,21 @@ fn bertvision() -> Command {
 /// A small but real SST-2 run: 1,024 training sentences, 300 dev sentences, 48 tokens.
 fn sst2_args(out: &Path) -> Vec<String> {
     let mut args: Vec<String> = [
-        "run", "--task", "SST-2", "--model", "splade-tiny", "--seeds", "1", "--limit-train", "1024", "--limit-eval", "300",
-        "--max-length", "48", "--checkpoint-every", "4",
+        "run",
+        "--task",
+        "SST-2",
+        "--model",
+        "splade-tiny",
+        "--seeds",
+        "1",
+        "--limit-train",
+        "1024",
+        "--limit-eval",
+        "300",
+        "--max-length",
+        "48",
+        "--checkpoint-every",
+        "4",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -31,13 +44,19 @@ fn sst2_args(out: &Path) -> Vec<String> {
 
 fn run_to_end(args: &[String]) -> Value {
     let out = bertvision().args(args).output().unwrap();
-    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = PathBuf::from(&args[args.iter().position(|a| a == "--out").unwrap() + 1]);
     serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
 }
 
 fn metric(results: &Value, method: &str, metric: &str) -> f64 {
-    results["summary"][method]["dev"][metric]["mean"].as_f64().unwrap()
+    results["summary"][method]["dev"][metric]["mean"]
+        .as_f64()
+        .unwrap()
 }
 
 #[test]
@@ -49,36 +68,100 @@ fn sst2_slice_learns_and_resumes_after_kills() {
     // Both models learn: training loss falls, dev accuracy clearly above chance (0.5).
     let seed = &reference["seeds"][0];
     for curve in ["finetune_loss", "head_loss"] {
-        let (first, last) = (seed[curve]["first_tenth"].as_f64().unwrap(), seed[curve]["last_tenth"].as_f64().unwrap());
+        let (first, last) = (
+            seed[curve]["first_tenth"].as_f64().unwrap(),
+            seed[curve]["last_tenth"].as_f64().unwrap(),
+        );
         assert!(last < first, "{curve}: {first} -> {last}");
     }
-    for method in ["bert_extract", "bert_final", "bertvision", "ensemble_max", "ensemble_mean"] {
+    for method in [
+        "bert_extract",
+        "bert_final",
+        "bertvision",
+        "ensemble_max",
+        "ensemble_mean",
+    ] {
         let acc = metric(&reference, method, "accuracy");
         assert!(acc > 0.55, "{method} accuracy {acc}");
     }
-    assert!(reference["parameters"]["head_share_of_bert"].as_f64().unwrap() < 0.01);
-    for file in ["report.md", "config.json", "seed-1/export/bert/model.safetensors", "seed-1/export/head.safetensors", "seed-1/predictions/bertvision.dev.json"] {
+    assert!(
+        reference["parameters"]["head_share_of_bert"]
+            .as_f64()
+            .unwrap()
+            < 0.01
+    );
+    for file in [
+        "report.md",
+        "config.json",
+        "seed-1/export/bert/model.safetensors",
+        "seed-1/export/head.safetensors",
+        "seed-1/predictions/bertvision.dev.json",
+    ] {
         assert!(reference_dir.join(file).is_file(), "{file} missing");
     }
 
     // Kill during fine-tuning, then during head training; the reruns end where the reference did.
-    for (phase, checkpoint) in [("fine-tuning", "seed-1/finetune.ckpt"), ("head training", "seed-1/head.ckpt")] {
-        let dir = tmp.path().join(format!("killed-{}", phase.replace(' ', "-")));
+    for (phase, checkpoint) in [
+        ("fine-tuning", "seed-1/finetune.ckpt"),
+        ("head training", "seed-1/head.ckpt"),
+    ] {
+        let dir = tmp
+            .path()
+            .join(format!("killed-{}", phase.replace(' ', "-")));
         let args = sst2_args(&dir);
-        let mut child = bertvision().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = bertvision()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let started = Instant::now();
         while !dir.join(checkpoint).exists() {
-            assert!(started.elapsed() < Duration::from_secs(300), "no {checkpoint} appeared");
-            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed during {phase}");
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "no {checkpoint} appeared"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it could be killed during {phase}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         assert!(!dir.join("results.json").exists());
         let resumed = run_to_end(&args);
-        assert_eq!(resumed["summary"], reference["summary"], "resumed after a kill during {phase}");
-        assert_eq!(resumed["seeds"][0]["finetune_loss"]["losses"], reference["seeds"][0]["finetune_loss"]["losses"]);
-        assert_eq!(resumed["seeds"][0]["head_loss"]["losses"], reference["seeds"][0]["head_loss"]["losses"]);
+        // Same batches and dropout masks, so the same trajectory; not bit-identical, because two
+        // uninterrupted CPU runs already differ by float rounding (~1e-7 relative per step:
+        // Burn's autodiff sums gradient contributions in hash-map order).
+        for curve in ["finetune_loss", "head_loss"] {
+            let a = resumed["seeds"][0][curve]["losses"].as_array().unwrap();
+            let b = reference["seeds"][0][curve]["losses"].as_array().unwrap();
+            assert_eq!(a.len(), b.len(), "{curve} after a kill during {phase}");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-3 * y.abs().max(1.0),
+                    "{curve} step {i} after a kill during {phase}: {x} vs {y}"
+                );
+            }
+        }
+        for method in [
+            "bert_extract",
+            "bert_final",
+            "bertvision",
+            "ensemble_max",
+            "ensemble_mean",
+        ] {
+            let (x, y) = (
+                metric(&resumed, method, "accuracy"),
+                metric(&reference, method, "accuracy"),
+            );
+            assert!(
+                (x - y).abs() <= 0.01,
+                "{method} after a kill during {phase}: {x} vs {y}"
+            );
+        }
     }
 }
 
@@ -88,22 +171,50 @@ fn squad_slice_runs_end_to_end() {
     let out = tmp.path().join("squad");
     let data = shared_data().join("squad2/dev-v2.0-28-articles.json");
     let args: Vec<String> = [
-        "run", "--task", "SQuAD2", "--model", "splade-tiny", "--limit-train", "400", "--limit-eval", "120", "--max-length", "192",
-        "--doc-stride", "64", "--epochs", "1", "--eval-articles", "6",
+        "run",
+        "--task",
+        "SQuAD2",
+        "--model",
+        "splade-tiny",
+        "--limit-train",
+        "400",
+        "--limit-eval",
+        "120",
+        "--max-length",
+        "192",
+        "--doc-stride",
+        "64",
+        "--epochs",
+        "1",
+        "--eval-articles",
+        "6",
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain(["--data".to_string(), data.display().to_string(), "--out".to_string(), out.display().to_string()])
+    .chain([
+        "--data".to_string(),
+        data.display().to_string(),
+        "--out".to_string(),
+        out.display().to_string(),
+    ])
     .collect();
     let results = run_to_end(&args);
-    for method in ["bert_extract", "bertvision", "ensemble_max", "ensemble_mean"] {
+    for method in [
+        "bert_extract",
+        "bertvision",
+        "ensemble_max",
+        "ensemble_mean",
+    ] {
         let m = &results["summary"][method]["dev"];
         for key in ["exact", "f1", "HasAns_f1", "NoAns_f1"] {
             assert!(m[key]["mean"].as_f64().is_some(), "{method}/{key}");
         }
     }
     let seed = &results["seeds"][0];
-    assert!(seed["finetune_loss"]["last_tenth"].as_f64() < seed["finetune_loss"]["first_tenth"].as_f64());
+    assert!(
+        seed["finetune_loss"]["last_tenth"].as_f64()
+            < seed["finetune_loss"]["first_tenth"].as_f64()
+    );
     assert!(seed["head_loss"]["last_tenth"].as_f64() < seed["head_loss"]["first_tenth"].as_f64());
     // Official-format files the evaluator reads.
     let preds = out.join("seed-1/predictions/bertvision.dev.predictions.json");
@@ -117,27 +228,69 @@ fn squad_slice_runs_end_to_end() {
         .arg(&preds)
         .output()
         .unwrap();
-    assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stderr));
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
     let official: Value = serde_json::from_slice(&cmp.stdout).unwrap();
     for key in ["exact", "f1"] {
-        let ours = results["seeds"][0]["metrics"]["bertvision"]["dev"][key].as_f64().unwrap();
-        assert!((official[key].as_f64().unwrap() - ours).abs() < 1e-9, "{key}");
+        let ours = results["seeds"][0]["metrics"]["bertvision"]["dev"][key]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (official[key].as_f64().unwrap() - ours).abs() < 1e-9,
+            "{key}"
+        );
     }
 }
 
 #[test]
 fn contradictory_or_bad_flags_are_one_clear_line() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "run",
+                "--task",
+                "SQuAD2",
+                "--data",
+                "a.json",
+                "--train-file",
+                "b.json",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &["run", "--task", "RTE", "--epochs", "many"],
+            "invalid value 'many'",
+        ),
         (&["run", "--task", "NOPE"], "unknown task"),
-        (&["run", "--task", "RTE", "--lr", "-1"], "--lr must be positive"),
-        (&["run", "--task", "RTE", "--extract-at", "3", "--epochs", "2"], "past the end of fine-tuning"),
+        (
+            &["run", "--task", "RTE", "--lr=-1"],
+            "--lr must be positive",
+        ),
+        (
+            &["run", "--task", "RTE", "--extract-at", "3", "--epochs", "2"],
+            "past the end of fine-tuning",
+        ),
         (&["run", "--task", "RTE", "--data", "x.json"], "GLUE task"),
-        (&["run", "--task", "RTE", "--max-length", "4096"], "exceeds the model's 512 positions"),
+        (
+            &["run", "--task", "RTE", "--max-length", "4096"],
+            "exceeds the model's 512 positions",
+        ),
     ];
     for (args, expected) in cases {
-        let out = bertvision().args(args).arg("--out").arg(tempfile::tempdir().unwrap().path()).output().unwrap();
+        let out = bertvision()
+            .args(args)
+            .arg("--out")
+            .arg(tempfile::tempdir().unwrap().path())
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains(expected) && stderr.trim().lines().count() == 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.trim().lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
     }
 }

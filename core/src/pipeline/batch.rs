@@ -19,9 +19,14 @@ pub struct Padding {
 }
 
 /// Pads the samples and builds inputs and targets.
-pub fn make_batch<B: Backend>(samples: &[&Sample], padding: Padding, device: &B::Device) -> (BertInput<B>, Targets<B>) {
+pub fn make_batch<B: Backend>(
+    samples: &[&Sample],
+    padding: Padding,
+    device: &B::Device,
+) -> (BertInput<B>, Targets<B>) {
     let encodings: Vec<&Encoded> = samples.iter().map(|s| &s.encoded).collect();
-    let batch = TokenBatch::pad_to_multiple(&encodings, padding.pad_id, padding.fixed, padding.multiple);
+    let batch =
+        TokenBatch::pad_to_multiple(&encodings, padding.pad_id, padding.fixed, padding.multiple);
     let n = samples.len();
     let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device);
     let targets = match samples[0].target {

@@ -50,10 +50,20 @@ pub enum DataSource {
 
 fn glue_task_dir(task: &TaskSpec, dir: &Path) -> PathBuf {
     let nested = dir.join(task.name);
-    if nested.is_dir() { nested } else { dir.to_path_buf() }
+    if nested.is_dir() {
+        nested
+    } else {
+        dir.to_path_buf()
+    }
 }
 
-fn glue_samples(task: &TaskSpec, split: &glue::GlueSplit, tokenizer: &mut BertTokenizer, max_len: usize, limit: Option<usize>) -> Result<Vec<Sample>> {
+fn glue_samples(
+    task: &TaskSpec,
+    split: &glue::GlueSplit,
+    tokenizer: &mut BertTokenizer,
+    max_len: usize,
+    limit: Option<usize>,
+) -> Result<Vec<Sample>> {
     split
         .examples
         .iter()
@@ -74,7 +84,10 @@ fn squad_samples(features: &[SquadFeature]) -> Vec<Sample> {
         .iter()
         .map(|f| Sample {
             encoded: f.encoded.clone(),
-            target: Target::Span { start: f.start, end: f.end },
+            target: Target::Span {
+                start: f.start,
+                end: f.end,
+            },
         })
         .collect()
 }
@@ -82,7 +95,9 @@ fn squad_samples(features: &[SquadFeature]) -> Vec<Sample> {
 /// Keeps the first `limit` questions of a SQuAD dataset (whole paragraphs are kept intact in
 /// the file order; the cut falls between questions).
 fn limit_squad(dataset: &SquadDataset, limit: Option<usize>) -> SquadDataset {
-    let Some(limit) = limit else { return dataset.clone() };
+    let Some(limit) = limit else {
+        return dataset.clone();
+    };
     let mut out = dataset.clone();
     let mut left = limit;
     for article in &mut out.articles {
@@ -115,8 +130,13 @@ pub fn load_task_data(
         ))),
         (TaskKind::Span, _) => {
             let (train_set, eval_set) = match source {
-                DataSource::SquadFiles { train, eval } => (SquadDataset::load(train)?, SquadDataset::load(eval)?),
-                DataSource::SquadSplit { data, eval_articles } => SquadDataset::load(data)?.split_by_article(*eval_articles)?,
+                DataSource::SquadFiles { train, eval } => {
+                    (SquadDataset::load(train)?, SquadDataset::load(eval)?)
+                }
+                DataSource::SquadSplit {
+                    data,
+                    eval_articles,
+                } => SquadDataset::load(data)?.split_by_article(*eval_articles)?,
                 DataSource::Glue { .. } => unreachable!(),
             };
             let train_set = limit_squad(&train_set, limit_train);
@@ -168,6 +188,9 @@ pub fn load_task_data(
                 notes,
             })
         }
-        (_, _) => Err(Error::usage(format!("{} is a GLUE task: give --data-dir", task.name))),
+        (_, _) => Err(Error::usage(format!(
+            "{} is a GLUE task: give --data-dir",
+            task.name
+        ))),
     }
 }

@@ -29,7 +29,10 @@ pub enum EvalOutputs {
 }
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 data")
 }
 
 /// Runs `forward` over `samples` in batches and collects probabilities (or scores, or span
@@ -67,7 +70,10 @@ pub fn predict<B: Backend>(
                 for (i, sample) in chunk.iter().enumerate() {
                     // Positions past the window's end are padding.
                     let len = sample.encoded.len();
-                    spans.push((s[i * seq..i * seq + len].to_vec(), e[i * seq..i * seq + len].to_vec()));
+                    spans.push((
+                        s[i * seq..i * seq + len].to_vec(),
+                        e[i * seq..i * seq + len].to_vec(),
+                    ));
                 }
             }
         }
@@ -102,19 +108,37 @@ fn combine(a: f32, b: f32, rule: EnsembleRule) -> f32 {
 pub fn ensemble(a: &EvalOutputs, b: &EvalOutputs, rule: EnsembleRule) -> Option<EvalOutputs> {
     match (a, b) {
         (EvalOutputs::Probs(x), EvalOutputs::Probs(y)) => Some(EvalOutputs::Probs(
-            x.iter().zip(y).map(|(p, q)| p.iter().zip(q).map(|(&u, &v)| combine(u, v, rule)).collect()).collect(),
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| {
+                    p.iter()
+                        .zip(q)
+                        .map(|(&u, &v)| combine(u, v, rule))
+                        .collect()
+                })
+                .collect(),
         )),
         (EvalOutputs::Scores(x), EvalOutputs::Scores(y)) => match rule {
-            EnsembleRule::Mean => Some(EvalOutputs::Scores(x.iter().zip(y).map(|(u, v)| 0.5 * (u + v)).collect())),
+            EnsembleRule::Mean => Some(EvalOutputs::Scores(
+                x.iter().zip(y).map(|(u, v)| 0.5 * (u + v)).collect(),
+            )),
             EnsembleRule::Max => None,
         },
         (EvalOutputs::Spans(x), EvalOutputs::Spans(y)) => {
             // Softmax per window, combine, decode in log space (span score = log p_start + log p_end).
             let mix = |p: &[f32], q: &[f32]| {
                 let (p, q) = (window_softmax(p), window_softmax(q));
-                p.iter().zip(&q).map(|(&u, &v)| combine(u, v, rule).ln()).collect::<Vec<f32>>()
+                p.iter()
+                    .zip(&q)
+                    .map(|(&u, &v)| combine(u, v, rule).ln())
+                    .collect::<Vec<f32>>()
             };
-            Some(EvalOutputs::Spans(x.iter().zip(y).map(|((s1, e1), (s2, e2))| (mix(s1, s2), mix(e1, e2))).collect()))
+            Some(EvalOutputs::Spans(
+                x.iter()
+                    .zip(y)
+                    .map(|((s1, e1), (s2, e2))| (mix(s1, s2), mix(e1, e2)))
+                    .collect(),
+            ))
         }
         _ => None,
     }
@@ -129,13 +153,23 @@ pub struct SplitEvaluation {
 }
 
 /// Scores `outputs` on `split` with the task's metrics.
-pub fn score(task: &TaskSpec, split: &EvalSplit, outputs: &EvalOutputs, post: &PostprocessConfig) -> Result<SplitEvaluation> {
+pub fn score(
+    task: &TaskSpec,
+    split: &EvalSplit,
+    outputs: &EvalOutputs,
+    post: &PostprocessConfig,
+) -> Result<SplitEvaluation> {
     let mut metrics = BTreeMap::new();
     match outputs {
         EvalOutputs::Probs(probs) => {
             let pred: Vec<usize> = probs
                 .iter()
-                .map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i))
+                .map(|p| {
+                    p.iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(i, _)| i)
+                })
                 .collect();
             let gold: Vec<usize> = split
                 .samples

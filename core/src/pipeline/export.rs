@@ -33,16 +33,30 @@ pub struct TaskHeadInfo {
 }
 
 fn bytes_of(store: &SafetensorsStore, what: &str) -> Result<Vec<u8>> {
-    store.get_bytes().map_err(|e| Error::usage(format!("{what} could not be serialised: {e}")))
+    store
+        .get_bytes()
+        .map_err(|e| Error::usage(format!("{what} could not be serialised: {e}")))
 }
 
 /// Writes `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json`.
-pub fn export_bert<B: Backend>(model: &BertTaskModel<B>, config: &BertConfig, info: &TaskHeadInfo, tokenizer_json: &Path, dir: &Path) -> Result<()> {
+pub fn export_bert<B: Backend>(
+    model: &BertTaskModel<B>,
+    config: &BertConfig,
+    info: &TaskHeadInfo,
+    tokenizer_json: &Path,
+    dir: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let head_name = if info.span { "qa_outputs." } else { "classifier." };
+    let head_name = if info.span {
+        "qa_outputs."
+    } else {
+        "classifier."
+    };
     let mut store = TO_HF
         .iter()
-        .fold(SafetensorsStore::from_bytes(None), |s, (from, to)| s.with_key_remapping(*from, *to))
+        .fold(SafetensorsStore::from_bytes(None), |s, (from, to)| {
+            s.with_key_remapping(*from, *to)
+        })
         .with_key_remapping(r"^CLASSIFIER\.", head_name)
         .with_to_adapter(BurnToPyTorchAdapter);
     model
@@ -50,10 +64,19 @@ pub fn export_bert<B: Backend>(model: &BertTaskModel<B>, config: &BertConfig, in
         .map_err(|e| Error::usage(format!("exporting BERT failed: {e}")))?;
     write_atomic(&dir.join("model.safetensors"), &bytes_of(&store, "BERT")?)?;
     let mut json = serde_json::to_value(config).expect("plain data");
-    json["architectures"] = serde_json::json!([if info.span { "BertForQuestionAnswering" } else { "BertForSequenceClassification" }]);
+    json["architectures"] = serde_json::json!([if info.span {
+        "BertForQuestionAnswering"
+    } else {
+        "BertForSequenceClassification"
+    }]);
     json["num_labels"] = serde_json::json!(if info.span { 2 } else { info.num_outputs });
     json["bertvision"] = serde_json::to_value(info).expect("plain data");
-    write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
+    write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&json)
+            .expect("json")
+            .as_bytes(),
+    )?;
     let tokenizer = crate::error::read_file(tokenizer_json)?;
     write_atomic(&dir.join("tokenizer.json"), &tokenizer)?;
     Ok(())
@@ -61,12 +84,32 @@ pub fn export_bert<B: Backend>(model: &BertTaskModel<B>, config: &BertConfig, in
 
 /// Loads a task model exported by [`export_bert`] (or any `BertFor{SequenceClassification,
 /// QuestionAnswering}` checkpoint with `bert.` names), from a file or bytes.
-pub fn load_task_model<B: Backend>(config: &BertConfig, info: &TaskHeadInfo, name: &Path, bytes: Vec<u8>, device: &B::Device) -> Result<BertTaskModel<B>> {
+pub fn load_task_model<B: Backend>(
+    config: &BertConfig,
+    info: &TaskHeadInfo,
+    name: &Path,
+    bytes: Vec<u8>,
+    device: &B::Device,
+) -> Result<BertTaskModel<B>> {
     let header = SafetensorsHeader::from_bytes(name, &bytes)?;
     let with_pooler = check_header(name, &header, config)?;
-    let head_name = if info.span { "qa_outputs" } else { "classifier" };
+    let head_name = if info.span {
+        "qa_outputs"
+    } else {
+        "classifier"
+    };
     if !header.tensors.contains_key(&format!("{head_name}.weight")) {
-        return Err(Error::invalid(name, format!("no `{head_name}.weight`: not a {} checkpoint of this task", if info.span { "question-answering" } else { "classification" })));
+        return Err(Error::invalid(
+            name,
+            format!(
+                "no `{head_name}.weight`: not a {} checkpoint of this task",
+                if info.span {
+                    "question-answering"
+                } else {
+                    "classification"
+                }
+            ),
+        ));
     }
     let bert = crate::bert::Bert::<B>::init(config, with_pooler, device);
     let mut model = BertTaskModel::new(bert, config, info.num_outputs, info.span, device);
@@ -82,23 +125,44 @@ pub fn load_task_model<B: Backend>(config: &BertConfig, info: &TaskHeadInfo, nam
     if !result.errors.is_empty() || !result.missing.is_empty() {
         return Err(Error::invalid(
             name,
-            format!("weights do not fit the model: {:?} {:?}", result.errors.first(), result.missing.first()),
+            format!(
+                "weights do not fit the model: {:?} {:?}",
+                result.errors.first(),
+                result.missing.first()
+            ),
         ));
     }
     Ok(model)
 }
 
 /// Writes `head.safetensors` (Burn layout) and `head.json` (its configuration).
-pub fn export_head<B: Backend>(head: &AdapterPooler<B>, config: &AdapterPoolerConfig, dir: &Path) -> Result<()> {
+pub fn export_head<B: Backend>(
+    head: &AdapterPooler<B>,
+    config: &AdapterPoolerConfig,
+    dir: &Path,
+) -> Result<()> {
     let mut store = SafetensorsStore::from_bytes(None);
     head.save_into(&mut store)
         .map_err(|e| Error::usage(format!("exporting the head failed: {e}")))?;
-    write_atomic(&dir.join("head.safetensors"), &bytes_of(&store, "the head")?)?;
-    write_atomic(&dir.join("head.json"), serde_json::to_string_pretty(config).expect("json").as_bytes())
+    write_atomic(
+        &dir.join("head.safetensors"),
+        &bytes_of(&store, "the head")?,
+    )?;
+    write_atomic(
+        &dir.join("head.json"),
+        serde_json::to_string_pretty(config)
+            .expect("json")
+            .as_bytes(),
+    )
 }
 
 /// Loads a head written by [`export_head`].
-pub fn load_head<B: Backend>(config: &AdapterPoolerConfig, name: &Path, bytes: Vec<u8>, device: &B::Device) -> Result<AdapterPooler<B>> {
+pub fn load_head<B: Backend>(
+    config: &AdapterPoolerConfig,
+    name: &Path,
+    bytes: Vec<u8>,
+    device: &B::Device,
+) -> Result<AdapterPooler<B>> {
     SafetensorsHeader::from_bytes(name, &bytes)?;
     let mut head = config.init::<B>(device);
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
@@ -108,7 +172,11 @@ pub fn load_head<B: Backend>(config: &AdapterPoolerConfig, name: &Path, bytes: V
     if !result.errors.is_empty() || !result.missing.is_empty() {
         return Err(Error::invalid(
             name,
-            format!("weights do not fit head.json: {:?} {:?}", result.errors.first(), result.missing.first()),
+            format!(
+                "weights do not fit head.json: {:?} {:?}",
+                result.errors.first(),
+                result.missing.first()
+            ),
         ));
     }
     Ok(head)

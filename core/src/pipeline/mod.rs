@@ -25,7 +25,7 @@ use self::config::{EnsembleRule, RunConfig};
 use self::data::{Sample, TaskData};
 use self::evaluate::{EvalOutputs, ensemble, predict, score};
 use self::export::{TaskHeadInfo, export_bert, export_head};
-use self::trainer::{LossCurve, LoopSpec, train_loop};
+use self::trainer::{LoopSpec, LossCurve, train_loop};
 use crate::bert::BertConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -101,7 +101,11 @@ impl RunContext<'_> {
             hidden_size: bert.hidden_size,
             num_states: bert.num_hidden_states(),
             adapter_size: h.adapter_size,
-            kind: if self.task.kind == TaskKind::Span { HeadKind::Span } else { h.kind },
+            kind: if self.task.kind == TaskKind::Span {
+                HeadKind::Span
+            } else {
+                h.kind
+            },
             num_outputs: self.task.num_outputs(),
             max_len: self.config.max_len,
             shared_adapter: h.shared_adapter,
@@ -144,23 +148,45 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    write_atomic(path, serde_json::to_string_pretty(value).expect("plain data").as_bytes())
+    write_atomic(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("plain data")
+            .as_bytes(),
+    )
 }
 
 /// The task model with the pre-trained encoder and a fresh head (seeded by the backend).
-fn fresh_task_model<B: Backend>(ctx: &RunContext<'_>, device: &B::Device) -> Result<(BertTaskModel<B>, BertConfig)> {
+fn fresh_task_model<B: Backend>(
+    ctx: &RunContext<'_>,
+    device: &B::Device,
+) -> Result<(BertTaskModel<B>, BertConfig)> {
     let pretrained = Pretrained::<B>::load(ctx.model_dir, device)?;
-    let model = BertTaskModel::new(pretrained.bert, &pretrained.config, ctx.task.num_outputs(), ctx.span(), device);
+    let model = BertTaskModel::new(
+        pretrained.bert,
+        &pretrained.config,
+        ctx.task.num_outputs(),
+        ctx.span(),
+        device,
+    );
     Ok((model, pretrained.config))
 }
 
 /// Runs (or resumes) one seed: fine-tune, head, evaluate, export.
-pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B::Device, progress: &mut dyn Progress) -> Result<SeedResult> {
+pub fn run_seed<B: AutodiffBackend>(
+    ctx: &RunContext<'_>,
+    seed: u64,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<SeedResult> {
     let dir = ctx.seed_dir(seed);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let result_path = dir.join("result.json");
     if let Some(done) = read_json::<SeedResult>(&result_path)? {
-        progress.log(&format!("seed {seed}: already complete ({})", result_path.display()));
+        progress.log(&format!(
+            "seed {seed}: already complete ({})",
+            result_path.display()
+        ));
         return Ok(done);
     }
     let cfg = ctx.config;
@@ -195,15 +221,26 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
         milestones: vec![(extract_step, extract_path.clone())],
         ..finetune_spec
     };
-    let finetune_loss = match (final_path.exists() && extract_path.exists(), read_json::<LossCurve>(&finetune_loss_path)?) {
+    let finetune_loss = match (
+        final_path.exists() && extract_path.exists(),
+        read_json::<LossCurve>(&finetune_loss_path)?,
+    ) {
         (true, Some(curve)) => curve,
         _ => {
             let started = Instant::now();
             let samples = &ctx.data.train;
-            let (model, curve) = train_loop(skeleton.clone(), &finetune_spec, n_train, device, progress, |model: &BertTaskModel<B>, idx| {
-                let (input, targets) = make_batch::<B>(&gather(samples, idx), ctx.padding(), device);
-                head_loss(model.forward(input).1, &targets)
-            })?;
+            let (model, curve) = train_loop(
+                skeleton.clone(),
+                &finetune_spec,
+                n_train,
+                device,
+                progress,
+                |model: &BertTaskModel<B>, idx| {
+                    let (input, targets) =
+                        make_batch::<B>(&gather(samples, idx), ctx.padding(), device);
+                    head_loss(model.forward(input).1, &targets)
+                },
+            )?;
             write_atomic(&final_path, &Checkpoint::module_bytes(&model)?)?;
             write_json(&finetune_loss_path, &curve)?;
             wall.insert("finetune".to_string(), started.elapsed().as_secs_f64());
@@ -219,7 +256,12 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
     };
     let inner_skeleton = skeleton.valid();
     let load_inner = |path: &Path| -> Result<BertTaskModel<B::InnerBackend>> {
-        Checkpoint::load_module(inner_skeleton.clone(), &crate::error::read_file(path)?, device, path)
+        Checkpoint::load_module(
+            inner_skeleton.clone(),
+            &crate::error::read_file(path)?,
+            device,
+            path,
+        )
     };
     let bert_extract = load_inner(&extract_path)?;
 
@@ -231,7 +273,15 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
     B::seed(device, seed.wrapping_add(1));
     let head_skeleton: AdapterPooler<B> = head_config.init(device);
     let (head, head_curve) = match (head_path.exists(), read_json::<LossCurve>(&head_loss_path)?) {
-        (true, Some(curve)) => (Checkpoint::load_module(head_skeleton.valid(), &crate::error::read_file(&head_path)?, device, &head_path)?, curve),
+        (true, Some(curve)) => (
+            Checkpoint::load_module(
+                head_skeleton.valid(),
+                &crate::error::read_file(&head_path)?,
+                device,
+                &head_path,
+            )?,
+            curve,
+        ),
         _ => {
             let started = Instant::now();
             let spec = LoopSpec {
@@ -247,15 +297,28 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
                 milestones: vec![],
             };
             let samples = &ctx.data.train;
-            let (head, curve) = train_loop(head_skeleton, &spec, n_train, device, progress, |head: &AdapterPooler<B>, idx| {
-                let batch = gather(samples, idx);
-                let (input, _) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
-                let mask = input.attention_mask.clone();
-                // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
-                let states: Vec<Tensor<B, 3>> = bert_extract.bert.forward(input).hidden_states.into_iter().map(Tensor::from_inner).collect();
-                let (_, targets) = make_batch::<B>(&batch, head_pad, device);
-                head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
-            })?;
+            let (head, curve) = train_loop(
+                head_skeleton,
+                &spec,
+                n_train,
+                device,
+                progress,
+                |head: &AdapterPooler<B>, idx| {
+                    let batch = gather(samples, idx);
+                    let (input, _) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
+                    let mask = input.attention_mask.clone();
+                    // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
+                    let states: Vec<Tensor<B, 3>> = bert_extract
+                        .bert
+                        .forward(input)
+                        .hidden_states
+                        .into_iter()
+                        .map(Tensor::from_inner)
+                        .collect();
+                    let (_, targets) = make_batch::<B>(&batch, head_pad, device);
+                    head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
+                },
+            )?;
             write_atomic(&head_path, &Checkpoint::module_bytes(&head)?)?;
             write_json(&head_loss_path, &curve)?;
             wall.insert("head".to_string(), started.elapsed().as_secs_f64());
@@ -277,15 +340,43 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
     let pred_dir = dir.join("predictions");
     let bs = cfg.eval_batch_size;
     for split in &ctx.data.eval {
-        let bert_out = |m: &BertTaskModel<B::InnerBackend>, label: &str, progress: &mut dyn Progress| {
-            predict::<B::InnerBackend>(&split.samples, bs, ctx.padding(), device, progress, label, |input| m.forward(input).1)
-        };
-        let extract_out = bert_out(&bert_extract, &format!("seed {seed} eval BERT@{} ({})", cfg.extract_at, split.name), progress);
-        let final_out = bert_out(&bert_final, &format!("seed {seed} eval BERT@{} ({})", cfg.finetune.epochs, split.name), progress);
-        let bv_out = predict::<B::InnerBackend>(&split.samples, bs, head_pad, device, progress, &format!("seed {seed} eval BERTVision ({})", split.name), |input| {
-            let mask = input.attention_mask.clone();
-            head.forward(&bert_extract.bert.forward(input).hidden_states, mask)
-        });
+        let bert_out =
+            |m: &BertTaskModel<B::InnerBackend>, label: &str, progress: &mut dyn Progress| {
+                predict::<B::InnerBackend>(
+                    &split.samples,
+                    bs,
+                    ctx.padding(),
+                    device,
+                    progress,
+                    label,
+                    |input| m.forward(input).1,
+                )
+            };
+        let extract_out = bert_out(
+            &bert_extract,
+            &format!("seed {seed} eval BERT@{} ({})", cfg.extract_at, split.name),
+            progress,
+        );
+        let final_out = bert_out(
+            &bert_final,
+            &format!(
+                "seed {seed} eval BERT@{} ({})",
+                cfg.finetune.epochs, split.name
+            ),
+            progress,
+        );
+        let bv_out = predict::<B::InnerBackend>(
+            &split.samples,
+            bs,
+            head_pad,
+            device,
+            progress,
+            &format!("seed {seed} eval BERTVision ({})", split.name),
+            |input| {
+                let mask = input.attention_mask.clone();
+                head.forward(&bert_extract.bert.forward(input).hidden_states, mask)
+            },
+        );
         let mut outputs: Vec<(String, EvalOutputs)> = vec![
             (BERT_EXTRACT.into(), extract_out.clone()),
             (BERT_FINAL.into(), final_out),
@@ -300,12 +391,24 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
             let evaluation = score(ctx.task, split, out, &cfg.squad_postprocess)?;
             let base = pred_dir.join(format!("{method}.{}", split.name));
             if let Some(sp) = &evaluation.squad_predictions {
-                write_atomic(&base.with_extension(format!("{}.predictions.json", split.name)), sp.answers_json().as_bytes())?;
-                write_atomic(&base.with_extension(format!("{}.na_prob.json", split.name)), sp.na_prob_json().as_bytes())?;
+                write_atomic(
+                    &base.with_extension(format!("{}.predictions.json", split.name)),
+                    sp.answers_json().as_bytes(),
+                )?;
+                write_atomic(
+                    &base.with_extension(format!("{}.na_prob.json", split.name)),
+                    sp.na_prob_json().as_bytes(),
+                )?;
             } else {
-                write_json(&base.with_extension(format!("{}.json", split.name)), &evaluation.predictions)?;
+                write_json(
+                    &base.with_extension(format!("{}.json", split.name)),
+                    &evaluation.predictions,
+                )?;
             }
-            metrics.entry(method.clone()).or_default().insert(split.name.clone(), evaluation.metrics);
+            metrics
+                .entry(method.clone())
+                .or_default()
+                .insert(split.name.clone(), evaluation.metrics);
         }
     }
     wall.insert("evaluate".to_string(), started.elapsed().as_secs_f64());
@@ -318,7 +421,13 @@ pub fn run_seed<B: AutodiffBackend>(ctx: &RunContext<'_>, seed: u64, device: &B:
         span: ctx.span(),
         num_outputs: ctx.task.num_outputs(),
     };
-    export_bert(&bert_extract, &bert_config, &info, &ctx.model_dir.tokenizer, &export_dir.join("bert"))?;
+    export_bert(
+        &bert_extract,
+        &bert_config,
+        &info,
+        &ctx.model_dir.tokenizer,
+        &export_dir.join("bert"),
+    )?;
     export_head(&head, &head_config, &export_dir)?;
     wall.insert("export".to_string(), started.elapsed().as_secs_f64());
 
@@ -346,13 +455,18 @@ pub struct Summary {
 }
 
 /// method → split → metric → summary over seeds.
-pub fn summarise(seeds: &[SeedResult]) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Summary>>> {
+pub fn summarise(
+    seeds: &[SeedResult],
+) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Summary>>> {
     let mut values: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
     for s in seeds {
         for (method, splits) in &s.metrics {
             for (split, ms) in splits {
                 for (metric, v) in ms {
-                    values.entry((method.clone(), split.clone(), metric.clone())).or_default().push(*v);
+                    values
+                        .entry((method.clone(), split.clone(), metric.clone()))
+                        .or_default()
+                        .push(*v);
                 }
             }
         }
@@ -361,8 +475,16 @@ pub fn summarise(seeds: &[SeedResult]) -> BTreeMap<String, BTreeMap<String, BTre
     for ((method, split, metric), v) in values {
         let n = v.len();
         let mean = v.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        out.entry(method).or_default().entry(split).or_default().insert(metric, Summary { mean, sd, n });
+        let sd = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        out.entry(method)
+            .or_default()
+            .entry(split)
+            .or_default()
+            .insert(metric, Summary { mean, sd, n });
     }
     out
 }

@@ -11,7 +11,10 @@ use burn::tensor::{ElementConversion, Tensor};
 use super::Progress;
 use crate::error::Result;
 use crate::fsutil::write_atomic;
-use crate::train::{Checkpoint, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order, linear_schedule, step_seed};
+use crate::train::{
+    Checkpoint, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order, linear_schedule,
+    step_seed,
+};
 
 #[derive(Debug, Clone)]
 pub struct LoopSpec {
@@ -54,7 +57,13 @@ impl LossCurve {
     fn from_losses(losses: Vec<f32>) -> Self {
         let n = losses.len();
         let k = (n / 10).max(1).min(n.max(1));
-        let mean = |s: &[f32]| if s.is_empty() { f64::NAN } else { s.iter().map(|&x| x as f64).sum::<f64>() / s.len() as f64 };
+        let mean = |s: &[f32]| {
+            if s.is_empty() {
+                f64::NAN
+            } else {
+                s.iter().map(|&x| x as f64).sum::<f64>() / s.len() as f64
+            }
+        };
         LossCurve {
             steps: n,
             first_tenth: mean(&losses[..k.min(n)]),
@@ -66,7 +75,14 @@ impl LossCurve {
 
 /// Trains `model` on `n` samples; `loss_fn(model, indices)` computes one batch's loss. Resumes
 /// from `spec.checkpoint` when it exists.
-pub fn train_loop<B, M, F>(mut model: M, spec: &LoopSpec, n: usize, device: &B::Device, progress: &mut dyn Progress, mut loss_fn: F) -> Result<(M, LossCurve)>
+pub fn train_loop<B, M, F>(
+    mut model: M,
+    spec: &LoopSpec,
+    n: usize,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+    mut loss_fn: F,
+) -> Result<(M, LossCurve)>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -75,11 +91,16 @@ where
     let per_epoch = spec.steps_per_epoch(n);
     let total = spec.total_steps(n);
     let warmup = (spec.warmup_ratio * total as f64).round() as usize;
-    let mut optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer);
     let mut losses: Vec<f32> = Vec::with_capacity(total);
     let mut step = 0;
-    if let Some(ckpt) = Checkpoint::load(&spec.checkpoint)? {
+    let checkpoint = Checkpoint::load(&spec.checkpoint)?;
+    if let Some(ckpt) = &checkpoint {
+        // Loading a record restores the parameters' ids, which the optimizer state is keyed by,
+        // so the optimizer is created after the module is loaded.
         model = Checkpoint::load_module(model, &ckpt.model, device, &spec.checkpoint)?;
+    }
+    let mut optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer);
+    if let Some(ckpt) = checkpoint {
         optimizer = optimizer.load_bytes(&ckpt.optimizer, device)?;
         step = ckpt.position.step;
         let losses_path = spec.checkpoint.with_extension("losses.json");
@@ -87,7 +108,11 @@ where
             losses = serde_json::from_str(&text).unwrap_or_default();
             losses.truncate(step);
         }
-        progress.log(&format!("{}: resuming at step {step} of {total} from {}", spec.name, spec.checkpoint.display()));
+        progress.log(&format!(
+            "{}: resuming at step {step} of {total} from {}",
+            spec.name,
+            spec.checkpoint.display()
+        ));
     }
     progress.start(&spec.name, total as u64, "steps");
     progress.set_position(step as u64);
@@ -108,14 +133,22 @@ where
         step += 1;
         let rate = (step - first_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
         progress.set_position(step as u64);
-        progress.message(&format!("loss {loss_value:.4} lr {lr:.2e} {rate:.1} steps/s"));
+        progress.message(&format!(
+            "loss {loss_value:.4} lr {lr:.2e} {rate:.1} steps/s"
+        ));
         for (at, path) in &spec.milestones {
             if *at == step && !path.exists() {
                 write_atomic(path, &Checkpoint::module_bytes(&model)?)?;
             }
         }
         if step % spec.checkpoint_every.max(1) == 0 && step < total {
-            save(&spec.checkpoint, &model, &optimizer, step, total, &losses)?;
+            let (model_bytes, optimizer_bytes) =
+                save(&spec.checkpoint, &model, &optimizer, step, total, &losses)?;
+            // Continue from the state just written, exactly as a resumed run would: tensors
+            // rebuilt from a record can differ in memory layout, and so in float rounding.
+            model = Checkpoint::load_module(model, &model_bytes, device, &spec.checkpoint)?;
+            optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer)
+                .load_bytes(&optimizer_bytes, device)?;
         }
     }
     progress.finish();
@@ -125,13 +158,28 @@ where
     Ok((model, LossCurve::from_losses(losses)))
 }
 
-fn save<B: AutodiffBackend, M: AutodiffModule<B>>(path: &std::path::Path, model: &M, optimizer: &TrainOptimizer<B, M>, step: usize, total: usize, losses: &[f32]) -> Result<()> {
+/// Writes the checkpoint; returns the model and optimizer bytes it holds.
+fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
+    path: &std::path::Path,
+    model: &M,
+    optimizer: &TrainOptimizer<B, M>,
+    step: usize,
+    total: usize,
+    losses: &[f32],
+) -> Result<(Vec<u8>, Vec<u8>)> {
     // Losses first: a checkpoint never points past the losses on disk.
-    write_atomic(&path.with_extension("losses.json"), serde_json::to_string(losses).expect("floats").as_bytes())?;
-    Checkpoint {
-        position: TrainPosition { step, total_steps: total },
+    write_atomic(
+        &path.with_extension("losses.json"),
+        serde_json::to_string(losses).expect("floats").as_bytes(),
+    )?;
+    let checkpoint = Checkpoint {
+        position: TrainPosition {
+            step,
+            total_steps: total,
+        },
         model: Checkpoint::module_bytes(model)?,
         optimizer: optimizer.to_bytes()?,
-    }
-    .save(path)
+    };
+    checkpoint.save(path)?;
+    Ok((checkpoint.model, checkpoint.optimizer))
 }

@@ -34,7 +34,12 @@ impl Checkpoint {
             .map_err(|e| Error::usage(format!("model could not be serialised: {e}")))
     }
 
-    pub fn load_module<B: Backend, M: Module<B>>(module: M, bytes: &[u8], device: &B::Device, path: &Path) -> Result<M> {
+    pub fn load_module<B: Backend, M: Module<B>>(
+        module: M,
+        bytes: &[u8],
+        device: &B::Device,
+        path: &Path,
+    ) -> Result<M> {
         let record = BinBytesRecorder::<FullPrecisionSettings>::default()
             .load(bytes.to_vec(), device)
             .map_err(|e| Error::invalid(path, format!("model state unreadable: {e}")))?;
@@ -58,7 +63,12 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let bad = |what: &str| Error::invalid(path, format!("not a usable checkpoint ({what}); delete it to start over"));
+        let bad = |what: &str| {
+            Error::invalid(
+                path,
+                format!("not a usable checkpoint ({what}); delete it to start over"),
+            )
+        };
         if !bytes.starts_with(MAGIC) {
             return Err(bad("wrong magic bytes"));
         }

@@ -70,11 +70,20 @@ impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for ParamLister {
 }
 
 /// Moves one gradient between collections, scaling it, whatever its rank.
-fn move_grad<B: AutodiffBackend>(from: &mut GradientsParams, to: &mut GradientsParams, id: ParamId, dims: usize, scale: f64) {
+fn move_grad<B: AutodiffBackend>(
+    from: &mut GradientsParams,
+    to: &mut GradientsParams,
+    id: ParamId,
+    dims: usize,
+    scale: f64,
+) {
     macro_rules! mv {
         ($d:literal) => {
             if let Some(g) = from.remove::<B::InnerBackend, $d>(id) {
-                to.register::<B::InnerBackend, $d>(id, if scale == 1.0 { g } else { g.mul_scalar(scale) });
+                to.register::<B::InnerBackend, $d>(
+                    id,
+                    if scale == 1.0 { g } else { g.mul_scalar(scale) },
+                );
             }
         };
     }
@@ -87,10 +96,16 @@ fn move_grad<B: AutodiffBackend>(from: &mut GradientsParams, to: &mut GradientsP
     }
 }
 
-fn grad_sq_norm<B: AutodiffBackend>(grads: &GradientsParams, id: ParamId, dims: usize) -> Option<Tensor<B::InnerBackend, 1>> {
+fn grad_sq_norm<B: AutodiffBackend>(
+    grads: &GradientsParams,
+    id: ParamId,
+    dims: usize,
+) -> Option<Tensor<B::InnerBackend, 1>> {
     macro_rules! sq {
         ($d:literal) => {
-            grads.get::<B::InnerBackend, $d>(id).map(|g| g.powi_scalar(2).sum())
+            grads
+                .get::<B::InnerBackend, $d>(id)
+                .map(|g| g.powi_scalar(2).sum())
         };
     }
     match dims {
@@ -110,7 +125,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             path: Vec::new(),
         };
         module.visit(&mut lister);
-        let adam = |wd: f64| AdamWConfig::new().with_weight_decay(wd as f32).with_epsilon(config.epsilon as f32).init();
+        let adam = |wd: f64| {
+            AdamWConfig::new()
+                .with_weight_decay(wd as f32)
+                .with_epsilon(config.epsilon as f32)
+                .init()
+        };
         TrainOptimizer {
             decay: adam(config.weight_decay),
             no_decay: adam(0.0),
@@ -124,13 +144,20 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
     /// norm before clipping.
     pub fn step(&mut self, lr: f64, module: M, loss: Tensor<B, 1>) -> (M, f64) {
         let mut grads = GradientsParams::from_grads(loss.backward(), &module);
-        let norm_sq: Vec<Tensor<B::InnerBackend, 1>> =
-            self.all_ids.iter().filter_map(|&(id, d)| grad_sq_norm::<B>(&grads, id, d)).collect();
+        let norm_sq: Vec<Tensor<B::InnerBackend, 1>> = self
+            .all_ids
+            .iter()
+            .filter_map(|&(id, d)| grad_sq_norm::<B>(&grads, id, d))
+            .collect();
         let norm = if norm_sq.is_empty() {
             0.0
         } else {
             use burn::tensor::ElementConversion;
-            Tensor::cat(norm_sq, 0).sum().sqrt().into_scalar().elem::<f64>()
+            Tensor::cat(norm_sq, 0)
+                .sum()
+                .sqrt()
+                .into_scalar()
+                .elem::<f64>()
         };
         let scale = match self.config.max_grad_norm {
             Some(max) if norm > max => max / (norm + 1e-6),
@@ -139,7 +166,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         let mut decay = GradientsParams::new();
         let mut no_decay = GradientsParams::new();
         for &(id, d) in &self.all_ids {
-            let target = if self.no_decay_ids.contains(&id) { &mut no_decay } else { &mut decay };
+            let target = if self.no_decay_ids.contains(&id) {
+                &mut no_decay
+            } else {
+                &mut decay
+            };
             move_grad::<B>(&mut grads, target, id, d, scale);
         }
         let module = self.decay.step(lr, module, decay);
@@ -164,7 +195,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
 
     /// Restores state saved by [`Self::to_bytes`].
     pub fn load_bytes(mut self, bytes: &[u8], device: &B::Device) -> Result<Self> {
-        let bad = |what: &str| Error::usage(format!("optimizer state in the checkpoint is unreadable: {what}"));
+        let bad = |what: &str| {
+            Error::usage(format!(
+                "optimizer state in the checkpoint is unreadable: {what}"
+            ))
+        };
         if bytes.len() < 8 {
             return Err(bad("too short"));
         }
@@ -173,8 +208,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             return Err(bad("length prefix past the end"));
         }
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-        let a = recorder.load(bytes[8..8 + n].to_vec(), device).map_err(|e| bad(&e.to_string()))?;
-        let b = recorder.load(bytes[8 + n..].to_vec(), device).map_err(|e| bad(&e.to_string()))?;
+        let a = recorder
+            .load(bytes[8..8 + n].to_vec(), device)
+            .map_err(|e| bad(&e.to_string()))?;
+        let b = recorder
+            .load(bytes[8 + n..].to_vec(), device)
+            .map_err(|e| bad(&e.to_string()))?;
         self.decay = self.decay.load_record(a);
         self.no_decay = self.no_decay.load_record(b);
         Ok(self)
@@ -208,7 +247,11 @@ mod tests {
         let x = Tensor::<B, 2>::random([64, 4], Distribution::Normal(0.0, 1.0), &device);
         let w = Tensor::<B, 2>::from_data([[1.0f32], [-2.0], [0.5], [3.0]], &device);
         let y = x.clone().matmul(w);
-        let loss_of = |net: &Net<B>| (net.layer.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
+        let loss_of = |net: &Net<B>| {
+            (net.layer.forward(x.clone()) - y.clone())
+                .powi_scalar(2)
+                .mean()
+        };
         let first: f32 = loss_of(&net).into_scalar().elem();
         for _ in 0..300 {
             let loss = loss_of(&net);
