@@ -57,7 +57,7 @@ enum Command {
     },
     /// The whole pipeline: fine-tune BERT, train the AdapterPooler on streamed hidden states,
     /// evaluate BERT / BERTVision / ensembles over seeds, export the weights.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// The official SQuAD 2.0 evaluation: exact, f1, HasAns/NoAns breakdown, best thresholds.
     EvaluateSquad {
         /// The dataset (official SQuAD JSON format).

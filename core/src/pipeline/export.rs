@@ -117,7 +117,7 @@ pub fn load_task_model<B: Backend>(
         .with_key_remapping(r"\.LayerNorm\.(weight|gamma)$", ".layer_norm.gamma")
         .with_key_remapping(r"\.LayerNorm\.(bias|beta)$", ".layer_norm.beta")
         .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
-        .with_key_remapping(&format!("^{head_name}\\."), "classifier.")
+        .with_key_remapping(format!("^{head_name}\\."), "classifier.")
         .with_from_adapter(PyTorchToBurnAdapter);
     let result = model
         .load_from(&mut store)
