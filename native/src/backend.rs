@@ -14,6 +14,18 @@ pub enum DeviceArg {
     Wgpu,
 }
 
+/// CubeCL panics deep inside device setup when there is no driver; say it in one line instead.
+#[cfg(feature = "cuda")]
+pub fn require_nvidia_driver() -> anyhow::Result<()> {
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "--device cuda: no NVIDIA driver on this machine (/dev/nvidiactl is missing); use --device cpu"
+        )
+    }
+}
+
 #[cfg(feature = "ndarray")]
 pub type CpuBackend = burn::backend::NdArray<f32>;
 #[cfg(feature = "cuda")]
@@ -42,6 +54,7 @@ macro_rules! with_backend {
             $crate::backend::DeviceArg::Cuda => {
                 #[cfg(feature = "cuda")]
                 {
+                    $crate::backend::require_nvidia_driver()?;
                     type $B = $crate::backend::CudaBackend;
                     let $device = burn::backend::cuda::CudaDevice::default();
                     $body

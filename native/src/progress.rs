@@ -3,13 +3,47 @@
 use bertvision_core::pipeline::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Bars on a terminal; without one (logs, CI, remote runs) a plain line at every tenth of a
+/// phase, since indicatif draws nothing there.
 pub struct Bars {
     bar: Option<ProgressBar>,
+    terminal: bool,
+    phase: String,
+    total: u64,
+    last_tenth: u64,
+    started: std::time::Instant,
+    message: String,
 }
 
 impl Bars {
     pub fn new() -> Self {
-        Bars { bar: None }
+        use std::io::IsTerminal;
+        Bars {
+            bar: None,
+            terminal: std::io::stderr().is_terminal(),
+            phase: String::new(),
+            total: 0,
+            last_tenth: 0,
+            started: std::time::Instant::now(),
+            message: String::new(),
+        }
+    }
+
+    fn plain_report(&mut self, position: u64) {
+        if self.terminal || self.total == 0 {
+            return;
+        }
+        let tenth = position * 10 / self.total;
+        if tenth > self.last_tenth {
+            self.last_tenth = tenth;
+            eprintln!(
+                "{}: {position}/{} after {:.1} s {}",
+                self.phase,
+                self.total,
+                self.started.elapsed().as_secs_f64(),
+                self.message
+            );
+        }
     }
 }
 
@@ -25,24 +59,36 @@ impl Progress for Bars {
         );
         bar.set_prefix(phase.to_string());
         self.bar = Some(bar);
+        self.phase = phase.to_string();
+        self.total = total;
+        self.last_tenth = 0;
+        self.started = std::time::Instant::now();
+        self.message.clear();
     }
 
     fn set_position(&mut self, position: u64) {
         if let Some(b) = &self.bar {
             b.set_position(position);
         }
+        self.plain_report(position);
     }
 
     fn inc(&mut self, n: u64) {
-        if let Some(b) = &self.bar {
-            b.inc(n);
-        }
+        let position = match &self.bar {
+            Some(b) => {
+                b.inc(n);
+                b.position()
+            }
+            None => return,
+        };
+        self.plain_report(position);
     }
 
     fn message(&mut self, message: &str) {
         if let Some(b) = &self.bar {
             b.set_message(message.to_string());
         }
+        self.message = message.to_string();
     }
 
     fn finish(&mut self) {
