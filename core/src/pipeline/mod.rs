@@ -354,15 +354,15 @@ pub fn run_seed<B: AutodiffBackend>(
             };
         let extract_out = bert_out(
             &bert_extract,
-            &format!("seed {seed} eval BERT@{} ({})", cfg.extract_at, split.name),
+            &format!(
+                "seed {seed} eval BERT at {} epochs ({})",
+                cfg.extract_at, split.name
+            ),
             progress,
         );
         let final_out = bert_out(
             &bert_final,
-            &format!(
-                "seed {seed} eval BERT@{} ({})",
-                cfg.finetune.epochs, split.name
-            ),
+            &format!("seed {seed} eval BERT final ({})", split.name),
             progress,
         );
         let bv_out = predict::<B::InnerBackend>(
