@@ -19,9 +19,17 @@ use super::model::Bert;
 use crate::error::{Error, Result};
 use crate::safetensors_header::{SafetensorsHeader, TensorInfo};
 
-/// Renames from checkpoint keys to our module paths, applied in order by burn-store.
+/// Renames from checkpoint keys to our module paths, applied in order by burn-store: the
+/// optional `bert.` prefix, then [`LAYER_REMAPS`].
 const KEY_REMAPS: [(&str, &str); 4] = [
     (r"^bert\.", ""),
+    LAYER_REMAPS[0],
+    LAYER_REMAPS[1],
+    LAYER_REMAPS[2],
+];
+
+/// Hugging Face's names inside a BERT layer to ours (LayerNorm → layer_norm, `self` → self_attn).
+pub(crate) const LAYER_REMAPS: [(&str, &str); 3] = [
     (r"\.LayerNorm\.(weight|gamma)$", ".layer_norm.gamma"),
     (r"\.LayerNorm\.(bias|beta)$", ".layer_norm.beta"),
     (r"\.attention\.self\.", ".attention.self_attn."),
@@ -193,9 +201,26 @@ pub fn load_bert<B: Backend>(
         .iter()
         .fold(store, |s, (from, to)| s.with_key_remapping(*from, *to))
         .with_from_adapter(ToF32Adapter.chain(PyTorchToBurnAdapter));
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| Error::invalid(&path, format!("could not read tensors: {e}")))?;
+    let applied = apply_store(&mut model, &mut store, &path)?;
+    let expected = expected_tensors(config, with_pooler).len();
+    if applied != expected {
+        return Err(Error::invalid(
+            &path,
+            format!("loaded {applied} tensors, expected {expected}"),
+        ));
+    }
+    Ok(model)
+}
+
+/// Loads `store` into `module`; every parameter must be found and fit. Returns how many were set.
+pub(crate) fn apply_store<B: Backend, M: ModuleSnapshot<B>>(
+    module: &mut M,
+    store: &mut SafetensorsStore,
+    path: &Path,
+) -> Result<usize> {
+    let result = module
+        .load_from(store)
+        .map_err(|e| Error::invalid(path, format!("could not read tensors: {e}")))?;
     if !result.errors.is_empty() || !result.missing.is_empty() {
         let detail = result
             .errors
@@ -206,21 +231,11 @@ pub fn load_bert<B: Backend>(
             .collect::<Vec<_>>()
             .join("; ");
         return Err(Error::invalid(
-            &path,
+            path,
             format!("weights do not fit the model: {detail}"),
         ));
     }
-    let expected = expected_tensors(config, with_pooler).len();
-    if result.applied.len() != expected {
-        return Err(Error::invalid(
-            &path,
-            format!(
-                "loaded {} tensors, expected {expected}",
-                result.applied.len()
-            ),
-        ));
-    }
-    Ok(model)
+    Ok(result.applied.len())
 }
 
 /// Casts half-precision checkpoint tensors to f32 on load; the backend's float type decides the

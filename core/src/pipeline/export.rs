@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
 use crate::bert::BertConfig;
-use crate::bert::weights::check_header;
+use crate::bert::weights::{LAYER_REMAPS, apply_store, check_header};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::head::{AdapterPooler, AdapterPoolerConfig};
@@ -113,25 +113,14 @@ pub fn load_task_model<B: Backend>(
     }
     let bert = crate::bert::Bert::<B>::init(config, with_pooler, device);
     let mut model = BertTaskModel::new(bert, config, info.num_outputs, info.span, device);
-    let mut store = SafetensorsStore::from_bytes(Some(bytes))
-        .with_key_remapping(r"\.LayerNorm\.(weight|gamma)$", ".layer_norm.gamma")
-        .with_key_remapping(r"\.LayerNorm\.(bias|beta)$", ".layer_norm.beta")
-        .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
+    let store = LAYER_REMAPS.iter().fold(
+        SafetensorsStore::from_bytes(Some(bytes)),
+        |s, (from, to)| s.with_key_remapping(*from, *to),
+    );
+    let mut store = store
         .with_key_remapping(format!("^{head_name}\\."), "classifier.")
         .with_from_adapter(PyTorchToBurnAdapter);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| Error::invalid(name, format!("could not read tensors: {e}")))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(Error::invalid(
-            name,
-            format!(
-                "weights do not fit the model: {:?} {:?}",
-                result.errors.first(),
-                result.missing.first()
-            ),
-        ));
-    }
+    apply_store(&mut model, &mut store, name)?;
     Ok(model)
 }
 
@@ -165,19 +154,10 @@ pub fn load_head<B: Backend>(
 ) -> Result<AdapterPooler<B>> {
     SafetensorsHeader::from_bytes(name, &bytes)?;
     let mut head = config.init::<B>(device);
-    let mut store = SafetensorsStore::from_bytes(Some(bytes));
-    let result = head
-        .load_from(&mut store)
-        .map_err(|e| Error::invalid(name, format!("could not read tensors: {e}")))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(Error::invalid(
-            name,
-            format!(
-                "weights do not fit head.json: {:?} {:?}",
-                result.errors.first(),
-                result.missing.first()
-            ),
-        ));
-    }
+    apply_store(
+        &mut head,
+        &mut SafetensorsStore::from_bytes(Some(bytes)),
+        name,
+    )?;
     Ok(head)
 }

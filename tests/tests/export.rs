@@ -1,0 +1,122 @@
+//! Exported weights load back to the same model: BERT with its task head as a Hugging Face
+//! directory (Hugging Face names), the AdapterPooler as head.safetensors + head.json.
+
+use bertvision_core::bert::BertConfig;
+use bertvision_core::head::{AdapterPoolerConfig, HeadKind, HeadOutput, LayerMix};
+use bertvision_core::pipeline::export::{
+    TaskHeadInfo, export_bert, export_head, load_head, load_task_model,
+};
+use bertvision_core::pretrained::Pretrained;
+use bertvision_core::safetensors_header::SafetensorsHeader;
+use bertvision_core::task_model::BertTaskModel;
+use bertvision_core::tokenize::TokenBatch;
+use bertvision_tests::model_dir;
+use burn::backend::NdArray;
+use burn::tensor::Tensor;
+
+type B = NdArray<f32>;
+
+fn values(out: HeadOutput<B>) -> Vec<f32> {
+    match out {
+        HeadOutput::Logits(l) => l.into_data().to_vec().unwrap(),
+        HeadOutput::Span { start, end } => Tensor::cat(vec![start, end], 1)
+            .into_data()
+            .to_vec()
+            .unwrap(),
+    }
+}
+
+#[test]
+fn task_model_and_head_round_trip_through_export() {
+    let device = Default::default();
+    let dir = model_dir("splade-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    for span in [false, true] {
+        let mut pretrained = Pretrained::<B>::load(&dir, &device).unwrap();
+        let encoded = pretrained
+            .tokenizer
+            .encode("Where is it?", Some("It is in the box."), None)
+            .unwrap();
+        let batch = TokenBatch::pad(&[&encoded], pretrained.tokenizer.pad_id(), Some(20));
+        let config: BertConfig = pretrained.config.clone();
+        let model = BertTaskModel::new(pretrained.bert, &config, 3, span, &device);
+        let info = TaskHeadInfo {
+            task: "T".into(),
+            span,
+            num_outputs: 3,
+        };
+        let out = tmp.path().join(format!("span-{span}"));
+        export_bert(&model, &config, &info, &dir.tokenizer, &out).unwrap();
+
+        let header = SafetensorsHeader::read(&out.join("model.safetensors")).unwrap();
+        let head_name = if span {
+            "qa_outputs.weight"
+        } else {
+            "classifier.weight"
+        };
+        for key in [
+            "bert.embeddings.LayerNorm.weight",
+            "bert.encoder.layer.1.attention.self.query.weight",
+            head_name,
+        ] {
+            assert!(
+                header.tensors.contains_key(key),
+                "{key} not exported: {:?}",
+                header.tensors.keys().take(5).collect::<Vec<_>>()
+            );
+        }
+        // Linear weights in PyTorch's [out, in] layout.
+        assert_eq!(
+            header.tensors[head_name].shape,
+            vec![if span { 2 } else { 3 }, config.hidden_size]
+        );
+
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let loaded = load_task_model::<B>(
+            &config,
+            &info,
+            &out.join("model.safetensors"),
+            bytes,
+            &device,
+        )
+        .unwrap();
+        let a = values(model.forward(batch.to_input(&device)).1);
+        let b = values(loaded.forward(batch.to_input(&device)).1);
+        assert_eq!(a, b, "span={span}");
+        assert!(BertConfig::from_file(&out.join("config.json")).is_ok());
+
+        let head_config = AdapterPoolerConfig {
+            hidden_size: config.hidden_size,
+            num_states: config.num_hidden_states(),
+            adapter_size: 8,
+            kind: if span {
+                HeadKind::Span
+            } else {
+                HeadKind::MaskedMean
+            },
+            num_outputs: 3,
+            max_len: 20,
+            shared_adapter: true,
+            skip_last_layer: span,
+            layer_mix: if span {
+                LayerMix::None
+            } else {
+                LayerMix::Tenney
+            },
+        };
+        let head = head_config.init::<B>(&device);
+        export_head(&head, &head_config, &out).unwrap();
+        let loaded_head = load_head::<B>(
+            &head_config,
+            &out.join("head.safetensors"),
+            std::fs::read(out.join("head.safetensors")).unwrap(),
+            &device,
+        )
+        .unwrap();
+        let input = batch.to_input::<B>(&device);
+        let states = model.bert.forward(input.clone()).hidden_states;
+        let a = values(head.forward(&states, input.attention_mask.clone()));
+        let b = values(loaded_head.forward(&states, input.attention_mask));
+        assert_eq!(a, b, "head span={span}");
+    }
+}
