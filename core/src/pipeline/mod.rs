@@ -243,6 +243,7 @@ pub fn run_seed<B: AutodiffBackend>(
             )?;
             write_atomic(&final_path, &Checkpoint::module_bytes(&model)?)?;
             write_json(&finetune_loss_path, &curve)?;
+            finetune_spec.discard_checkpoint();
             wall.insert("finetune".to_string(), started.elapsed().as_secs_f64());
             progress.log(&format!(
                 "seed {seed}: fine-tuned {} steps ({:.1} s), loss {:.4} -> {:.4}",
@@ -321,6 +322,7 @@ pub fn run_seed<B: AutodiffBackend>(
             )?;
             write_atomic(&head_path, &Checkpoint::module_bytes(&head)?)?;
             write_json(&head_loss_path, &curve)?;
+            spec.discard_checkpoint();
             wall.insert("head".to_string(), started.elapsed().as_secs_f64());
             progress.log(&format!(
                 "seed {seed}: AdapterPooler trained {} steps ({:.1} s), loss {:.4} -> {:.4}",

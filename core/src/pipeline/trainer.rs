@@ -152,10 +152,16 @@ where
         }
     }
     progress.finish();
-    // The resumable checkpoint is no longer needed once the phase's outputs exist.
-    let _ = std::fs::remove_file(&spec.checkpoint);
-    let _ = std::fs::remove_file(spec.checkpoint.with_extension("losses.json"));
     Ok((model, LossCurve::from_losses(losses)))
+}
+
+impl LoopSpec {
+    /// Deletes the resumable checkpoint; call once the phase's outputs are written, so a kill
+    /// in between still finds the checkpoint.
+    pub fn discard_checkpoint(&self) {
+        let _ = std::fs::remove_file(&self.checkpoint);
+        let _ = std::fs::remove_file(self.checkpoint.with_extension("losses.json"));
+    }
 }
 
 /// Writes the checkpoint; returns the model and optimizer bytes it holds.
