@@ -552,7 +552,7 @@ fn report_markdown(
         .map(|s| s.keys().collect())
         .unwrap_or_default();
     let metric_names: Vec<&str> = if task.kind == TaskKind::Span {
-        vec!["exact", "f1", "HasAns_f1", "NoAns_f1"]
+        vec!["exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1"]
     } else {
         task.metrics.iter().map(|m| m.name()).collect()
     };

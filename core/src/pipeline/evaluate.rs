@@ -218,7 +218,10 @@ pub fn score(
                 .as_ref()
                 .ok_or_else(|| Error::usage("span outputs on a split without SQuAD examples"))?;
             let predictions = postprocess(examples, features, spans, post);
-            let m = evaluate(dataset, &predictions.answer_map(), None)?;
+            // With na_prob the evaluator also reports best_exact/best_f1: the score at the best
+            // no-answer threshold, which shows whether spans rank well when the null decision fails.
+            let na = predictions.na_probs();
+            let m = evaluate(dataset, &predictions.answer_map(), Some(&na))?;
             let v = serde_json::to_value(&m).expect("plain data");
             for (k, x) in v.as_object().expect("object") {
                 if let Some(x) = x.as_f64() {
