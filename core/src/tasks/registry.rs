@@ -107,146 +107,163 @@ impl TaskSpec {
 
 const BINARY: &[&str] = &["0", "1"];
 const ENTAILMENT: &[&str] = &["entailment", "not_entailment"];
+const DEV: &[(&str, &str)] = &[("dev", "dev.tsv")];
+
+/// A TSV layout with a header row.
+const fn with_header(
+    text_a: &'static str,
+    text_b: Option<&'static str>,
+    label: Column,
+    skips: bool,
+) -> TsvFormat {
+    TsvFormat {
+        has_header: true,
+        text_a: Column::Named(text_a),
+        text_b: match text_b {
+            Some(b) => Some(Column::Named(b)),
+            None => None,
+        },
+        label,
+        official_reader_skips_bad_rows: skips,
+    }
+}
+
+/// A GLUE task: `train.tsv` plus its dev files; cross-entropy unless it is a regression.
+const fn glue(
+    name: &'static str,
+    kind: TaskKind,
+    metrics: &'static [MetricKind],
+    dev_files: &'static [(&'static str, &'static str)],
+    format: TsvFormat,
+    max_len: usize,
+) -> TaskSpec {
+    TaskSpec {
+        name,
+        kind,
+        loss: match kind {
+            TaskKind::Regression => Loss::MeanSquaredError,
+            _ => Loss::CrossEntropy,
+        },
+        metrics,
+        train_file: "train.tsv",
+        dev_files,
+        format: Some(format),
+        max_len,
+    }
+}
+
 /// All tasks. Default lengths: 128 for GLUE as in BERT's recipe (RTE 256 for its long premises;
 /// the original used 250), 384 for SQuAD.
 pub const TASKS: &[TaskSpec] = &[
-    TaskSpec {
-        name: "CoLA",
-        kind: TaskKind::Classification { labels: BINARY },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::Matthews, MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(TsvFormat {
+    glue(
+        "CoLA",
+        TaskKind::Classification { labels: BINARY },
+        &[MetricKind::Matthews, MetricKind::Accuracy],
+        DEV,
+        // No header: source, label, original label, sentence.
+        TsvFormat {
             has_header: false,
             text_a: Column::Index(3),
             text_b: None,
             label: Column::Index(1),
             official_reader_skips_bad_rows: false,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "SST-2",
-        kind: TaskKind::Classification { labels: BINARY },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(TsvFormat {
-            has_header: true,
-            text_a: Column::Named("sentence"),
-            text_b: None,
-            label: Column::Named("label"),
-            official_reader_skips_bad_rows: false,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "MRPC",
-        kind: TaskKind::Classification { labels: BINARY },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::F1, MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(TsvFormat {
-            has_header: true,
-            text_a: Column::Named("#1 String"),
-            text_b: Some(Column::Named("#2 String")),
-            label: Column::Named("Quality"),
-            official_reader_skips_bad_rows: false,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "STS-B",
-        kind: TaskKind::Regression,
-        loss: Loss::MeanSquaredError,
-        metrics: &[MetricKind::Pearson, MetricKind::Spearman],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(TsvFormat {
-            has_header: true,
-            text_a: Column::Named("sentence1"),
-            text_b: Some(Column::Named("sentence2")),
-            label: Column::Named("score"),
-            official_reader_skips_bad_rows: false,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "QQP",
-        kind: TaskKind::Classification { labels: BINARY },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::F1, MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(TsvFormat {
-            has_header: true,
-            text_a: Column::Named("question1"),
-            text_b: Some(Column::Named("question2")),
-            label: Column::Named("is_duplicate"),
-            official_reader_skips_bad_rows: true,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "MNLI",
-        kind: TaskKind::Classification {
+        },
+        128,
+    ),
+    glue(
+        "SST-2",
+        TaskKind::Classification { labels: BINARY },
+        &[MetricKind::Accuracy],
+        DEV,
+        with_header("sentence", None, Column::Named("label"), false),
+        128,
+    ),
+    glue(
+        "MRPC",
+        TaskKind::Classification { labels: BINARY },
+        &[MetricKind::F1, MetricKind::Accuracy],
+        DEV,
+        with_header(
+            "#1 String",
+            Some("#2 String"),
+            Column::Named("Quality"),
+            false,
+        ),
+        128,
+    ),
+    glue(
+        "STS-B",
+        TaskKind::Regression,
+        &[MetricKind::Pearson, MetricKind::Spearman],
+        DEV,
+        with_header(
+            "sentence1",
+            Some("sentence2"),
+            Column::Named("score"),
+            false,
+        ),
+        128,
+    ),
+    glue(
+        "QQP",
+        TaskKind::Classification { labels: BINARY },
+        &[MetricKind::F1, MetricKind::Accuracy],
+        DEV,
+        with_header(
+            "question1",
+            Some("question2"),
+            Column::Named("is_duplicate"),
+            true,
+        ),
+        128,
+    ),
+    glue(
+        "MNLI",
+        TaskKind::Classification {
             labels: &["contradiction", "entailment", "neutral"],
         },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[
+        &[MetricKind::Accuracy],
+        &[
             ("dev_matched", "dev_matched.tsv"),
             ("dev_mismatched", "dev_mismatched.tsv"),
         ],
-        format: Some(TsvFormat {
-            has_header: true,
-            text_a: Column::Named("sentence1"),
-            text_b: Some(Column::Named("sentence2")),
-            label: Column::Last,
-            official_reader_skips_bad_rows: true,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "QNLI",
-        kind: TaskKind::Classification { labels: ENTAILMENT },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(TsvFormat {
-            has_header: true,
-            text_a: Column::Named("question"),
-            text_b: Some(Column::Named("sentence")),
-            label: Column::Named("label"),
-            official_reader_skips_bad_rows: true,
-        }),
-        max_len: 128,
-    },
-    TaskSpec {
-        name: "RTE",
-        kind: TaskKind::Classification { labels: ENTAILMENT },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(PAIR_WITH_HEADER_RTE),
-        max_len: 256,
-    },
-    TaskSpec {
-        name: "WNLI",
-        kind: TaskKind::Classification { labels: BINARY },
-        loss: Loss::CrossEntropy,
-        metrics: &[MetricKind::Accuracy],
-        train_file: "train.tsv",
-        dev_files: &[("dev", "dev.tsv")],
-        format: Some(PAIR_WITH_HEADER_RTE),
-        max_len: 128,
-    },
+        with_header("sentence1", Some("sentence2"), Column::Last, true),
+        128,
+    ),
+    glue(
+        "QNLI",
+        TaskKind::Classification { labels: ENTAILMENT },
+        &[MetricKind::Accuracy],
+        DEV,
+        with_header("question", Some("sentence"), Column::Named("label"), true),
+        128,
+    ),
+    glue(
+        "RTE",
+        TaskKind::Classification { labels: ENTAILMENT },
+        &[MetricKind::Accuracy],
+        DEV,
+        with_header(
+            "sentence1",
+            Some("sentence2"),
+            Column::Named("label"),
+            false,
+        ),
+        256,
+    ),
+    glue(
+        "WNLI",
+        TaskKind::Classification { labels: BINARY },
+        &[MetricKind::Accuracy],
+        DEV,
+        with_header(
+            "sentence1",
+            Some("sentence2"),
+            Column::Named("label"),
+            false,
+        ),
+        128,
+    ),
     TaskSpec {
         name: "SQuAD2",
         kind: TaskKind::Span,
@@ -258,14 +275,6 @@ pub const TASKS: &[TaskSpec] = &[
         max_len: 384,
     },
 ];
-
-const PAIR_WITH_HEADER_RTE: TsvFormat = TsvFormat {
-    has_header: true,
-    text_a: Column::Named("sentence1"),
-    text_b: Some(Column::Named("sentence2")),
-    label: Column::Named("label"),
-    official_reader_skips_bad_rows: false,
-};
 
 /// Looks a task up by name, ignoring case and punctuation (`sst2`, `STS-B`, `squad` all work).
 pub fn task(name: &str) -> Result<&'static TaskSpec> {
@@ -307,6 +316,10 @@ mod tests {
         assert_eq!(task("MNLI").unwrap().num_outputs(), 3);
         assert_eq!(task("STS-B").unwrap().num_outputs(), 1);
         assert_eq!(task("RTE").unwrap().num_outputs(), 2);
+        assert_eq!(task("STS-B").unwrap().loss, Loss::MeanSquaredError);
+        assert_eq!(task("CoLA").unwrap().loss, Loss::CrossEntropy);
+        assert_eq!(task("SQuAD2").unwrap().loss, Loss::SpanCrossEntropy);
+        assert!(task("QQP").unwrap().format.unwrap().official_reader_skips_bad_rows);
         assert_eq!(TASKS.len(), 10);
     }
 }
