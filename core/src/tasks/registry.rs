@@ -319,7 +319,13 @@ mod tests {
         assert_eq!(task("STS-B").unwrap().loss, Loss::MeanSquaredError);
         assert_eq!(task("CoLA").unwrap().loss, Loss::CrossEntropy);
         assert_eq!(task("SQuAD2").unwrap().loss, Loss::SpanCrossEntropy);
-        assert!(task("QQP").unwrap().format.unwrap().official_reader_skips_bad_rows);
+        assert!(
+            task("QQP")
+                .unwrap()
+                .format
+                .unwrap()
+                .official_reader_skips_bad_rows
+        );
         assert_eq!(TASKS.len(), 10);
     }
 }
