@@ -105,3 +105,17 @@ pub enum Targets<B: Backend> {
         end: Tensor<B, 1, Int>,
     },
 }
+
+impl<B: burn::tensor::backend::AutodiffBackend> Targets<B> {
+    /// The same targets on the autodiff backend (they never need gradients).
+    pub fn from_inner(targets: Targets<B::InnerBackend>) -> Self {
+        match targets {
+            Targets::Class(t) => Targets::Class(Tensor::from_inner(t)),
+            Targets::Score(t) => Targets::Score(Tensor::from_inner(t)),
+            Targets::Span { start, end } => Targets::Span {
+                start: Tensor::from_inner(start),
+                end: Tensor::from_inner(end),
+            },
+        }
+    }
+}

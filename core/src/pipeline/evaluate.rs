@@ -35,32 +35,24 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
-/// Runs `forward` over `samples` in batches and collects probabilities (or scores, or span
-/// log-probabilities).
-pub fn predict<B: Backend>(
-    samples: &[Sample],
-    batch_size: usize,
-    padding: Padding,
-    device: &B::Device,
-    progress: &mut dyn Progress,
-    label: &str,
-    mut forward: impl FnMut(BertInput<B>) -> HeadOutput<B>,
-) -> EvalOutputs {
-    progress.start(label, samples.len() as u64, "examples");
-    let mut probs = Vec::new();
-    let mut scores = Vec::new();
-    let mut spans = Vec::new();
-    for chunk in samples.chunks(batch_size.max(1)) {
-        let refs: Vec<&Sample> = chunk.iter().collect();
-        let (input, _) = make_batch::<B>(&refs, padding, device);
-        match forward(input) {
+/// Collects one model's outputs batch by batch.
+#[derive(Default)]
+struct Collector {
+    probs: Vec<Vec<f32>>,
+    scores: Vec<f32>,
+    spans: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Collector {
+    fn push<B: Backend>(&mut self, output: HeadOutput<B>, chunk: &[Sample]) {
+        match output {
             HeadOutput::Logits(logits) => {
                 let [n, c] = logits.dims();
                 if matches!(chunk[0].target, Target::Score(_)) {
-                    scores.extend(to_vec(logits.reshape([n * c])));
+                    self.scores.extend(to_vec(logits.reshape([n * c])));
                 } else {
                     let p = to_vec(softmax(logits, 1));
-                    probs.extend(p.chunks(c).map(<[f32]>::to_vec));
+                    self.probs.extend(p.chunks(c).map(<[f32]>::to_vec));
                 }
             }
             HeadOutput::Span { start, end } => {
@@ -70,23 +62,51 @@ pub fn predict<B: Backend>(
                 for (i, sample) in chunk.iter().enumerate() {
                     // Positions past the window's end are padding.
                     let len = sample.encoded.len();
-                    spans.push((
+                    self.spans.push((
                         s[i * seq..i * seq + len].to_vec(),
                         e[i * seq..i * seq + len].to_vec(),
                     ));
                 }
             }
         }
+    }
+
+    fn finish(self) -> EvalOutputs {
+        if !self.spans.is_empty() {
+            EvalOutputs::Spans(self.spans)
+        } else if !self.scores.is_empty() {
+            EvalOutputs::Scores(self.scores)
+        } else {
+            EvalOutputs::Probs(self.probs)
+        }
+    }
+}
+
+/// Runs `forward` over `samples` in batches and collects probabilities (or scores, or span
+/// logits) of each output it returns, so models sharing an encoder pass share one forward.
+pub fn predict<B: Backend>(
+    samples: &[Sample],
+    batch_size: usize,
+    padding: Padding,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+    label: &str,
+    mut forward: impl FnMut(BertInput<B>) -> Vec<HeadOutput<B>>,
+) -> Vec<EvalOutputs> {
+    progress.start(label, samples.len() as u64, "examples");
+    let mut collectors: Vec<Collector> = Vec::new();
+    for chunk in samples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Sample> = chunk.iter().collect();
+        let (input, _) = make_batch::<B>(&refs, padding, device);
+        let outputs = forward(input);
+        collectors.resize_with(outputs.len(), Collector::default);
+        for (collector, output) in collectors.iter_mut().zip(outputs) {
+            collector.push(output, chunk);
+        }
         progress.inc(chunk.len() as u64);
     }
     progress.finish();
-    if !spans.is_empty() {
-        EvalOutputs::Spans(spans)
-    } else if !scores.is_empty() {
-        EvalOutputs::Scores(scores)
-    } else {
-        EvalOutputs::Probs(probs)
-    }
+    collectors.into_iter().map(Collector::finish).collect()
 }
 
 /// Softmax over one window's positions.

@@ -26,13 +26,13 @@ use self::data::{Sample, TaskData};
 use self::evaluate::{EvalOutputs, ensemble, predict, score};
 use self::export::{TaskHeadInfo, export_bert, export_head};
 use self::trainer::{LoopSpec, LossCurve, train_loop};
-use crate::bert::BertConfig;
+use crate::bert::{BertConfig, BertInput};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::head::{AdapterPooler, AdapterPoolerConfig, HeadKind};
+use crate::head::{AdapterPooler, AdapterPoolerConfig, HeadKind, HeadOutput};
 use crate::models::ModelDir;
 use crate::pretrained::Pretrained;
-use crate::task_model::{BertTaskModel, head_loss};
+use crate::task_model::{BertTaskModel, Targets, head_loss};
 use crate::tasks::{TaskKind, TaskSpec};
 use crate::train::Checkpoint;
 
@@ -156,6 +156,27 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     )
 }
 
+/// Writes a finished phase's module and loss curve, then drops its resumable checkpoint (only
+/// now, so a kill in between still finds it).
+fn save_phase<B: Backend, M: burn::module::Module<B>>(
+    module: &M,
+    curve: &LossCurve,
+    module_path: &Path,
+    loss_path: &Path,
+    spec: &LoopSpec,
+    seconds: f64,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    write_atomic(module_path, &Checkpoint::module_bytes(module)?)?;
+    write_json(loss_path, curve)?;
+    spec.discard_checkpoint();
+    progress.log(&format!(
+        "{}: {} steps ({seconds:.1} s), loss {:.4} -> {:.4}",
+        spec.name, curve.steps, curve.first_tenth, curve.last_tenth
+    ));
+    Ok(())
+}
+
 /// The task model with the pre-trained encoder and a fresh head (seeded by the backend).
 fn fresh_task_model<B: Backend>(
     ctx: &RunContext<'_>,
@@ -241,17 +262,17 @@ pub fn run_seed<B: AutodiffBackend>(
                     head_loss(model.forward(input).1, &targets)
                 },
             )?;
-            write_atomic(&final_path, &Checkpoint::module_bytes(&model)?)?;
-            write_json(&finetune_loss_path, &curve)?;
-            finetune_spec.discard_checkpoint();
-            wall.insert("finetune".to_string(), started.elapsed().as_secs_f64());
-            progress.log(&format!(
-                "seed {seed}: fine-tuned {} steps ({:.1} s), loss {:.4} -> {:.4}",
-                curve.steps,
-                started.elapsed().as_secs_f64(),
-                curve.first_tenth,
-                curve.last_tenth
-            ));
+            let seconds = started.elapsed().as_secs_f64();
+            save_phase(
+                &model,
+                &curve,
+                &final_path,
+                &finetune_loss_path,
+                &finetune_spec,
+                seconds,
+                progress,
+            )?;
+            wall.insert("finetune".to_string(), seconds);
             curve
         }
     };
@@ -306,7 +327,7 @@ pub fn run_seed<B: AutodiffBackend>(
                 progress,
                 |head: &AdapterPooler<B>, idx| {
                     let batch = gather(samples, idx);
-                    let (input, _) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
+                    let (input, targets) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
                     let mask = input.attention_mask.clone();
                     // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
                     let states: Vec<Tensor<B, 3>> = bert_extract
@@ -316,21 +337,21 @@ pub fn run_seed<B: AutodiffBackend>(
                         .into_iter()
                         .map(Tensor::from_inner)
                         .collect();
-                    let (_, targets) = make_batch::<B>(&batch, head_pad, device);
+                    let targets = Targets::<B>::from_inner(targets);
                     head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
                 },
             )?;
-            write_atomic(&head_path, &Checkpoint::module_bytes(&head)?)?;
-            write_json(&head_loss_path, &curve)?;
-            spec.discard_checkpoint();
-            wall.insert("head".to_string(), started.elapsed().as_secs_f64());
-            progress.log(&format!(
-                "seed {seed}: AdapterPooler trained {} steps ({:.1} s), loss {:.4} -> {:.4}",
-                curve.steps,
-                started.elapsed().as_secs_f64(),
-                curve.first_tenth,
-                curve.last_tenth
-            ));
+            let seconds = started.elapsed().as_secs_f64();
+            save_phase(
+                &head,
+                &curve,
+                &head_path,
+                &head_loss_path,
+                &spec,
+                seconds,
+                progress,
+            )?;
+            wall.insert("head".to_string(), seconds);
             (head.valid(), curve)
         }
     };
@@ -342,43 +363,62 @@ pub fn run_seed<B: AutodiffBackend>(
     let pred_dir = dir.join("predictions");
     let bs = cfg.eval_batch_size;
     for split in &ctx.data.eval {
-        let bert_out =
-            |m: &BertTaskModel<B::InnerBackend>, label: &str, progress: &mut dyn Progress| {
-                predict::<B::InnerBackend>(
-                    &split.samples,
-                    bs,
-                    ctx.padding(),
-                    device,
-                    progress,
-                    label,
-                    |input| m.forward(input).1,
-                )
-            };
-        let extract_out = bert_out(
-            &bert_extract,
-            &format!(
-                "seed {seed} eval BERT at {} epochs ({})",
-                cfg.extract_at, split.name
-            ),
+        let run = |label: String,
+                   padding: Padding,
+                   progress: &mut dyn Progress,
+                   f: &mut dyn FnMut(
+            BertInput<B::InnerBackend>,
+        ) -> Vec<HeadOutput<B::InnerBackend>>| {
+            predict::<B::InnerBackend>(&split.samples, bs, padding, device, progress, &label, f)
+        };
+        let final_out = run(
+            format!("seed {seed} eval BERT final ({})", split.name),
+            ctx.padding(),
             progress,
-        );
-        let final_out = bert_out(
-            &bert_final,
-            &format!("seed {seed} eval BERT final ({})", split.name),
-            progress,
-        );
-        let bv_out = predict::<B::InnerBackend>(
-            &split.samples,
-            bs,
-            head_pad,
-            device,
-            progress,
-            &format!("seed {seed} eval BERTVision ({})", split.name),
-            |input| {
-                let mask = input.attention_mask.clone();
-                head.forward(&bert_extract.bert.forward(input).hidden_states, mask)
-            },
-        );
+            &mut |input| vec![bert_final.forward(input).1],
+        )
+        .remove(0);
+        // BERT at the extraction point and BERTVision read the same hidden states: one pass
+        // serves both unless the head needs its own (fixed) padding.
+        let (extract_out, bv_out) = if head_pad == ctx.padding() {
+            let mut both = run(
+                format!(
+                    "seed {seed} eval BERT at {} epochs + BERTVision ({})",
+                    cfg.extract_at, split.name
+                ),
+                ctx.padding(),
+                progress,
+                &mut |input| {
+                    let mask = input.attention_mask.clone();
+                    let (states, task_out) = bert_extract.forward(input);
+                    vec![task_out, head.forward(&states.hidden_states, mask)]
+                },
+            );
+            let bv = both.remove(1);
+            (both.remove(0), bv)
+        } else {
+            let extract = run(
+                format!(
+                    "seed {seed} eval BERT at {} epochs ({})",
+                    cfg.extract_at, split.name
+                ),
+                ctx.padding(),
+                progress,
+                &mut |input| vec![bert_extract.forward(input).1],
+            )
+            .remove(0);
+            let bv = run(
+                format!("seed {seed} eval BERTVision ({})", split.name),
+                head_pad,
+                progress,
+                &mut |input| {
+                    let mask = input.attention_mask.clone();
+                    vec![head.forward(&bert_extract.bert.forward(input).hidden_states, mask)]
+                },
+            )
+            .remove(0);
+            (extract, bv)
+        };
         let mut outputs: Vec<(String, EvalOutputs)> = vec![
             (BERT_EXTRACT.into(), extract_out.clone()),
             (BERT_FINAL.into(), final_out),

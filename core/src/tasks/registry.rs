@@ -128,6 +128,14 @@ const fn with_header(
     }
 }
 
+/// RTE and WNLI: `index, sentence1, sentence2, label`.
+const SENTENCE_PAIR: TsvFormat = with_header(
+    "sentence1",
+    Some("sentence2"),
+    Column::Named("label"),
+    false,
+);
+
 /// A GLUE task: `train.tsv` plus its dev files; cross-entropy unless it is a regression.
 const fn glue(
     name: &'static str,
@@ -243,12 +251,7 @@ pub const TASKS: &[TaskSpec] = &[
         TaskKind::Classification { labels: ENTAILMENT },
         &[MetricKind::Accuracy],
         DEV,
-        with_header(
-            "sentence1",
-            Some("sentence2"),
-            Column::Named("label"),
-            false,
-        ),
+        SENTENCE_PAIR,
         256,
     ),
     glue(
@@ -256,12 +259,7 @@ pub const TASKS: &[TaskSpec] = &[
         TaskKind::Classification { labels: BINARY },
         &[MetricKind::Accuracy],
         DEV,
-        with_header(
-            "sentence1",
-            Some("sentence2"),
-            Column::Named("label"),
-            false,
-        ),
+        SENTENCE_PAIR,
         128,
     ),
     TaskSpec {
