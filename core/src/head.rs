@@ -240,6 +240,46 @@ impl<B: Backend> AdapterPooler<B> {
     pub fn layer_weights(&self) -> Option<Tensor<B, 1>> {
         self.mix_weights.as_ref().map(|w| softmax(w.val(), 0))
     }
+
+    /// How much each hidden-state layer (embeddings first) weighs in the head, summing to 1:
+    /// the Tenney mix's softmax weights when there is a mix, else each layer's share of the
+    /// squared weights of the head's input block that reads that layer's adapter outputs
+    /// (summed over positions for `Flatten`; the skip connection's block is left out).
+    pub fn layer_share(&self, config: &AdapterPoolerConfig) -> Vec<f64> {
+        let to_vec = |t: Tensor<B, 1>| -> Vec<f64> {
+            t.into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .expect("f64 data")
+        };
+        if let Some(w) = self.layer_weights() {
+            return to_vec(w);
+        }
+        let layers = config.adapted_layers();
+        let a = config.adapter_size;
+        let per_token = config.token_features();
+        // Rows of the head's weight: [positions × token features] for Flatten, else token features.
+        let squares = to_vec(
+            self.head
+                .weight
+                .val()
+                .powi_scalar(2)
+                .sum_dim(1)
+                .flatten(0, 1),
+        );
+        let mut share = vec![0.0; layers];
+        for (row, v) in squares.iter().enumerate() {
+            let col = row % per_token;
+            if col < layers * a {
+                share[col / a] += v;
+            }
+        }
+        let total: f64 = share.iter().sum();
+        if total > 0.0 {
+            share.iter_mut().for_each(|v| *v /= total);
+        }
+        share
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +316,37 @@ mod tests {
             .collect();
         let mask = Tensor::<B, 2, Int>::ones([2, seq], &device);
         (states, mask)
+    }
+
+    #[test]
+    fn layer_share_reads_each_layers_block_of_the_head() {
+        let device = Default::default();
+        for kind in [HeadKind::Span, HeadKind::Flatten, HeadKind::MaskedMean] {
+            let c = config(kind);
+            let mut head = c.init::<B>(&device);
+            // Zero the head rows that read layer 1: features 4..8 of every position.
+            let [rows, cols] = head.head.weight.dims();
+            let keep: Vec<f32> = (0..rows)
+                .flat_map(|r| {
+                    let v = if (4..8).contains(&(r % 12)) { 0.0 } else { 1.0 };
+                    std::iter::repeat_n(v, cols)
+                })
+                .collect();
+            let keep = Tensor::<B, 1>::from_floats(keep.as_slice(), &device).reshape([rows, cols]);
+            head.head.weight = Param::from_tensor(head.head.weight.val() * keep);
+            let share = head.layer_share(&c);
+            assert_eq!(share.len(), 3, "{kind:?}");
+            assert!(
+                share[1] == 0.0 && share[0] > 0.1 && share[2] > 0.1,
+                "{kind:?}: {share:?}"
+            );
+            assert!((share.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        let mut c = config(HeadKind::Span);
+        c.layer_mix = LayerMix::Tenney;
+        let share = c.init::<B>(&device).layer_share(&c);
+        assert_eq!(share.len(), 3);
+        assert!((share.iter().sum::<f64>() - 1.0).abs() < 1e-6);
     }
 
     #[test]

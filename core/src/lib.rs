@@ -4,18 +4,17 @@
 //! Nothing here assumes a device or a command line; see `ARCHITECTURE.md` for how the crates fit.
 
 pub mod bert;
-pub mod error;
 pub mod fsutil;
 pub mod head;
-pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod pretrained;
-pub mod safetensors_header;
+pub mod qa;
 pub mod squad;
 pub mod task_model;
-pub mod tasks;
 pub mod tokenize;
 pub mod train;
 
+// The file readers live in `bertvision-formats` (fuzzed without tensor code); their old paths stay.
+pub use bertvision_formats::{error, metrics, safetensors_header, tasks};
 pub use error::{Error, Result};

@@ -1,11 +1,13 @@
 //! The `bertvision` command: a thin shell over `bertvision-core`.
 
+mod answer;
 mod backend;
 mod data_cmds;
 mod encode;
 mod fetch;
 mod progress;
 mod run;
+mod web_assets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +74,54 @@ enum Command {
         /// Also write the metrics JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Answer a question about a passage with an exported SQuAD model (`<run>/seed-N/export`):
+    /// BERT, BERTVision and their ensemble, as the browser demo does.
+    Answer {
+        /// The export folder (`bert/` + `head.safetensors` + `head.json`).
+        #[arg(long)]
+        export: PathBuf,
+        #[arg(
+            long,
+            conflicts_with = "passage_file",
+            required_unless_present = "passage_file"
+        )]
+        passage: Option<String>,
+        /// Read the passage from a UTF-8 text file instead.
+        #[arg(long)]
+        passage_file: Option<PathBuf>,
+        #[arg(long)]
+        question: String,
+        /// Answer only when best span score − null score exceeds −threshold (0: the standard rule).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        null_threshold: f64,
+        #[arg(long, default_value_t = 384)]
+        max_length: usize,
+        #[arg(long, default_value_t = 128)]
+        doc_stride: usize,
+        #[arg(long, default_value_t = 64)]
+        max_query_length: usize,
+        /// Also write every method's decision, probabilities and window logits as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
+    /// Put the browser app's inputs beside the built page (`web/dist`): a SQuAD export as the
+    /// demo model, sample passages from a SQuAD file, results.json files for the comparison page.
+    WebAssets {
+        /// A SQuAD run's export folder (`<run>/seed-N/export`).
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// A SQuAD 2.0 JSON file to take sample passages from (e.g. `<run>/dev.squad.json`).
+        #[arg(long)]
+        squad: Option<PathBuf>,
+        /// results.json files of `bertvision run`.
+        #[arg(long = "results", num_args = 1..)]
+        results: Vec<PathBuf>,
+        /// The served folder (trunk's dist).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Load the data as the pipeline would and report counts, skipped rows and the SQuAD label round trip.
     DataReport {
@@ -185,6 +235,51 @@ fn run(cli: Cli) -> Result<()> {
             na_prob,
             out,
         } => data_cmds::evaluate_squad(&data, &predictions, na_prob.as_deref(), out.as_deref()),
+        Command::Answer {
+            export,
+            passage,
+            passage_file,
+            question,
+            null_threshold,
+            max_length,
+            doc_stride,
+            max_query_length,
+            json,
+            device,
+        } => {
+            let passage = match (passage, passage_file) {
+                (Some(p), _) => p,
+                (None, Some(file)) => bertvision_core::error::read_text(&file)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let req = answer::AnswerRequest {
+                export: &export,
+                passage: &passage,
+                question: &question,
+                features: bertvision_core::squad::FeatureConfig {
+                    max_len: max_length,
+                    doc_stride,
+                    max_query: max_query_length,
+                },
+                postprocess: bertvision_core::squad::PostprocessConfig {
+                    null_threshold,
+                    ..Default::default()
+                },
+                json: json.as_deref(),
+            };
+            with_backend!(device, |B, dev| answer::run::<B>(&req, dev))
+        }
+        Command::WebAssets {
+            export,
+            squad,
+            results,
+            out,
+        } => web_assets::write(&web_assets::WebAssets {
+            export: export.as_deref(),
+            squad: squad.as_deref(),
+            results: &results,
+            out: &out,
+        }),
         Command::DataReport {
             glue_dir,
             squad,

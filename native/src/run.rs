@@ -12,6 +12,7 @@ use bertvision_core::head::{HeadKind, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::config::{EnsembleRule, FinetuneConfig, HeadConfig, RunConfig};
 use bertvision_core::pipeline::data::{DataSource, load_task_data};
+use bertvision_core::pipeline::results::{ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults};
 use bertvision_core::pipeline::{
     BERT_EXTRACT, BERT_FINAL, BERTVISION, Progress, RunContext, SeedResult, ensemble_name,
     run_seed, summarise,
@@ -454,26 +455,67 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     wall.insert("total_this_process".into(), started.elapsed().as_secs_f64());
-    let results = serde_json::json!({
-        "format": "bertvision-results/1",
-        "task": task.name,
-        "model": {"spec": args.model, "dir": dir.root, "config": bert_config},
-        "device": device_name,
-        "config": config,
-        "methods": {
-            BERT_EXTRACT: format!("BERT fine-tuned {} (the checkpoint the head reads)", epochs_label(config.extract_at)),
-            BERT_FINAL: format!("BERT fine-tuned {}", epochs_label(config.finetune.epochs)),
-            BERTVISION: format!("AdapterPooler on the hidden states of BERT-{}", epochs_label(config.extract_at)),
-            "ensemble_max": "element-wise max of the BERT-extract and BERTVision probabilities (the paper's rule)",
-            "ensemble_mean": "mean of the BERT-extract and BERTVision probabilities",
+    let methods: BTreeMap<String, String> = [
+        (
+            BERT_EXTRACT.to_string(),
+            format!(
+                "BERT fine-tuned {} (the checkpoint the head reads)",
+                epochs_label(config.extract_at)
+            ),
+        ),
+        (
+            BERT_FINAL.to_string(),
+            format!("BERT fine-tuned {}", epochs_label(config.finetune.epochs)),
+        ),
+        (
+            BERTVISION.to_string(),
+            format!(
+                "AdapterPooler on the hidden states of BERT-{}",
+                epochs_label(config.extract_at)
+            ),
+        ),
+        (
+            ensemble_name(EnsembleRule::Max),
+            "element-wise max of the BERT-extract and BERTVision probabilities (the paper's rule)"
+                .to_string(),
+        ),
+        (
+            ensemble_name(EnsembleRule::Mean),
+            "mean of the BERT-extract and BERTVision probabilities".to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let results = RunResults {
+        format: RESULTS_FORMAT.to_string(),
+        task: task.name.to_string(),
+        model: ModelInfo {
+            spec: args.model.clone(),
+            dir: dir.root.display().to_string(),
+            config: bert_config.clone(),
         },
-        "parameters": {"bert": bert_params, "head": head_params, "head_share_of_bert": head_params as f64 / bert_params as f64},
-        "data_notes": data.notes,
-        "seeds": seeds,
-        "summary": summary,
-        "wall_seconds": wall,
-        "versions": {"bertvision": env!("CARGO_PKG_VERSION"), "burn": "0.21.0"},
-    });
+        device: device_name.to_string(),
+        config: config.clone(),
+        methods,
+        parameters: ParameterCounts {
+            bert: bert_params,
+            head: head_params,
+            head_share_of_bert: head_params as f64 / bert_params as f64,
+        },
+        data_notes: data.notes.clone(),
+        seeds: seeds.clone(),
+        summary: summary.clone(),
+        wall_seconds: wall.clone(),
+        versions: [
+            (
+                "bertvision".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            ("burn".to_string(), "0.21.0".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    };
     write_atomic(
         &out.join("results.json"),
         serde_json::to_string_pretty(&results)?.as_bytes(),

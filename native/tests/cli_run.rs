@@ -243,6 +243,68 @@ fn squad_slice_runs_end_to_end() {
             "{key}"
         );
     }
+    check_results_for_the_web(&out);
+}
+
+/// What the browser reads: results.json in the current format with per-layer head shares and a
+/// row per question, and an export whose answers (`bertvision answer`, the code path of the web
+/// page) are the run's own evaluation answers.
+fn check_results_for_the_web(out: &Path) {
+    use bertvision_core::pipeline::results::RunResults;
+    let path = out.join("results.json");
+    let results = RunResults::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    let seed = &results.seeds[0];
+    assert_eq!(seed.head_layer_share.len(), 3, "embeddings + 2 layers");
+    assert!((seed.head_layer_share.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+    let rows = &seed.squad_examples["dev"];
+    let dataset: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dev.squad.json")).unwrap())
+            .unwrap();
+    let mut questions = Vec::new();
+    for article in dataset["data"].as_array().unwrap() {
+        for paragraph in article["paragraphs"].as_array().unwrap() {
+            for qa in paragraph["qas"].as_array().unwrap() {
+                questions.push((
+                    qa["id"].as_str().unwrap().to_string(),
+                    qa["question"].as_str().unwrap().to_string(),
+                    paragraph["context"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    assert_eq!(rows.len(), questions.len());
+    for (id, question, context) in questions.iter().take(4) {
+        let row = rows.iter().find(|r| &r.id == id).unwrap();
+        assert_eq!(row.answers.len(), 5, "{:?}", row.answers.keys());
+        let json = out.join(format!("answer-{id}.json"));
+        let answered = bertvision()
+            .args(["answer", "--export"])
+            .arg(out.join("seed-1/export"))
+            .args(["--passage", context, "--question", question])
+            .args(["--max-length", "192", "--doc-stride", "64", "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(
+            answered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&answered.stderr)
+        );
+        let answers: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        for (i, method) in ["bert_extract", "bertvision", "ensemble_mean"]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                answers["methods"][i]["prediction"]["text"]
+                    .as_str()
+                    .unwrap(),
+                row.answers[*method],
+                "{id} {method}"
+            );
+        }
+    }
 }
 
 #[test]

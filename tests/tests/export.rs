@@ -10,7 +10,7 @@ use bertvision_core::pretrained::Pretrained;
 use bertvision_core::safetensors_header::SafetensorsHeader;
 use bertvision_core::task_model::BertTaskModel;
 use bertvision_core::tokenize::TokenBatch;
-use bertvision_tests::model_dir;
+use bertvision_tests::{fixture, model_dir};
 use burn::backend::NdArray;
 use burn::tensor::Tensor;
 
@@ -119,4 +119,24 @@ fn task_model_and_head_round_trip_through_export() {
         let b = values(loaded_head.forward(&states, input.attention_mask));
         assert_eq!(a, b, "head span={span}");
     }
+}
+
+/// The comparison page's fixtures: a current results.json (a real 2-seed WNLI run) parses; the
+/// previous format is refused with a message naming the file and both versions.
+#[test]
+fn results_fixtures_for_the_web_page() {
+    use bertvision_core::pipeline::results::{RESULTS_FORMAT, RunResults};
+    let current = fixture("web/results-wnli.json");
+    let run = RunResults::parse(&current, &std::fs::read_to_string(&current).unwrap()).unwrap();
+    assert_eq!(run.format, RESULTS_FORMAT);
+    assert_eq!(run.seeds.len(), 2);
+    assert!(run.seeds.iter().all(|s| s.head_layer_share.len() == 3));
+    let old = fixture("web/results-v1.json");
+    let err = RunResults::parse(&old, &std::fs::read_to_string(&old).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("results-v1.json") && err.contains("bertvision-results/1"),
+        "{err}"
+    );
 }

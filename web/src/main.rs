@@ -1,9 +1,30 @@
-//! The browser app (issue: Leptos + trunk, WebGPU with CPU fallback) is not built yet. For now
-//! this crate proves that the core library — model loading from bytes, tokenisation, the
-//! AdapterPooler, SQuAD post-processing — compiles for `wasm32-unknown-unknown`.
+//! The browser app: SQuAD answers of BERT, BERTVision and their ensemble side by side (Burn on
+//! WebGPU when the browser offers an adapter, else Flex on the CPU), and the comparison page
+//! for `results.json` files. Built with trunk (see the README); wasm32 only.
 
+#[cfg(target_arch = "wasm32")]
+mod app;
+#[cfg(target_arch = "wasm32")]
+mod charts;
+#[cfg(target_arch = "wasm32")]
+mod compare_page;
+#[cfg(target_arch = "wasm32")]
+mod engine;
+#[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
+mod qa_page;
+
+#[cfg(target_arch = "wasm32")]
 fn main() {
-    // Referenced so the wasm build type-checks the paths the app will use.
-    let _load_tokenizer = bertvision_core::tokenize::BertTokenizer::from_bytes;
-    let _check_weights = bertvision_core::safetensors_header::SafetensorsHeader::from_bytes;
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!(
+        "bertvision-web runs in the browser: build it with `trunk build --release` in web/ (see the README)"
+    );
+    std::process::exit(1);
 }

@@ -1,6 +1,6 @@
 //! BERT: config, model, weights.
 
-pub mod config;
+pub use bertvision_formats::bert_config as config;
 pub mod model;
 pub mod weights;
 

@@ -110,7 +110,7 @@ pub fn predict<B: Backend>(
 }
 
 /// Softmax over one window's positions.
-fn window_softmax(logits: &[f32]) -> Vec<f32> {
+pub(crate) fn window_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();

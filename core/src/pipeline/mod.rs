@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod evaluate;
 pub mod export;
+pub mod results;
 pub mod trainer;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,25 @@ pub struct SeedResult {
     /// Seconds per phase (fine-tuning, head training, evaluation, export) of the last process
     /// that ran it; a resumed phase counts only its own process's time.
     pub wall_seconds: BTreeMap<String, f64>,
+    /// Each hidden-state layer's weight in the AdapterPooler, embeddings first
+    /// ([`AdapterPooler::layer_share`]).
+    #[serde(default)]
+    pub head_layer_share: Vec<f64>,
+    /// SQuAD splits: one row per question with every method's answer.
+    #[serde(default)]
+    pub squad_examples: BTreeMap<String, Vec<SquadRow>>,
+}
+
+/// One evaluated SQuAD question and what each method answered ("" = no answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SquadRow {
+    pub id: String,
+    pub question: String,
+    /// Gold answers; empty for unanswerable questions.
+    pub gold: Vec<String>,
+    /// Length of the passage in white-space separated words.
+    pub context_words: usize,
+    pub answers: BTreeMap<String, String>,
 }
 
 /// Everything a seed needs.
@@ -360,6 +380,7 @@ pub fn run_seed<B: AutodiffBackend>(
     let started = Instant::now();
     let bert_final = load_inner(&final_path)?;
     let mut metrics: MetricTable = BTreeMap::new();
+    let mut squad_examples: BTreeMap<String, Vec<SquadRow>> = BTreeMap::new();
     let pred_dir = dir.join("predictions");
     let bs = cfg.eval_batch_size;
     for split in &ctx.data.eval {
@@ -429,8 +450,13 @@ pub fn run_seed<B: AutodiffBackend>(
                 outputs.push((ensemble_name(rule), e));
             }
         }
+        let mut squad_answers: Vec<(String, std::collections::HashMap<String, String>)> =
+            Vec::new();
         for (method, out) in &outputs {
             let evaluation = score(ctx.task, split, out, &cfg.squad_postprocess)?;
+            if let Some(sp) = &evaluation.squad_predictions {
+                squad_answers.push((method.clone(), sp.answer_map()));
+            }
             let base = pred_dir.join(format!("{method}.{}", split.name));
             if let Some(sp) = &evaluation.squad_predictions {
                 write_atomic(
@@ -451,6 +477,9 @@ pub fn run_seed<B: AutodiffBackend>(
                 .entry(method.clone())
                 .or_default()
                 .insert(split.name.clone(), evaluation.metrics);
+        }
+        if let Some((_, examples, _)) = &split.squad {
+            squad_examples.insert(split.name.clone(), squad_rows(examples, &squad_answers));
         }
     }
     wall.insert("evaluate".to_string(), started.elapsed().as_secs_f64());
@@ -479,6 +508,8 @@ pub fn run_seed<B: AutodiffBackend>(
         finetune_loss,
         head_loss: head_curve,
         wall_seconds: wall,
+        head_layer_share: head.layer_share(&head_config),
+        squad_examples,
     };
     write_json(&result_path, &result)?;
     Ok(result)
@@ -529,4 +560,24 @@ pub fn summarise(
             .insert(metric, Summary { mean, sd, n });
     }
     out
+}
+
+/// One row per evaluated question: gold answers and each method's answer.
+fn squad_rows(
+    examples: &[crate::squad::SquadExample],
+    answers: &[(String, std::collections::HashMap<String, String>)],
+) -> Vec<SquadRow> {
+    examples
+        .iter()
+        .map(|e| SquadRow {
+            id: e.id.clone(),
+            question: e.question.clone(),
+            gold: e.answers.iter().map(|(text, _)| text.clone()).collect(),
+            context_words: e.context.split_whitespace().count(),
+            answers: answers
+                .iter()
+                .map(|(method, map)| (method.clone(), map.get(&e.id).cloned().unwrap_or_default()))
+                .collect(),
+        })
+        .collect()
 }

@@ -1,8 +1,7 @@
 //! SQuAD 2.0: the official JSON, windowed features with training labels, post-processing from
 //! start/end logits to answers, and the official evaluation re-implemented exactly.
 
-pub mod data;
-pub mod eval;
+pub use bertvision_formats::squad::{data, eval};
 pub mod features;
 pub mod postprocess;
 

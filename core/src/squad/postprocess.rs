@@ -34,11 +34,24 @@ pub struct SquadPrediction {
     pub text: String,
     /// The best span's text even when "no answer" won.
     pub best_span: String,
+    /// Where the best span lies: context characters `[from, to)`, and the window and its
+    /// token indices `[start, end]` (`None` when no window offered a valid span).
+    pub best_span_at: Option<SpanLocation>,
     pub best_span_score: f64,
     pub null_score: f64,
     /// `sigmoid(null_score − best_span_score)`: in (0, 1), higher means "no answer"; this is what
     /// `na_prob.json` holds (the official evaluator wants values it compares with 1.0).
     pub na_prob: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SpanLocation {
+    pub char_from: usize,
+    pub char_to: usize,
+    /// Index into the feature slice given to [`postprocess`].
+    pub feature: usize,
+    pub start_token: usize,
+    pub end_token: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -108,7 +121,7 @@ pub fn postprocess(
     let mut predictions = Vec::with_capacity(examples.len());
     for (example, feature_ids) in examples.iter().zip(by_example) {
         let mut null_score = f64::INFINITY;
-        let mut best: Option<(f64, String)> = None;
+        let mut best: Option<(f64, String, SpanLocation)> = None;
         for fi in feature_ids {
             let feature = &features[fi];
             let (start_logits, end_logits) = &logits[fi];
@@ -125,13 +138,23 @@ pub fn postprocess(
                         continue;
                     }
                     let score = f64::from(start_logits[s]) + f64::from(end_logits[e]);
-                    if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                        best = Some((score, span_text(example, feature, s, e)));
+                    if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+                        let at = SpanLocation {
+                            char_from: feature.encoded.offsets[s].0,
+                            char_to: feature.encoded.offsets[e].1,
+                            feature: fi,
+                            start_token: s,
+                            end_token: e,
+                        };
+                        best = Some((score, span_text(example, feature, s, e), at));
                     }
                 }
             }
         }
-        let (best_span_score, best_span) = best.unwrap_or((f64::NEG_INFINITY, String::new()));
+        let (best_span_score, best_span, best_span_at) = match best {
+            Some((score, text, at)) => (score, text, Some(at)),
+            None => (f64::NEG_INFINITY, String::new(), None),
+        };
         let diff = null_score - best_span_score;
         let text = if best_span.is_empty() || diff > config.null_threshold {
             String::new()
@@ -142,6 +165,7 @@ pub fn postprocess(
             id: example.id.clone(),
             text,
             best_span,
+            best_span_at,
             best_span_score,
             null_score,
             na_prob: 1.0 / (1.0 + (-diff).exp()),
@@ -215,6 +239,11 @@ mod tests {
             PostprocessConfig::default(),
         );
         assert_eq!(p.text, "bb cc");
+        let at = p.best_span_at.expect("a span");
+        assert_eq!(
+            (at.char_from, at.char_to, at.start_token, at.end_token),
+            (3, 8, 4, 5)
+        );
         assert_eq!(p.best_span_score, 9.0);
         assert_eq!(p.null_score, 0.0);
         assert!(p.na_prob < 0.01);

@@ -118,6 +118,24 @@ impl SquadDataset {
                     }
                     for a in &qa.answers {
                         let end = a.answer_start + a.text.chars().count();
+                        if end <= context_chars {
+                            // A misplaced answer would train on the wrong span without a word.
+                            let found: String = paragraph
+                                .context
+                                .chars()
+                                .skip(a.answer_start)
+                                .take(a.text.chars().count())
+                                .collect();
+                            if found != a.text {
+                                return Err(Error::invalid(
+                                    path,
+                                    format!(
+                                        "question {}: answer \"{}\" is not at answer_start {} (the context there reads \"{found}\")",
+                                        qa.id, a.text, a.answer_start
+                                    ),
+                                ));
+                            }
+                        }
                         if end > context_chars {
                             return Err(Error::invalid(
                                 path,

@@ -1,0 +1,66 @@
+//! `bertvision web-assets`: puts what the browser app reads next to the built page — a SQuAD
+//! export as the demo model, sample passages, and results.json files for the comparison page —
+//! after checking each one loads, so a broken file is caught here rather than in the browser.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bertvision_core::fsutil::write_atomic;
+use bertvision_core::pipeline::results::RunResults;
+use bertvision_core::qa::{ExportFiles, QaModels, demo_samples};
+use bertvision_core::squad::SquadDataset;
+
+pub struct WebAssets<'a> {
+    pub export: Option<&'a Path>,
+    pub squad: Option<&'a Path>,
+    pub results: &'a [PathBuf],
+    pub out: &'a Path,
+}
+
+pub fn write(req: &WebAssets<'_>) -> Result<()> {
+    if let Some(export) = req.export {
+        // Loading it is the check: the same code the page runs.
+        QaModels::<burn::backend::NdArray<f32>>::load(
+            ExportFiles::read_dir(export)?,
+            &Default::default(),
+        )?;
+        for rel in ExportFiles::NAMES {
+            let bytes = bertvision_core::error::read_file(&export.join(rel))?;
+            let to = req.out.join("models/squad").join(rel);
+            std::fs::create_dir_all(to.parent().expect("has a parent"))
+                .with_context(|| format!("creating {}", to.display()))?;
+            write_atomic(&to, &bytes)?;
+        }
+        eprintln!("demo model: {}", req.out.join("models/squad").display());
+    }
+    if let Some(squad) = req.squad {
+        let samples = demo_samples(&SquadDataset::load(squad)?, 8);
+        if samples.is_empty() {
+            bail!("{}: no questions to offer as samples", squad.display());
+        }
+        write_atomic(
+            &req.out.join("samples.json"),
+            serde_json::to_string(&samples)?.as_bytes(),
+        )?;
+        eprintln!("samples: {} passages", samples.len());
+    }
+    if !req.results.is_empty() {
+        let dir = req.out.join("results");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut index = Vec::new();
+        for path in req.results {
+            let text = bertvision_core::error::read_text(path)?;
+            let run = RunResults::parse(path, &text)?;
+            let name = format!("{}-{}-{}.json", index.len() + 1, run.task, run.model.spec)
+                .replace(['/', ' '], "_");
+            write_atomic(&dir.join(&name), text.as_bytes())?;
+            index.push(name);
+        }
+        write_atomic(
+            &dir.join("index.json"),
+            serde_json::to_string_pretty(&index)?.as_bytes(),
+        )?;
+        eprintln!("results: {} file(s)", index.len());
+    }
+    Ok(())
+}

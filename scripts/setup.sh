@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the full test suite needs, skipping whatever is already there at the right
+# version: Debian's chromium (+ driver) for the browser test, the wasm32 target, trunk and the
+# wasm-bindgen CLI of exactly the crate's version (no tool is ever downloaded at build time),
+# the nightly toolchain + cargo-fuzz for the bounded fuzz runs, and playwright-core from npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK=0.21.14            # 0.22 needs rustc >= 1.96.1
+WASM_BINDGEN=0.2.130     # must equal wasm-bindgen in Cargo.lock
+CARGO_FUZZ=0.13.2
+
+if ! command -v chromium > /dev/null; then
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium chromium-driver > /dev/null
+fi
+rustup target add wasm32-unknown-unknown > /dev/null 2>&1
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+
+# Build tools, not shipped code: a quick unoptimised-LTO build is plenty (trunk's own profile,
+# fat LTO with one codegen unit, takes 11 minutes on 2 cores).
+quick_install() {
+    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install -q "$@"
+}
+[ "$(trunk --version 2>/dev/null)" = "trunk $TRUNK" ] || quick_install trunk --version "$TRUNK" --locked
+# Not --locked: its lockfile pins a yanked webpki-roots.
+[ "$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $WASM_BINDGEN" ] ||
+    quick_install wasm-bindgen-cli --version "$WASM_BINDGEN"
+[ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ" ] ||
+    quick_install cargo-fuzz --version "$CARGO_FUZZ" --locked
+[ -d web/e2e/node_modules/playwright-core ] || (cd web/e2e && npm ci --no-audit --no-fund --silent)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The browser app end to end (issue #6): build it with trunk, train a tiny SQuAD export on CPU
+# (splade-tiny, a slice of the shared data; resumable, reused when already there), put it and
+# results.json files beside the page, serve on 127.0.0.1, and drive Debian's headless Chromium
+# with playwright-core (web/e2e/e2e.mjs). Screenshots and a report land in $WEB_E2E_DIR/shots.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${WEB_E2E_DIR:-target/web-e2e}
+PORT=${WEB_E2E_PORT:-8767}
+DATA=${BERTVISION_DATA:-../shared/data}/squad2/dev-v2.0-28-articles.json
+mkdir -p "$WORK/shots"
+
+cargo build -q -p bertvision
+BV=target/debug/bertvision
+"$BV" run --task SQuAD2 --model splade-tiny --seeds 1 --limit-train 400 --limit-eval 120 \
+    --max-length 192 --doc-stride 64 --epochs 1 --eval-articles 6 --data "$DATA" --out "$WORK/squad" \
+    > "$WORK/squad.log" 2>&1 || { tail -5 "$WORK/squad.log"; exit 1; }
+
+(cd web && trunk build --release)
+"$BV" web-assets --export "$WORK/squad/seed-1/export" --squad "$WORK/squad/dev.squad.json" \
+    --results "$WORK/squad/results.json" tests/fixtures/web/results-wnli.json --out web/dist
+
+# The native answer for the sample the page preselects (first passage, first question).
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+first = json.load(open("web/dist/samples.json"))[0]
+open(f"{work}/passage.txt", "w").write(first["context"])
+open(f"{work}/question.txt", "w").write(first["questions"][0]["question"])
+PY
+"$BV" answer --export "$WORK/squad/seed-1/export" --passage-file "$WORK/passage.txt" \
+    --question "$(cat "$WORK/question.txt")" --json "$WORK/native-answer.json" > /dev/null
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+json.dump({"question": open(f"{work}/question.txt").read(),
+           "answers": json.load(open(f"{work}/native-answer.json"))},
+          open(f"{work}/native.json", "w"))
+PY
+
+[ -d web/e2e/node_modules/playwright-core ] || (cd web/e2e && npm ci --no-audit --no-fund)
+python3 -m http.server "$PORT" --bind 127.0.0.1 --directory web/dist > "$WORK/http.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+sleep 1
+node web/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$WORK/native.json" tests/fixtures/web/results-v1.json "$WORK/shots"

@@ -1,0 +1,137 @@
+// End-to-end test of the built app in a real headless Chromium (Debian's /usr/bin/chromium).
+// Usage: node e2e.mjs <base url> <native answer JSON> <old results.json> <screenshot dir>
+// Checks: the tiny model's export loads (CPU fallback without WebGPU; WebGPU with
+// --enable-unsafe-webgpu), the three answers and the backend label appear, the logits equal the
+// native code's (`bertvision answer`) within tolerance, the comparison page draws its charts,
+// and a bad weight file / an old results.json show an error on the page.
+import { chromium } from "playwright-core";
+import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [base, nativeJson, oldResults, shots] = process.argv.slice(2);
+const native = JSON.parse(readFileSync(nativeJson, "utf8"));
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
+const TOLERANCE = { cpu: 1e-4, webgpu: 2e-3 };
+let failures = 0;
+const check = (ok, what) => {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failures++;
+};
+
+async function browser(extra) {
+  const userDataDir = mkdtempSync(join(tmpdir(), "bv-chromium-"));
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    // Playwright adds what it needs to drive the browser (the debugging pipe); ours come on top.
+    args: [...FLAGS, ...extra],
+    viewport: { width: 1280, height: 1000 },
+  });
+}
+
+/// Largest |a - b| over every window's start and end logits.
+function maxDiff(page, nat) {
+  let worst = 0;
+  nat.forEach(([s, e], w) => {
+    [[s, page[w][0]], [e, page[w][1]]].forEach(([x, y]) => {
+      if (x.length !== y.length) worst = Infinity;
+      x.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - y[i])); });
+    });
+  });
+  return worst;
+}
+
+async function askAndCompare(ctx, kind, expectLabel) {
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  await page.goto(base, { waitUntil: "load" });
+  const label = await page.waitForSelector("#backend-label", { timeout: 120000 })
+    .then((e) => e.textContent()).catch(() => null);
+  check(label !== null && label.includes(expectLabel), `${kind}: backend label "${label}" contains "${expectLabel}"`);
+  if (label === null) {
+    console.log(`  page errors: ${errors.join(" | ")}`);
+    const err = await page.$("#error");
+    if (err) console.log(`  page says: ${await err.textContent()}`);
+    await page.screenshot({ path: join(shots, `qa-${kind}-failed.png`), fullPage: true });
+    return;
+  }
+  // The page preselects the first sample; the native answer was computed for that one.
+  check(await page.inputValue("#question") === native.question, `${kind}: first sample preselected`);
+  await page.click("#ask");
+  await page.waitForSelector("#answer-ensemble", { timeout: 120000 });
+  for (const m of ["bert", "bertvision", "ensemble"]) {
+    const text = await page.textContent(`#answer-${m} .text`);
+    check(text && text.length > 0, `${kind}: ${m} answer shown ("${text}")`);
+  }
+  const got = JSON.parse(await page.textContent("#logits-json"));
+  const dBert = maxDiff(got.bert, native.answers.methods[0].scores);
+  const dBv = maxDiff(got.bertvision, native.answers.methods[1].scores);
+  check(dBert <= TOLERANCE[kind] && dBv <= TOLERANCE[kind],
+    `${kind}: logits vs native max |diff| BERT ${dBert.toExponential(2)}, BERTVision ${dBv.toExponential(2)} (tolerance ${TOLERANCE[kind]})`);
+  const nativeTexts = native.answers.methods.map((m) => m.prediction.text);
+  check(JSON.stringify(got.answers) === JSON.stringify(nativeTexts), `${kind}: same decisions as native ${JSON.stringify(nativeTexts)}`);
+  check((await page.$$("#prob-strip rect")).length > 10, `${kind}: probability strip drawn`);
+  const timings = await page.textContent("#timings");
+  console.log(`  ${kind} timings: ${timings}`);
+  // A lower threshold decision is recomputed without running the model again.
+  await page.fill("#threshold", "10");
+  await page.dispatchEvent("#threshold", "input");
+  await page.screenshot({ path: join(shots, `qa-${kind}.png`), fullPage: true });
+  check(errors.length === 0, `${kind}: no page errors ${errors.join(" | ")}`);
+  return { label, timings };
+}
+
+const report = {};
+// 1. No WebGPU flag: the CPU fallback.
+{
+  const ctx = await browser([]);
+  report.cpu = await askAndCompare(ctx, "cpu", "CPU");
+  // A corrupt weight file chosen in the file picker is an error on the page, not a blank page.
+  const page = ctx.pages()[0];
+  const dir = mkdtempSync(join(tmpdir(), "bv-bad-"));
+  const files = ["config.json", "tokenizer.json", "head.safetensors", "head.json"].map((f) => {
+    const from = f.startsWith("head") ? `models/squad/${f}` : `models/squad/bert/${f}`;
+    return { name: f, url: from };
+  });
+  const picked = [];
+  for (const f of files) {
+    const res = await page.evaluate(async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer())), f.url);
+    writeFileSync(join(dir, f.name), Buffer.from(res));
+    picked.push(join(dir, f.name));
+  }
+  writeFileSync(join(dir, "model.safetensors"), Buffer.from("\x08\x00\x00\x00\x00\x00\x00\x00{garbage"));
+  picked.push(join(dir, "model.safetensors"));
+  await page.setInputFiles("#model-files", picked);
+  const err = await page.waitForSelector("#error", { timeout: 30000 }).then((e) => e.textContent()).catch(() => null);
+  check(err !== null && err.includes("model.safetensors"), `bad weights: page shows "${err}"`);
+  await page.screenshot({ path: join(shots, "qa-bad-weights.png"), fullPage: true });
+
+  // 2. The comparison page on the served results.json files.
+  await page.click("#tab-compare");
+  await page.waitForSelector("section.run svg.bar-chart rect", { timeout: 60000 });
+  const runs = await page.$$eval("section.run", (els) => els.map((e) => e.dataset.task));
+  check(runs.length >= 2, `compare: ${runs.length} runs drawn (${runs.join(", ")})`);
+  const bars = (await page.$$("section.run svg.bar-chart g.bar")).length;
+  check(bars >= 10, `compare: ${bars} bars drawn`);
+  check((await page.$$("section.run g.whisker")).length > 0, "compare: error bars drawn (several seeds)");
+  check((await page.$$("table.examples tbody tr")).length > 0, "compare: SQuAD per-question table");
+  await page.selectOption("select.agree-filter", "disagree");
+  await page.screenshot({ path: join(shots, "compare.png"), fullPage: true });
+  await page.setInputFiles("#results-files", oldResults);
+  const oldErr = await page.waitForSelector(".compare-error", { timeout: 30000 }).then((e) => e.textContent()).catch(() => null);
+  check(oldErr !== null && oldErr.includes("bertvision-results/1"), `old results.json: page shows "${oldErr}"`);
+  await ctx.close();
+}
+// 3. With --enable-unsafe-webgpu Chromium offers a SwiftShader adapter: the WebGPU backend.
+{
+  const ctx = await browser(["--enable-unsafe-webgpu"]);
+  report.webgpu = await askAndCompare(ctx, "webgpu", "WebGPU");
+  await ctx.close();
+}
+writeFileSync(join(shots, "e2e-report.json"), JSON.stringify(report, null, 2));
+console.log(failures === 0 ? "web e2e: all checks passed" : `web e2e: ${failures} check(s) failed`);
+process.exit(failures === 0 ? 0 : 1);

@@ -1,0 +1,69 @@
+//! The page frame: a header with two tabs. Both pages stay mounted (switching keeps a loaded
+//! model and chosen files); `#compare` in the URL opens the comparison page.
+
+use leptos::prelude::*;
+
+use crate::compare_page::ComparePage;
+use crate::qa_page::QaPage;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Qa,
+    Compare,
+}
+
+fn tab_from_hash() -> Tab {
+    let hash = web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .unwrap_or_default();
+    if hash.starts_with("#compare") {
+        Tab::Compare
+    } else {
+        Tab::Qa
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let tab = RwSignal::new(tab_from_hash());
+    // Links and the back button change the hash without reloading the page.
+    let _listener =
+        window_event_listener(leptos::ev::hashchange, move |_| tab.set(tab_from_hash()));
+    let go = move |t: Tab| {
+        tab.set(t);
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().set_hash(match t {
+                Tab::Qa => "qa",
+                Tab::Compare => "compare",
+            });
+        }
+    };
+    view! {
+        <header>
+            <div class="brand">
+                <span class="logo">"BV"</span>
+                <div>
+                    <h1>"BERTVision"</h1>
+                    <p class="tagline">"A tiny AdapterPooler on every layer's hidden states, beside the BERT it reads"</p>
+                </div>
+            </div>
+            <nav>
+                <button id="tab-qa" class:active=move || tab.get() == Tab::Qa on:click=move |_| go(Tab::Qa)>
+                    "Question answering"
+                </button>
+                <button id="tab-compare" class:active=move || tab.get() == Tab::Compare on:click=move |_| go(Tab::Compare)>
+                    "Comparison"
+                </button>
+            </nav>
+        </header>
+        <main>
+            <div style:display=move || if tab.get() == Tab::Qa { "block" } else { "none" }>
+                <QaPage/>
+            </div>
+            <div style:display=move || if tab.get() == Tab::Compare { "block" } else { "none" }>
+                <ComparePage/>
+            </div>
+        </main>
+        <footer>"Burn 0.21 in WebAssembly · weights exported by " <code>"bertvision run"</code></footer>
+    }
+}

@@ -1,0 +1,515 @@
+//! The SQuAD page: load an export (served or picked), ask a question about a passage, see
+//! BERT's, BERTVision's and the ensemble's answers, where they are in the passage, and the
+//! start/end probabilities over the tokens.
+
+use bertvision_core::qa::{DemoSample, ExportFiles, NamedBytes, QaAnswers, QaQuery, answer};
+use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+
+use crate::engine::{self, BackendChoice, RunTimings, WindowLogits};
+use crate::fetch::{fetch_bytes, fetch_text, now_ms, read_files};
+
+/// Where `bertvision web-assets` puts the demo export, relative to the page.
+const DEMO_MODEL: &str = "models/squad";
+const METHOD_LABELS: [&str; 3] = ["BERT", "BERTVision", "Ensemble"];
+
+#[derive(Debug, Clone, PartialEq)]
+struct FileProgress {
+    name: String,
+    loaded: u64,
+    total: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LoadTimings {
+    download_ms: Option<f64>,
+    load_ms: f64,
+    bytes: u64,
+}
+
+/// The last question's raw outputs; decisions are recomputed from them when the threshold moves.
+#[derive(Debug, Clone, PartialEq)]
+struct LastRun {
+    query: QaQuery,
+    bert: WindowLogits,
+    bertvision: WindowLogits,
+    timings: RunTimings,
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+#[component]
+pub fn QaPage() -> impl IntoView {
+    let choice = RwSignal::new(BackendChoice::Auto);
+    let progress = RwSignal::new(Vec::<FileProgress>::new());
+    let backend = RwSignal::new(None::<String>);
+    let load_timings = RwSignal::new(None::<LoadTimings>);
+    let loading = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let samples = RwSignal::new(Vec::<DemoSample>::new());
+    let passage = RwSignal::new(String::new());
+    let question = RwSignal::new(String::new());
+    let gold = RwSignal::new(None::<Vec<String>>);
+    let threshold = RwSignal::new(0.0f64);
+    let busy = RwSignal::new(false);
+    let last = RwSignal::new(None::<LastRun>);
+    let strip_method = RwSignal::new(1usize);
+
+    let answers = Memo::new(move |_| {
+        last.with(|l| {
+            l.as_ref().map(|l| {
+                let config = PostprocessConfig {
+                    null_threshold: threshold.get(),
+                    ..Default::default()
+                };
+                answer(&l.query, l.bert.clone(), l.bertvision.clone(), &config)
+            })
+        })
+    });
+
+    let load_export = move |files: ExportFiles, download_ms: Option<f64>| {
+        let bytes = [
+            &files.config,
+            &files.model,
+            &files.tokenizer,
+            &files.head,
+            &files.head_config,
+        ]
+        .iter()
+        .map(|f| f.bytes.len() as u64)
+        .sum();
+        spawn_local(async move {
+            let t0 = now_ms();
+            match engine::load(files, choice.get_untracked()).await {
+                Ok(label) => {
+                    backend.set(Some(label));
+                    load_timings.set(Some(LoadTimings {
+                        download_ms,
+                        load_ms: now_ms() - t0,
+                        bytes,
+                    }));
+                    last.set(None);
+                    error.set(None);
+                }
+                Err(e) => {
+                    backend.set(None);
+                    error.set(Some(format!("could not load the model: {e}")));
+                }
+            }
+            loading.set(false);
+        });
+    };
+
+    let load_served = move || {
+        loading.set(true);
+        error.set(None);
+        progress.set(Vec::new());
+        spawn_local(async move {
+            let t0 = now_ms();
+            let mut files = Vec::new();
+            for (i, rel) in ExportFiles::NAMES.iter().enumerate() {
+                let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+                progress.update(|p| {
+                    p.push(FileProgress {
+                        name: name.clone(),
+                        loaded: 0,
+                        total: None,
+                    })
+                });
+                let url = format!("{DEMO_MODEL}/{rel}");
+                let got = fetch_bytes(&url, |loaded, total| {
+                    progress.update(|p| {
+                        p[i].loaded = loaded;
+                        p[i].total = total;
+                    })
+                })
+                .await;
+                match got {
+                    Ok(Some(bytes)) => files.push(NamedBytes::new(url, bytes)),
+                    Ok(None) => {
+                        error.set(Some(format!(
+                            "no demo model is served here ({url} is missing): choose the exported files below"
+                        )));
+                        loading.set(false);
+                        return;
+                    }
+                    Err(e) => {
+                        error.set(Some(e));
+                        loading.set(false);
+                        return;
+                    }
+                }
+            }
+            let download_ms = now_ms() - t0;
+            let mut it = files.into_iter();
+            let mut next = || it.next().expect("five files");
+            let export = ExportFiles {
+                config: next(),
+                model: next(),
+                tokenizer: next(),
+                head: next(),
+                head_config: next(),
+            };
+            load_export(export, Some(download_ms));
+        });
+    };
+
+    let on_pick = move |ev: leptos::ev::Event| {
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return;
+        };
+        loading.set(true);
+        spawn_local(async move {
+            let picked = read_files(&input).await;
+            match picked.and_then(engine::export_from_named) {
+                Ok(export) => {
+                    progress.set(
+                        [
+                            &export.config,
+                            &export.model,
+                            &export.tokenizer,
+                            &export.head,
+                            &export.head_config,
+                        ]
+                        .iter()
+                        .map(|f| FileProgress {
+                            name: f.name.display().to_string(),
+                            loaded: f.bytes.len() as u64,
+                            total: Some(f.bytes.len() as u64),
+                        })
+                        .collect(),
+                    );
+                    load_export(export, None);
+                }
+                Err(e) => {
+                    error.set(Some(e));
+                    loading.set(false);
+                }
+            }
+        });
+    };
+
+    // On opening: the served samples (optional) and the served demo model.
+    spawn_local(async move {
+        match fetch_text("samples.json").await {
+            Ok(Some(text)) => match serde_json::from_str::<Vec<DemoSample>>(&text) {
+                Ok(s) => {
+                    if let Some(first) = s.first() {
+                        passage.set(first.context.clone());
+                        if let Some(q) = first.questions.first() {
+                            question.set(q.question.clone());
+                            gold.set(Some(q.answers.clone()));
+                        }
+                    }
+                    samples.set(s);
+                }
+                Err(e) => error.set(Some(format!("samples.json: {e}"))),
+            },
+            Ok(None) => {}
+            Err(e) => error.set(Some(e)),
+        }
+    });
+    load_served();
+
+    let ask = move || {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        error.set(None);
+        let (p, q) = (passage.get_untracked(), question.get_untracked());
+        spawn_local(async move {
+            match engine::ask(&p, &q, &FeatureConfig::default()).await {
+                Ok((query, bert, bertvision, timings)) => last.set(Some(LastRun {
+                    query,
+                    bert,
+                    bertvision,
+                    timings,
+                })),
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+
+    let pick_sample = move |value: String| {
+        let mut parts = value.split(':');
+        let (Some(Ok(a)), Some(Ok(b))) = (
+            parts.next().map(str::parse::<usize>),
+            parts.next().map(str::parse::<usize>),
+        ) else {
+            return;
+        };
+        samples.with_untracked(|s| {
+            if let Some(sample) = s.get(a) {
+                passage.set(sample.context.clone());
+                if let Some(q) = sample.questions.get(b) {
+                    question.set(q.question.clone());
+                    gold.set(Some(q.answers.clone()));
+                }
+            }
+        });
+    };
+
+    view! {
+        <section class="card">
+            <h2>"Model"</h2>
+            <div class="row">
+                <label>"Backend "
+                    <select id="backend-choice" on:change=move |ev| choice.set(match event_target_value(&ev).as_str() {
+                        "webgpu" => BackendChoice::WebGpu,
+                        "cpu" => BackendChoice::Cpu,
+                        _ => BackendChoice::Auto,
+                    })>
+                        <option value="auto">"Auto (WebGPU if offered, else CPU)"</option>
+                        <option value="webgpu">"WebGPU"</option>
+                        <option value="cpu">"CPU (Flex)"</option>
+                    </select>
+                </label>
+                <button on:click=move |_| load_served() disabled=move || loading.get()>"Load the demo model"</button>
+                <label class="file">"or choose the exported files "
+                    <input id="model-files" type="file" multiple on:change=on_pick/>
+                </label>
+            </div>
+            <ul class="progress">
+                {move || progress.get().into_iter().map(|f| {
+                    let pct = f.total.map_or(0.0, |t| if t == 0 { 100.0 } else { 100.0 * f.loaded as f64 / t as f64 });
+                    view! {
+                        <li>
+                            <span class="fname">{f.name.clone()}</span>
+                            <progress max="100" value=pct.to_string()></progress>
+                            <span class="size">{match f.total { Some(t) => format!("{} / {}", mb(f.loaded), mb(t)), None => mb(f.loaded) }}</span>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            <p class="status">
+                {move || match (backend.get(), loading.get()) {
+                    (_, true) => view! { <span class="muted">"loading…"</span> }.into_any(),
+                    (Some(label), false) => view! { <span>"Running on " <b id="backend-label">{label}</b></span> }.into_any(),
+                    (None, false) => view! { <span class="muted">"no model loaded"</span> }.into_any(),
+                }}
+                {move || load_timings.get().map(|t| format!(
+                    " · {} · download {} · load {:.0} ms",
+                    mb(t.bytes),
+                    t.download_ms.map_or("— (local files)".to_string(), |d| format!("{d:.0} ms")),
+                    t.load_ms
+                ))}
+            </p>
+        </section>
+
+        {move || error.get().map(|e| view! { <div class="error" id="error">{e}</div> })}
+
+        <section class="card">
+            <h2>"Passage and question"</h2>
+            <Show when=move || !samples.get().is_empty()>
+                <label>"Sample from SQuAD 2.0 dev "
+                    <select id="sample" on:change=move |ev| pick_sample(event_target_value(&ev))>
+                        {move || samples.get().into_iter().enumerate().flat_map(|(a, s)| {
+                            s.questions.into_iter().enumerate().map(move |(b, q)| {
+                                let label = format!("{} — {}{}", s.title.replace('_', " "), q.question, if q.answers.is_empty() { " (unanswerable)" } else { "" });
+                                view! { <option value=format!("{a}:{b}")>{label}</option> }
+                            }).collect::<Vec<_>>()
+                        }).collect_view()}
+                    </select>
+                </label>
+            </Show>
+            <textarea id="passage" rows="7" prop:value=move || passage.get()
+                on:input=move |ev| { passage.set(event_target_value(&ev)); gold.set(None); }></textarea>
+            <div class="row">
+                <input id="question" type="text" placeholder="Ask a question about the passage"
+                    prop:value=move || question.get()
+                    on:input=move |ev| { question.set(event_target_value(&ev)); gold.set(None); }
+                    on:keydown=move |ev| if ev.key() == "Enter" { ask() }/>
+                <button id="ask" class="primary" on:click=move |_| ask()
+                    disabled=move || busy.get() || backend.get().is_none()>
+                    {move || if busy.get() { "Answering…" } else { "Answer" }}
+                </button>
+            </div>
+            <div class="row">
+                <label>"No-answer threshold "
+                    <input id="threshold" type="range" min="-10" max="10" step="0.5"
+                        prop:value=move || threshold.get().to_string()
+                        on:input=move |ev| threshold.set(event_target_value(&ev).parse().unwrap_or(0.0))/>
+                    <b>{move || format!("{:+.1}", threshold.get())}</b>
+                </label>
+                <span class="muted">"answer only when best span score ≥ null score − threshold"</span>
+            </div>
+            {move || gold.get().map(|g| view! {
+                <p class="gold">"Gold: " {if g.is_empty() { "no answer".to_string() } else {
+                    let mut unique: Vec<String> = Vec::new();
+                    for a in g { if !unique.contains(&a) { unique.push(a); } }
+                    unique.join(" | ")
+                }}</p>
+            })}
+        </section>
+
+        {move || answers.get().map(|a| {
+            let timings = last.with_untracked(|l| l.as_ref().map(|l| l.timings)).unwrap_or_default();
+            // What the end-to-end test compares with the native code's logits.
+            let logits_json = serde_json::json!({
+                "bert": last.with_untracked(|l| l.as_ref().map(|l| l.bert.clone())),
+                "bertvision": last.with_untracked(|l| l.as_ref().map(|l| l.bertvision.clone())),
+                "answers": a.methods.iter().map(|m| m.prediction.text.clone()).collect::<Vec<_>>(),
+            })
+            .to_string();
+            let cards = a.methods.iter().enumerate().map(|(i, m)| answer_card(i, m)).collect_view();
+            let marked = highlighted(&passage.get_untracked(), &a);
+            let windows = a.windows;
+            view! {
+                <section class="answers">
+                    {cards}
+                </section>
+                <p class="timings" id="timings">
+                    {format!("tokenisation {:.1} ms · forward pass (both models, one encoder pass, {} window{}) {:.1} ms · on {}",
+                        timings.tokenize_ms, windows, if windows == 1 { "" } else { "s" }, timings.forward_ms,
+                        backend.get_untracked().unwrap_or_default())}
+                </p>
+                <section class="card">
+                    <h2>"In the passage"</h2>
+                    <p class="legend">
+                        <span class="hl hl-0">"BERT"</span> " " <span class="hl hl-1">"BERTVision"</span> " " <span class="hl hl-2">"Ensemble"</span>
+                        <span class="muted">" (dashed: best span, rejected as no answer)"</span>
+                    </p>
+                    <div class="passage">{marked}</div>
+                </section>
+                <section class="card">
+                    <h2>"Start / end probabilities"</h2>
+                    <div class="row">
+                        {(0..3).map(|i| view! {
+                            <button class:active=move || strip_method.get() == i on:click=move |_| strip_method.set(i)>{METHOD_LABELS[i]}</button>
+                        }).collect_view()}
+                    </div>
+                    {move || strip(&a, strip_method.get())}
+                </section>
+                <pre id="logits-json" hidden>{logits_json}</pre>
+            }
+        })}
+    }
+}
+
+/// A probability as a percentage with two significant digits below 1%.
+fn percent(p: f64) -> String {
+    let pct = 100.0 * p;
+    if pct != 0.0 && pct.abs() < 1.0 {
+        format!("{pct:.2}%")
+    } else {
+        format!("{pct:.1}%")
+    }
+}
+
+fn answer_card(i: usize, m: &bertvision_core::qa::MethodAnswer) -> impl IntoView + use<> {
+    let p = &m.prediction;
+    let no_answer = p.text.is_empty();
+    let id = format!("answer-{}", m.method);
+    view! {
+        <div class=format!("answer m-{i}") id=id>
+            <h3>{METHOD_LABELS[i]}</h3>
+            <p class="text" class:none=no_answer>
+                {if no_answer { "No answer".to_string() } else { p.text.clone() }}
+            </p>
+            {(no_answer && !p.best_span.is_empty()).then(|| view! {
+                <p class="muted">"best span: “" {p.best_span.clone()} "”"</p>
+            })}
+            <dl>
+                <dt>"span probability"</dt><dd>{percent(m.span_probability)}</dd>
+                <dt>"no-answer probability"</dt><dd>{percent(p.na_prob)}</dd>
+                <dt>"null − span score"</dt><dd>{format!("{:+.2}", p.null_score - p.best_span_score)}</dd>
+            </dl>
+        </div>
+    }
+}
+
+/// The passage with each method's span marked (solid when answered, dashed when rejected).
+fn highlighted(passage: &str, answers: &QaAnswers) -> impl IntoView + use<> {
+    let chars: Vec<char> = passage.chars().collect();
+    let mut marks = vec![(0u8, 0u8); chars.len()]; // (answered bits, rejected bits)
+    for (i, m) in answers.methods.iter().enumerate() {
+        if let Some(at) = m.prediction.best_span_at {
+            for c in marks
+                .iter_mut()
+                .take(at.char_to.min(chars.len()))
+                .skip(at.char_from)
+            {
+                if m.prediction.text.is_empty() {
+                    c.1 |= 1 << i;
+                } else {
+                    c.0 |= 1 << i;
+                }
+            }
+        }
+    }
+    let mut segments: Vec<(String, (u8, u8))> = Vec::new();
+    for (c, mark) in chars.iter().zip(marks) {
+        match segments.last_mut() {
+            Some((text, m)) if *m == mark => text.push(*c),
+            _ => segments.push((c.to_string(), mark)),
+        }
+    }
+    segments
+        .into_iter()
+        .map(|(text, (on, off))| {
+            if on == 0 && off == 0 {
+                view! { <span>{text}</span> }.into_any()
+            } else {
+                let class = (0..3)
+                    .filter(|i| on & (1 << i) != 0)
+                    .map(|i| format!("hl hl-{i}"))
+                    .chain(
+                        (0..3)
+                            .filter(|i| off & (1 << i) != 0)
+                            .map(|i| format!("hl-off hl-off-{i}")),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                view! { <mark class=class>{text}</mark> }.into_any()
+            }
+        })
+        .collect_view()
+}
+
+/// One window's tokens with start (upper row) and end (lower row) probabilities as shades.
+fn strip(answers: &QaAnswers, method: usize) -> impl IntoView + use<> {
+    let m = &answers.methods[method];
+    let tokens = &answers.tokens[m.window];
+    let cell = 9.0;
+    let width = cell * tokens.len() as f64;
+    let max_s = m.start_probs.iter().copied().fold(1e-9f32, f32::max);
+    let max_e = m.end_probs.iter().copied().fold(1e-9f32, f32::max);
+    let best = m
+        .prediction
+        .best_span_at
+        .filter(|at| at.feature == m.window);
+    view! {
+        <p class="muted">{format!("window {} of {} · {} tokens · darker = more probable (scaled to the window's maximum: start {:.1}%, end {:.1}%)",
+            m.window + 1, answers.windows, tokens.len(), 100.0 * max_s, 100.0 * max_e)}</p>
+        <div class="strip">
+            <svg id="prob-strip" width=width.to_string() height="58" viewBox=format!("0 0 {width} 58")>
+                {tokens.iter().enumerate().map(|(i, tok)| {
+                    let x = i as f64 * cell;
+                    let s = m.start_probs[i];
+                    let e = m.end_probs[i];
+                    let in_best = best.is_some_and(|b| i >= b.start_token && i <= b.end_token);
+                    view! {
+                        <g>
+                            <title>{format!("{tok}: start {:.2}%, end {:.2}%", 100.0 * s, 100.0 * e)}</title>
+                            <rect x=x.to_string() y="2" width=(cell - 1.0).to_string() height="22"
+                                fill="#2563eb" fill-opacity=format!("{:.3}", 0.05 + 0.95 * s / max_s)/>
+                            <rect x=x.to_string() y="26" width=(cell - 1.0).to_string() height="22"
+                                fill="#ea580c" fill-opacity=format!("{:.3}", 0.05 + 0.95 * e / max_e)/>
+                            {in_best.then(|| view! { <rect x=x.to_string() y="51" width=(cell - 1.0).to_string() height="5" fill="#16a34a"/> })}
+                        </g>
+                    }
+                }).collect_view()}
+            </svg>
+        </div>
+        <p class="legend"><span class="sw start"></span>" start " <span class="sw end"></span>" end " <span class="sw span"></span>" best span"</p>
+    }
+}
