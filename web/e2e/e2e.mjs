@@ -43,12 +43,21 @@ function maxDiff(page, nat) {
   return worst;
 }
 
-async function askAndCompare(ctx, kind, expectLabel) {
+async function askAndCompare(ctx, kind, expectLabel, { force = null, strict = true, name = kind } = {}) {
   const page = ctx.pages()[0] ?? await ctx.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   await page.goto(base, { waitUntil: "load" });
+  if (force) {
+    await page.waitForSelector("#backend-label", { timeout: 120000 });
+    await page.selectOption("#backend-choice", force);
+    await page.click("text=Load the demo model");
+    await page.waitForFunction((f) => {
+      const l = document.querySelector("#backend-label");
+      return l && l.textContent.toLowerCase().includes(f);
+    }, force, { timeout: 120000 });
+  }
   const label = await page.waitForSelector("#backend-label", { timeout: 120000 })
     .then((e) => e.textContent()).catch(() => null);
   check(label !== null && label.includes(expectLabel), `${kind}: backend label "${label}" contains "${expectLabel}"`);
@@ -56,7 +65,7 @@ async function askAndCompare(ctx, kind, expectLabel) {
     console.log(`  page errors: ${errors.join(" | ")}`);
     const err = await page.$("#error");
     if (err) console.log(`  page says: ${await err.textContent()}`);
-    await page.screenshot({ path: join(shots, `qa-${kind}-failed.png`), fullPage: true });
+    await page.screenshot({ path: join(shots, `qa-${name}-failed.png`), fullPage: true });
     return;
   }
   // The page preselects the first sample; the native answer was computed for that one.
@@ -70,19 +79,23 @@ async function askAndCompare(ctx, kind, expectLabel) {
   const got = JSON.parse(await page.textContent("#logits-json"));
   const dBert = maxDiff(got.bert, native.answers.methods[0].scores);
   const dBv = maxDiff(got.bertvision, native.answers.methods[1].scores);
-  check(dBert <= TOLERANCE[kind] && dBv <= TOLERANCE[kind],
-    `${kind}: logits vs native max |diff| BERT ${dBert.toExponential(2)}, BERTVision ${dBv.toExponential(2)} (tolerance ${TOLERANCE[kind]})`);
+  const diffs = `logits vs native max |diff| BERT ${dBert.toExponential(2)}, BERTVision ${dBv.toExponential(2)}`;
   const nativeTexts = native.answers.methods.map((m) => m.prediction.text);
-  check(JSON.stringify(got.answers) === JSON.stringify(nativeTexts), `${kind}: same decisions as native ${JSON.stringify(nativeTexts)}`);
+  if (strict) {
+    check(dBert <= TOLERANCE[kind] && dBv <= TOLERANCE[kind], `${kind}: ${diffs} (tolerance ${TOLERANCE[kind]})`);
+    check(JSON.stringify(got.answers) === JSON.stringify(nativeTexts), `${kind}: same decisions as native ${JSON.stringify(nativeTexts)}`);
+  } else {
+    console.log(`  ${kind} (measured, not asserted): ${diffs}; answers ${JSON.stringify(got.answers)} vs native ${JSON.stringify(nativeTexts)}`);
+  }
   check((await page.$$("#prob-strip rect")).length > 10, `${kind}: probability strip drawn`);
   const timings = await page.textContent("#timings");
   console.log(`  ${kind} timings: ${timings}`);
   // A lower threshold decision is recomputed without running the model again.
   await page.fill("#threshold", "10");
   await page.dispatchEvent("#threshold", "input");
-  await page.screenshot({ path: join(shots, `qa-${kind}.png`), fullPage: true });
+  await page.screenshot({ path: join(shots, `qa-${name}.png`), fullPage: true });
   check(errors.length === 0, `${kind}: no page errors ${errors.join(" | ")}`);
-  return { label, timings };
+  return { label, timings, max_abs_diff_bert: dBert, max_abs_diff_bertvision: dBv };
 }
 
 const report = {};
@@ -126,10 +139,17 @@ const report = {};
   check(oldErr !== null && oldErr.includes("bertvision-results/1"), `old results.json: page shows "${oldErr}"`);
   await ctx.close();
 }
-// 3. With --enable-unsafe-webgpu Chromium offers a SwiftShader adapter: the WebGPU backend.
+// 3. With --enable-unsafe-webgpu Chromium offers a SwiftShader WebGPU adapter. Its subgroups of
+// 4 lanes are below what Burn 0.21's reductions assume (8), so Auto keeps to the CPU and says
+// why; forcing WebGPU runs Burn on it, and the difference to native is measured and reported.
 {
   const ctx = await browser(["--enable-unsafe-webgpu"]);
-  report.webgpu = await askAndCompare(ctx, "webgpu", "WebGPU");
+  report.webgpu_auto = await askAndCompare(ctx, "cpu", "skipped", { name: "webgpu-flag-auto" });
+  await ctx.close();
+}
+{
+  const ctx = await browser(["--enable-unsafe-webgpu"]);
+  report.webgpu_forced = await askAndCompare(ctx, "webgpu", "WebGPU", { force: "webgpu", strict: false });
   await ctx.close();
 }
 writeFileSync(join(shots, "e2e-report.json"), JSON.stringify(report, null, 2));

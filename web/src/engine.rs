@@ -30,12 +30,37 @@ pub enum Engine {
 thread_local! {
     /// The loaded models; taken out while a question runs, so two runs cannot overlap.
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
-    /// WebGPU can be set up once per page.
+    /// WebGPU is set up once per page; then this holds its self-check's failure ("" = passed).
     static GPU_READY: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// The adapter's description when the browser offers WebGPU, else `None`.
-async fn webgpu_adapter() -> Option<String> {
+/// What the browser says about its WebGPU adapter.
+struct Adapter {
+    description: String,
+}
+
+/// Reductions and a matmul with known results, run once on a new WebGPU device; a device that
+/// fails is not used unless forced. Measured in Chromium's software adapter (SwiftShader,
+/// subgroups of 4 lanes) with Burn 0.21: the sums are right but a 128-long dot product of ones
+/// gives 384, and the demo model's logits are off by up to 4.1. (Not traced further; CubeCL
+/// 0.10 assumes subgroups of at least 8 lanes when the browser does not report their size.)
+async fn self_check(device: &WgpuDevice) -> Result<(), String> {
+    let n = 384;
+    let sums = read(Tensor::<WebGpu, 2>::ones([8, n], device).sum_dim(1).reshape([1, 8])).await?;
+    if let Some(bad) = sums.iter().find(|&&v| (v - n as f32).abs() > 1e-3) {
+        return Err(format!("a sum of {n} ones gave {bad}"));
+    }
+    let k = 128;
+    let ones = || Tensor::<WebGpu, 2>::ones([16, k], device);
+    let products = read(ones().matmul(ones().transpose())).await?;
+    if let Some(bad) = products.iter().find(|&&v| (v - k as f32).abs() > 1e-3) {
+        return Err(format!("a {k}-long dot product of ones gave {bad}"));
+    }
+    Ok(())
+}
+
+/// The adapter when the browser offers WebGPU, else `None`.
+async fn webgpu_adapter() -> Option<Adapter> {
     let navigator: JsValue = web_sys::window()?.navigator().into();
     let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
     if gpu.is_undefined() || gpu.is_null() {
@@ -54,15 +79,26 @@ async fn webgpu_adapter() -> Option<String> {
             .and_then(|v| v.as_string())
             .filter(|s| !s.is_empty())
     };
-    let described = [field("vendor"), field("architecture"), field("description")]
+    let number = |name: &str| {
+        info.as_ref()
+            .and_then(|i| Reflect::get(i, &name.into()).ok())
+            .and_then(|v| v.as_f64())
+    };
+    let subgroups = match (number("subgroupMinSize"), number("subgroupMaxSize")) {
+        (Some(min), Some(max)) => Some(format!("subgroups {min}–{max}")),
+        _ => None,
+    };
+    let described = [field("vendor"), field("architecture"), field("description"), subgroups]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-    Some(if described.is_empty() {
-        "adapter".to_string()
-    } else {
-        described
+    Some(Adapter {
+        description: if described.is_empty() {
+            "adapter".to_string()
+        } else {
+            described
+        },
     })
 }
 
@@ -75,20 +111,48 @@ pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, S
     if choice == BackendChoice::WebGpu && adapter.is_none() {
         return Err("this browser offers no WebGPU adapter; choose CPU or Auto".into());
     }
-    let (engine, label) = match adapter {
-        Some(adapter) => {
-            let device = WgpuDevice::default();
+    let device = WgpuDevice::default();
+    let checked = match &adapter {
+        Some(a) => {
             if GPU_READY.with(|g| g.borrow().is_none()) {
                 init_setup_async::<WebGpuApi>(&device, Default::default()).await;
-                GPU_READY.with(|g| *g.borrow_mut() = Some(adapter.clone()));
+                let verdict = self_check(&device).await.err().unwrap_or_default();
+                GPU_READY.with(|g| *g.borrow_mut() = Some(verdict));
             }
+            let failure = GPU_READY.with(|g| g.borrow().clone().unwrap_or_default());
+            Some((a.description.clone(), failure))
+        }
+        None => None,
+    };
+    let (adapter, skipped) = match (adapter, checked) {
+        (Some(_), Some((description, failure)))
+            if choice == BackendChoice::Auto && !failure.is_empty() =>
+        {
+            (None, Some((description, failure)))
+        }
+        (a, _) => (a, None),
+    };
+    let (engine, label) = match adapter {
+        Some(adapter) => {
             let models = QaModels::<WebGpu>::load(files, &device).map_err(|e| e.to_string())?;
-            (Engine::Gpu(models), format!("WebGPU ({adapter})"))
+            let failure = GPU_READY.with(|g| g.borrow().clone().unwrap_or_default());
+            let warning = if failure.is_empty() {
+                String::new()
+            } else {
+                format!(" — warning: self-check failed ({failure}); results may be wrong")
+            };
+            (
+                Engine::Gpu(models),
+                format!("WebGPU ({}){warning}", adapter.description),
+            )
         }
         None => {
             let models =
                 QaModels::<Flex>::load(files, &Default::default()).map_err(|e| e.to_string())?;
-            (Engine::Cpu(models), "CPU (Flex, wasm)".to_string())
+            let note = skipped.map_or(String::new(), |(description, failure)| {
+                format!(" — WebGPU adapter ({description}) skipped: its self-check failed ({failure})")
+            });
+            (Engine::Cpu(models), format!("CPU (Flex, wasm){note}"))
         }
     };
     ENGINE.with(|e| *e.borrow_mut() = Some(engine));
