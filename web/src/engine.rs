@@ -46,7 +46,12 @@ struct Adapter {
 /// 0.10 assumes subgroups of at least 8 lanes when the browser does not report their size.)
 async fn self_check(device: &WgpuDevice) -> Result<(), String> {
     let n = 384;
-    let sums = read(Tensor::<WebGpu, 2>::ones([8, n], device).sum_dim(1).reshape([1, 8])).await?;
+    let sums = read(
+        Tensor::<WebGpu, 2>::ones([8, n], device)
+            .sum_dim(1)
+            .reshape([1, 8]),
+    )
+    .await?;
     if let Some(bad) = sums.iter().find(|&&v| (v - n as f32).abs() > 1e-3) {
         return Err(format!("a sum of {n} ones gave {bad}"));
     }
@@ -88,11 +93,16 @@ async fn webgpu_adapter() -> Option<Adapter> {
         (Some(min), Some(max)) => Some(format!("subgroups {min}–{max}")),
         _ => None,
     };
-    let described = [field("vendor"), field("architecture"), field("description"), subgroups]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let described = [
+        field("vendor"),
+        field("architecture"),
+        field("description"),
+        subgroups,
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
     Some(Adapter {
         description: if described.is_empty() {
             "adapter".to_string()
@@ -150,7 +160,9 @@ pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, S
             let models =
                 QaModels::<Flex>::load(files, &Default::default()).map_err(|e| e.to_string())?;
             let note = skipped.map_or(String::new(), |(description, failure)| {
-                format!(" — WebGPU adapter ({description}) skipped: its self-check failed ({failure})")
+                format!(
+                    " — WebGPU adapter ({description}) skipped: its self-check failed ({failure})"
+                )
             });
             (Engine::Cpu(models), format!("CPU (Flex, wasm){note}"))
         }
