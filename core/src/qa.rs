@@ -63,6 +63,17 @@ impl ExportFiles {
         "head.json",
     ];
 
+    /// The five files, in the order of [`Self::NAMES`].
+    pub fn files(&self) -> [&NamedBytes; 5] {
+        [
+            &self.config,
+            &self.model,
+            &self.tokenizer,
+            &self.head,
+            &self.head_config,
+        ]
+    }
+
     /// Reads an export folder from disk.
     pub fn read_dir(dir: &Path) -> Result<Self> {
         let read = |rel: &str| -> Result<NamedBytes> {
@@ -338,4 +349,28 @@ pub fn demo_samples(dataset: &crate::squad::SquadDataset, passages: usize) -> Ve
         }
     }
     samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::squad::SquadDataset;
+
+    #[test]
+    fn demo_samples_take_at_most_two_passages_per_article_with_all_their_questions() {
+        let para = |c: &str, ids: &[&str]| {
+            serde_json::json!({"context": c, "qas": ids.iter().map(|id| serde_json::json!(
+                {"id": id, "question": format!("q {id}?"), "is_impossible": true, "answers": []})).collect::<Vec<_>>()})
+        };
+        let json = serde_json::json!({"version": "v2.0", "data": [
+            {"title": "A", "paragraphs": [para("a1", &["1", "2"]), para("a2", &["3"]), para("a3", &["4"])]},
+            {"title": "B", "paragraphs": [para("b1", &["5"])]},
+        ]});
+        let dataset = SquadDataset::parse(Path::new("t.json"), &json.to_string()).unwrap();
+        let samples = demo_samples(&dataset, 8);
+        let contexts: Vec<&str> = samples.iter().map(|s| s.context.as_str()).collect();
+        assert_eq!(contexts, ["a1", "a2", "b1"]);
+        assert_eq!(samples[0].questions.len(), 2);
+        assert_eq!(demo_samples(&dataset, 1).len(), 1);
+    }
 }

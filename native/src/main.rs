@@ -2,6 +2,7 @@
 
 mod answer;
 mod backend;
+mod bench;
 mod data_cmds;
 mod encode;
 mod fetch;
@@ -106,6 +107,26 @@ enum Command {
         json: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
+    },
+    /// Time extraction, a fine-tuning step and AdapterPooler steps (median of repeats after
+    /// warm-up); `benchmarks/torch_bench.py` measures PyTorch the same way.
+    Bench {
+        /// minilm-l6, splade-tiny, a model directory, or bert-base / bert-large (random weights).
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        #[arg(long, value_delimiter = ',', default_value = "128,384")]
+        seq_lens: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+        /// Write the JSON here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Put the browser app's inputs beside the built page (`web/dist`): a SQuAD export as the
     /// demo model, sample passages from a SQuAD file, results.json files for the comparison page.
@@ -268,6 +289,34 @@ fn run(cli: Cli) -> Result<()> {
                 json: json.as_deref(),
             };
             with_backend!(device, |B, dev| answer::run::<B>(&req, dev))
+        }
+        Command::Bench {
+            model,
+            seq_lens,
+            batch,
+            repeats,
+            warmup,
+            device,
+            out,
+        } => {
+            let model_dir = match model.as_str() {
+                "bert-base" | "bert-large" => None,
+                _ => Some(fetch::resolve_model_dir(&model, &cache_dir)?),
+            };
+            let device_name = format!("{device:?}").to_lowercase();
+            let req = bench::BenchRequest {
+                model: &model,
+                model_dir: model_dir.as_deref(),
+                seq_lens: &seq_lens,
+                batch,
+                repeats,
+                warmup,
+                device_name: &device_name,
+                out: out.as_deref(),
+            };
+            with_backend!(device, |B, dev| bench::bench::<burn::backend::Autodiff<B>>(
+                &req, dev
+            ))
         }
         Command::WebAssets {
             export,

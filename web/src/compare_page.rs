@@ -5,10 +5,9 @@ use bertvision_core::pipeline::SquadRow;
 use bertvision_core::pipeline::results::{RunResults, slice_score};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast;
 
 use crate::charts::{Bar, bar_chart};
-use crate::fetch::{fetch_text, read_files};
+use crate::fetch::{fetch_text, on_files_chosen};
 
 /// Methods in display order: key, short label, colour.
 const METHODS: [(&str, &str, &str); 5] = [
@@ -61,27 +60,17 @@ pub fn ComparePage() -> impl IntoView {
         }
     });
 
-    let on_pick = move |ev: leptos::ev::Event| {
-        let Some(input) = ev
-            .target()
-            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-        else {
-            return;
-        };
-        spawn_local(async move {
-            match read_files(&input).await {
-                Ok(files) => {
-                    for (name, bytes) in files {
-                        match String::from_utf8(bytes) {
-                            Ok(text) => add(name, text),
-                            Err(_) => errors.update(|v| v.push(format!("{name}: not UTF-8 text"))),
-                        }
-                    }
+    let on_pick = on_files_chosen(move |picked| match picked {
+        Ok(files) => {
+            for (name, bytes) in files {
+                match String::from_utf8(bytes) {
+                    Ok(text) => add(name, text),
+                    Err(_) => errors.update(|v| v.push(format!("{name}: not UTF-8 text"))),
                 }
-                Err(e) => errors.update(|v| v.push(e)),
             }
-        });
-    };
+        }
+        Err(e) => errors.update(|v| v.push(e)),
+    });
 
     view! {
         <section class="card">

@@ -114,6 +114,8 @@ async fn webgpu_adapter() -> Option<Adapter> {
 
 /// Loads the export onto the chosen backend; returns the backend's label for the page.
 pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, String> {
+    // The previous model goes first: a failed load must not leave it answering.
+    ENGINE.with(|e| *e.borrow_mut() = None);
     let adapter = match choice {
         BackendChoice::Cpu => None,
         _ => webgpu_adapter().await,

@@ -83,10 +83,23 @@ pub async fn fetch_text(url: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// An `on:change` handler for a file input: reads every chosen file, then calls `done`.
+pub fn on_files_chosen(
+    done: impl Fn(Result<Vec<(String, Vec<u8>)>, String>) + Copy + 'static,
+) -> impl Fn(web_sys::Event) + Copy + 'static {
+    move |ev: web_sys::Event| {
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return;
+        };
+        wasm_bindgen_futures::spawn_local(async move { done(read_files(&input).await) });
+    }
+}
+
 /// Name and bytes of every file chosen in a file input.
-pub async fn read_files(
-    input: &web_sys::HtmlInputElement,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
+async fn read_files(input: &web_sys::HtmlInputElement) -> Result<Vec<(String, Vec<u8>)>, String> {
     let Some(list) = input.files() else {
         return Ok(Vec::new());
     };

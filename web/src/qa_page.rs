@@ -6,10 +6,9 @@ use bertvision_core::qa::{DemoSample, ExportFiles, NamedBytes, QaAnswers, QaQuer
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast;
 
 use crate::engine::{self, BackendChoice, RunTimings, WindowLogits};
-use crate::fetch::{fetch_bytes, fetch_text, now_ms, read_files};
+use crate::fetch::{fetch_bytes, fetch_text, now_ms, on_files_chosen};
 
 /// Where `bertvision web-assets` puts the demo export, relative to the page.
 const DEMO_MODEL: &str = "models/squad";
@@ -72,16 +71,7 @@ pub fn QaPage() -> impl IntoView {
     });
 
     let load_export = move |files: ExportFiles, download_ms: Option<f64>| {
-        let bytes = [
-            &files.config,
-            &files.model,
-            &files.tokenizer,
-            &files.head,
-            &files.head_config,
-        ]
-        .iter()
-        .map(|f| f.bytes.len() as u64)
-        .sum();
+        let bytes = files.files().iter().map(|f| f.bytes.len() as u64).sum();
         spawn_local(async move {
             let t0 = now_ms();
             match engine::load(files, choice.get_untracked()).await {
@@ -96,7 +86,10 @@ pub fn QaPage() -> impl IntoView {
                     error.set(None);
                 }
                 Err(e) => {
+                    // Nothing from a previous model may stay on screen as if it were current.
                     backend.set(None);
+                    load_timings.set(None);
+                    last.set(None);
                     error.set(Some(format!("could not load the model: {e}")));
                 }
             }
@@ -158,26 +151,13 @@ pub fn QaPage() -> impl IntoView {
         });
     };
 
-    let on_pick = move |ev: leptos::ev::Event| {
-        let Some(input) = ev
-            .target()
-            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-        else {
-            return;
-        };
+    let on_pick = on_files_chosen(move |picked| {
         loading.set(true);
-        spawn_local(async move {
-            let picked = read_files(&input).await;
-            match picked.and_then(engine::export_from_named) {
-                Ok(export) => {
-                    progress.set(
-                        [
-                            &export.config,
-                            &export.model,
-                            &export.tokenizer,
-                            &export.head,
-                            &export.head_config,
-                        ]
+        match picked.and_then(engine::export_from_named) {
+            Ok(export) => {
+                progress.set(
+                    export
+                        .files()
                         .iter()
                         .map(|f| FileProgress {
                             name: f.name.display().to_string(),
@@ -185,16 +165,15 @@ pub fn QaPage() -> impl IntoView {
                             total: Some(f.bytes.len() as u64),
                         })
                         .collect(),
-                    );
-                    load_export(export, None);
-                }
-                Err(e) => {
-                    error.set(Some(e));
-                    loading.set(false);
-                }
+                );
+                load_export(export, None);
             }
-        });
-    };
+            Err(e) => {
+                error.set(Some(e));
+                loading.set(false);
+            }
+        }
+    });
 
     // On opening: the served samples (optional) and the served demo model.
     spawn_local(async move {

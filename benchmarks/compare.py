@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""Prints Rust/PyTorch throughput ratios per row of two bench JSON files (same model and shapes)."""
+import json
+import sys
+
+
+def main():
+    rust, torch_ = (json.load(open(p)) for p in sys.argv[1:3])
+    print(f"model {rust['model']} ({rust['weights']} weights), batch {rust['batch']}, device {rust['device']} / {torch_['device']}")
+    print(f"Rust:    {rust['implementation']}, {rust['dtype']}, {rust['threads']} threads, {rust.get('profile', '')}")
+    print(f"PyTorch: {torch_['implementation']}, {torch_['dtype']}, {torch_['threads']} threads")
+    print(f"{'measure':<20} {'seq':>4} {'Rust seq/s':>11} {'PyTorch seq/s':>14} {'Rust/PyTorch':>13}")
+    theirs = {(r["measure"], r["seq_len"]): r for r in torch_["rows"]}
+    for r in rust["rows"]:
+        t = theirs.get((r["measure"], r["seq_len"]))
+        if t is None:
+            continue
+        ratio = r["sequences_per_second"] / t["sequences_per_second"]
+        print(f"{r['measure']:<20} {r['seq_len']:>4} {r['sequences_per_second']:>11.2f} {t['sequences_per_second']:>14.2f} {ratio:>12.2f}x")
+    print(f"peak memory: Rust {rust['peak_memory_mb']:.0f} MB, PyTorch {torch_['peak_memory_mb']:.0f} MB ({rust['peak_memory_kind']})")
+
+
+if __name__ == "__main__":
+    main()

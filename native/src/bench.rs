@@ -1,0 +1,274 @@
+//! `bertvision bench`: what one step of each phase costs, measured the way
+//! `benchmarks/torch_bench.py` measures PyTorch — same shapes, warm-up excluded, the device
+//! synchronised before each clock read, the median of repeats — and written as JSON.
+//!
+//! Rows: (a) `extract` — a forward pass returning every hidden state; (b) `finetune_step` — BERT
+//! with a classification head, forward + backward + AdamW; (c) `head_step_streamed` — the frozen
+//! encoder's forward (no graph) feeding an AdapterPooler step, as `run` trains it; (c') `head_step`
+//! — the AdapterPooler step alone on hidden states already computed.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use bertvision_core::bert::{Bert, BertConfig, BertInput};
+use bertvision_core::fsutil::write_atomic;
+use bertvision_core::head::{AdapterPoolerConfig, HeadKind, LayerMix};
+use bertvision_core::models::ModelDir;
+use bertvision_core::pretrained::Pretrained;
+use bertvision_core::task_model::{BertTaskModel, Targets, head_loss};
+use bertvision_core::train::{OptimizerConfig, TrainOptimizer};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Serialize;
+
+pub struct BenchRequest<'a> {
+    /// A known model name, a model directory, or `bert-base` / `bert-large` (random weights).
+    pub model: &'a str,
+    pub model_dir: Option<&'a Path>,
+    pub seq_lens: &'a [usize],
+    pub batch: usize,
+    pub repeats: usize,
+    pub warmup: usize,
+    pub device_name: &'a str,
+    pub out: Option<&'a Path>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    model: String,
+    measure: &'static str,
+    seq_len: usize,
+    batch: usize,
+    median_seconds: f64,
+    min_seconds: f64,
+    sequences_per_second: f64,
+}
+
+/// The shapes of the BERT checkpoints this project cannot download, for random-weight runs.
+fn shape_config(name: &str) -> Option<BertConfig> {
+    let json = match name {
+        "bert-base" => "{}",
+        "bert-large" => {
+            r#"{"hidden_size":1024,"num_hidden_layers":24,"num_attention_heads":16,"intermediate_size":4096}"#
+        }
+        _ => return None,
+    };
+    BertConfig::from_json(Path::new(name), json).ok()
+}
+
+fn time_median<B: Backend>(
+    device: &B::Device,
+    warmup: usize,
+    repeats: usize,
+    mut f: impl FnMut(),
+) -> Result<(f64, f64)> {
+    for _ in 0..warmup {
+        f();
+    }
+    B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        f();
+        B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[0]))
+}
+
+/// Peak resident memory of this process in MB (Linux `VmHWM`), the CPU's "device memory".
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn input<B: Backend>(batch: usize, seq: usize, vocab: usize, device: &B::Device) -> BertInput<B> {
+    // Fixed pseudo-random ids (no special tokens needed for timing); every position is real.
+    let ids: Vec<i64> = (0..batch * seq)
+        .map(|i| 1000 + ((i as u64).wrapping_mul(2654435761) % (vocab as u64 - 1000)) as i64)
+        .collect();
+    let make =
+        |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), device);
+    BertInput {
+        input_ids: make(ids),
+        token_type_ids: make(vec![0; batch * seq]),
+        attention_mask: make(vec![1; batch * seq]),
+    }
+}
+
+pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> Result<()> {
+    let (config, bert): (BertConfig, Bert<B>) = match (shape_config(req.model), req.model_dir) {
+        (Some(config), _) => {
+            let bert = Bert::init(&config, true, &device);
+            (config, bert)
+        }
+        (None, Some(dir)) => {
+            let loaded = Pretrained::<B>::load(&ModelDir::open(dir)?, &device)?;
+            (loaded.config, loaded.bert)
+        }
+        (None, None) => bail!("--model {}: unknown", req.model),
+    };
+    let weights = if shape_config(req.model).is_some() {
+        "random"
+    } else {
+        "pretrained"
+    };
+    eprintln!(
+        "bench {} ({weights} weights, {} layers, hidden {}) on {}, batch {}, {} repeats after {} warm-up",
+        req.model,
+        config.num_hidden_layers,
+        config.hidden_size,
+        req.device_name,
+        req.batch,
+        req.repeats,
+        req.warmup
+    );
+    let head_config = AdapterPoolerConfig {
+        hidden_size: config.hidden_size,
+        num_states: config.num_hidden_states(),
+        adapter_size: if config.hidden_size <= 384 { 32 } else { 64 },
+        kind: HeadKind::MaskedMean,
+        num_outputs: 2,
+        max_len: *req.seq_lens.iter().max().unwrap_or(&128),
+        shared_adapter: true,
+        skip_last_layer: false,
+        layer_mix: LayerMix::None,
+    };
+    let mut rows = Vec::new();
+    let n = req.batch;
+    let targets = || {
+        Targets::<B>::Class(Tensor::from_data(
+            TensorData::new(vec![0i64; n], [n]),
+            &device,
+        ))
+    };
+    let frozen = bert.valid();
+    for &seq in req.seq_lens {
+        if seq > config.max_position_embeddings {
+            bail!(
+                "--seq-lens {seq}: the model has {} positions",
+                config.max_position_embeddings
+            );
+        }
+        let mut record = |measure: &'static str, (median, min): (f64, f64)| {
+            let row = Row {
+                model: req.model.to_string(),
+                measure,
+                seq_len: seq,
+                batch: n,
+                median_seconds: median,
+                min_seconds: min,
+                sequences_per_second: n as f64 / median,
+            };
+            eprintln!(
+                "  {:<20} seq {:>3}: {:>9.4} s median, {:>8.2} sequences/s",
+                measure, seq, median, row.sequences_per_second
+            );
+            rows.push(row);
+        };
+
+        // (a) extraction: every hidden state, no graph.
+        let x = input::<B::InnerBackend>(n, seq, config.vocab_size, &device);
+        record(
+            "extract",
+            time_median::<B::InnerBackend>(&device, req.warmup, req.repeats, || {
+                let out = frozen.forward(x.clone());
+                drop(out.hidden_states);
+            })?,
+        );
+
+        // (b) one fine-tuning step.
+        let mut model = Some(BertTaskModel::new(bert.clone(), &config, 2, false, &device));
+        let mut optim =
+            TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
+        let xa = input::<B>(n, seq, config.vocab_size, &device);
+        record(
+            "finetune_step",
+            time_median::<B>(&device, req.warmup, req.repeats, || {
+                let m = model.take().expect("model");
+                let (_, out) = m.forward(xa.clone());
+                let loss = head_loss(out, &targets());
+                let (m, _) = optim.step(1e-5, m, loss);
+                model = Some(m);
+            })?,
+        );
+        drop(model);
+
+        // (c) AdapterPooler steps: streamed from the frozen encoder, and on ready features.
+        let mut head = Some(head_config.init::<B>(&device));
+        let mut head_optim =
+            TrainOptimizer::new(head.as_ref().expect("head"), OptimizerConfig::default());
+        let mut head_step = |states: Vec<Tensor<B, 3>>, mask: Tensor<B, 2, Int>| {
+            let h = head.take().expect("head");
+            let loss = head_loss(h.forward(&states, mask), &targets());
+            let (h, _) = head_optim.step(1e-3, h, loss);
+            head = Some(h);
+        };
+        let mask = Tensor::<B, 2, Int>::from_inner(x.attention_mask.clone());
+        record(
+            "head_step_streamed",
+            time_median::<B>(&device, req.warmup, req.repeats, || {
+                let states = frozen
+                    .forward(x.clone())
+                    .hidden_states
+                    .into_iter()
+                    .map(Tensor::from_inner)
+                    .collect();
+                head_step(states, mask.clone());
+            })?,
+        );
+        let ready: Vec<Tensor<B, 3>> = frozen
+            .forward(x.clone())
+            .hidden_states
+            .into_iter()
+            .map(Tensor::from_inner)
+            .collect();
+        record(
+            "head_step",
+            time_median::<B>(&device, req.warmup, req.repeats, || {
+                head_step(ready.clone(), mask.clone());
+            })?,
+        );
+    }
+    let report = serde_json::json!({
+        "implementation": "bertvision (Rust, Burn 0.21.0)",
+        "model": req.model,
+        "weights": weights,
+        "config": {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads},
+        "device": req.device_name,
+        "cpu": cpu_name(),
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "dtype": "f32",
+        "batch": req.batch,
+        "repeats": req.repeats,
+        "warmup": req.warmup,
+        "head": {"adapter_size": head_config.adapter_size, "kind": "masked-mean", "params": head_config.num_params()},
+        "peak_memory_mb": peak_rss_mb(),
+        "peak_memory_kind": "process peak RSS (CPU)",
+        "profile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
+        "rows": rows,
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    match req.out {
+        Some(path) => write_atomic(path, text.as_bytes())?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
