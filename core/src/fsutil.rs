@@ -73,3 +73,47 @@ pub fn safetensors_bytes(
     safetensors::tensor::serialize(views, metadata)
         .map_err(|e| Error::usage(format!("safetensors serialisation failed: {e}")))
 }
+
+/// The same safetensors file with every F32 tensor stored as F16 (half the download for the
+/// browser; loaders cast back to f32). Other dtypes and the metadata are kept.
+pub fn safetensors_to_f16(name: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    use safetensors::SafeTensors;
+    use safetensors::tensor::{Dtype, TensorView};
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::invalid(name, format!("not a safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::invalid(name, format!("not a safetensors file: {e}")))?;
+    let converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(key, view)| {
+            let data = if view.dtype() == Dtype::F32 {
+                view.data()
+                    .chunks_exact(4)
+                    .flat_map(|c| {
+                        half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .to_le_bytes()
+                    })
+                    .collect()
+            } else {
+                view.data().to_vec()
+            };
+            let dtype = if view.dtype() == Dtype::F32 {
+                Dtype::F16
+            } else {
+                view.dtype()
+            };
+            (key, dtype, view.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = converted
+        .iter()
+        .map(|(k, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| Error::invalid(name, format!("tensor {k}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, meta.metadata().clone())
+        .map_err(|e| Error::invalid(name, format!("could not write f16 tensors: {e}")))
+}

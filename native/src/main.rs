@@ -140,6 +140,9 @@ enum Command {
         /// results.json files of `bertvision run`.
         #[arg(long = "results", num_args = 1..)]
         results: Vec<PathBuf>,
+        /// Store BERT's weights as F16: half the download, logits within about 1e-2.
+        #[arg(long)]
+        f16: bool,
         /// The served folder (trunk's dist).
         #[arg(long)]
         out: PathBuf,
@@ -322,11 +325,13 @@ fn run(cli: Cli) -> Result<()> {
             export,
             squad,
             results,
+            f16,
             out,
         } => web_assets::write(&web_assets::WebAssets {
             export: export.as_deref(),
             squad: squad.as_deref(),
             results: &results,
+            f16,
             out: &out,
         }),
         Command::DataReport {

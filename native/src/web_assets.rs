@@ -14,6 +14,8 @@ pub struct WebAssets<'a> {
     pub export: Option<&'a Path>,
     pub squad: Option<&'a Path>,
     pub results: &'a [PathBuf],
+    /// Store BERT's weights as F16 (half the download; the page casts them back to f32).
+    pub f16: bool,
     pub out: &'a Path,
 }
 
@@ -25,7 +27,11 @@ pub fn write(req: &WebAssets<'_>) -> Result<()> {
             &Default::default(),
         )?;
         for rel in ExportFiles::NAMES {
-            let bytes = bertvision_core::error::read_file(&export.join(rel))?;
+            let from = export.join(rel);
+            let mut bytes = bertvision_core::error::read_file(&from)?;
+            if req.f16 && rel.ends_with("model.safetensors") {
+                bytes = bertvision_core::fsutil::safetensors_to_f16(&from, &bytes)?;
+            }
             let to = req.out.join("models/squad").join(rel);
             std::fs::create_dir_all(to.parent().expect("has a parent"))
                 .with_context(|| format!("creating {}", to.display()))?;

@@ -292,6 +292,9 @@ fn check_results_for_the_web(out: &Path) {
         );
         let answers: Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        if id == &questions[0].0 {
+            check_f16_assets(out, context, question, &answers);
+        }
         for (i, method) in ["bert_extract", "bertvision", "ensemble_mean"]
             .iter()
             .enumerate()
@@ -305,6 +308,75 @@ fn check_results_for_the_web(out: &Path) {
             );
         }
     }
+}
+
+/// `web-assets --f16` halves BERT's download; the page's code (`answer`) on the F16 copy gives
+/// logits within 0.05 of the F32 export's.
+fn check_f16_assets(out: &Path, context: &str, question: &str, f32_answers: &Value) {
+    let assets = out.join("assets-f16");
+    let made = bertvision()
+        .args(["web-assets", "--f16", "--export"])
+        .arg(out.join("seed-1/export"))
+        .arg("--out")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let model = |dir: &Path| {
+        std::fs::metadata(dir.join("bert/model.safetensors"))
+            .unwrap()
+            .len()
+    };
+    let (full, half) = (
+        model(&out.join("seed-1/export")),
+        model(&assets.join("models/squad")),
+    );
+    assert!(
+        (half as f64) < 0.51 * full as f64,
+        "f16 {half} bytes vs f32 {full}"
+    );
+    let json = out.join("answer-f16.json");
+    let answered = bertvision()
+        .args(["answer", "--export"])
+        .arg(assets.join("models/squad"))
+        .args(["--passage", context, "--question", question])
+        .args(["--max-length", "192", "--doc-stride", "64", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    let half_answers: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let flat = |v: &Value| -> Vec<f64> {
+        v["methods"][0]["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|w| {
+                w.as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|s| s.as_array().unwrap().clone())
+            })
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (flat(f32_answers), flat(&half_answers));
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 0.05, "f16 logits differ by {worst}");
 }
 
 #[test]

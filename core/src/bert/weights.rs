@@ -241,7 +241,7 @@ pub(crate) fn apply_store<B: Backend, M: ModuleSnapshot<B>>(
 /// Casts half-precision checkpoint tensors to f32 on load; the backend's float type decides the
 /// compute precision afterwards.
 #[derive(Clone)]
-struct ToF32Adapter;
+pub(crate) struct ToF32Adapter;
 
 impl ModuleAdapter for ToF32Adapter {
     fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {

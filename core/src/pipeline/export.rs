@@ -6,10 +6,12 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn_store::{
+    BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 
 use crate::bert::BertConfig;
-use crate::bert::weights::{LAYER_REMAPS, apply_store, check_header};
+use crate::bert::weights::{LAYER_REMAPS, ToF32Adapter, apply_store, check_header};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::head::{AdapterPooler, AdapterPoolerConfig};
@@ -119,7 +121,7 @@ pub fn load_task_model<B: Backend>(
     );
     let mut store = store
         .with_key_remapping(format!("^{head_name}\\."), "classifier.")
-        .with_from_adapter(PyTorchToBurnAdapter);
+        .with_from_adapter(ToF32Adapter.chain(PyTorchToBurnAdapter));
     apply_store(&mut model, &mut store, name)?;
     Ok(model)
 }
@@ -156,7 +158,7 @@ pub fn load_head<B: Backend>(
     let mut head = config.init::<B>(device);
     apply_store(
         &mut head,
-        &mut SafetensorsStore::from_bytes(Some(bytes)),
+        &mut SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(ToF32Adapter),
         name,
     )?;
     Ok(head)
