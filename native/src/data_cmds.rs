@@ -40,6 +40,16 @@ pub fn data_report(
 ) -> Result<()> {
     let mut report = serde_json::Map::new();
     if let Some(dir) = glue_dir {
+        // A wrong folder must not pass as "no data": say what was expected.
+        if !TASKS
+            .iter()
+            .any(|t| t.is_glue() && dir.join(t.name).is_dir())
+        {
+            anyhow::bail!(
+                "{}: no GLUE task folder here (expected sub-folders such as RTE/ or SST-2/)",
+                dir.display()
+            );
+        }
         for task in TASKS.iter().filter(|t| t.is_glue()) {
             let task_dir = dir.join(task.name);
             if !task_dir.is_dir() {

@@ -342,6 +342,18 @@ fn cases(root: &Path) -> Vec<Case> {
             vec!["RTE/dev.tsv:2", "UTF-8"],
         ),
     ];
+    cases.push(Case {
+        name: "GLUE folder without any task folder",
+        args: vec![
+            "data-report".into(),
+            "--glue-dir".into(),
+            root.join("no-glue-here").display().to_string(),
+            "--out".into(),
+            root.join("no-glue.json").display().to_string(),
+        ],
+        expected: vec!["no-glue-here", "no GLUE task folder"],
+        output: Some(root.join("no-glue.json")),
+    });
     let old_results = workspace_root().join("tests/fixtures/web/results-v1.json");
     cases.push(Case {
         name: "results.json of an older version",
