@@ -125,6 +125,16 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         }
         (None, None) => bail!("--model {}: unknown", req.model),
     };
+    if let Some(&seq) = req
+        .seq_lens
+        .iter()
+        .find(|&&s| s == 0 || s > config.max_position_embeddings)
+    {
+        bail!(
+            "--seq-lens {seq}: the model takes 1 to {} positions",
+            config.max_position_embeddings
+        );
+    }
     let weights = if shape_config(req.model).is_some() {
         "random"
     } else {
@@ -161,12 +171,6 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
     };
     let frozen = bert.valid();
     for &seq in req.seq_lens {
-        if seq > config.max_position_embeddings {
-            bail!(
-                "--seq-lens {seq}: the model has {} positions",
-                config.max_position_embeddings
-            );
-        }
         let mut record = |measure: &'static str, (median, min): (f64, f64)| {
             let row = Row {
                 model: req.model.to_string(),

@@ -1,0 +1,60 @@
+//! `bertvision bench` runs every measure on the real tiny model and writes what it measured.
+
+use std::process::Command;
+
+#[test]
+fn bench_writes_every_measure_with_positive_timings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let result = Command::new(env!("CARGO_BIN_EXE_bertvision"))
+        .args(["bench", "--model", "splade-tiny", "--seq-lens", "16,32"])
+        .args(["--batch", "2", "--repeats", "2", "--warmup", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let measures: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["measure"].as_str().unwrap(),
+                r["seq_len"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for seq in [16, 32] {
+        for m in [
+            "extract",
+            "finetune_step",
+            "head_step_streamed",
+            "head_step",
+        ] {
+            assert!(measures.contains(&(m, seq)), "{m} at {seq}: {measures:?}");
+        }
+    }
+    for r in rows {
+        let median = r["median_seconds"].as_f64().unwrap();
+        assert!(median > 0.0 && r["min_seconds"].as_f64().unwrap() <= median);
+        assert!((r["sequences_per_second"].as_f64().unwrap() - 2.0 / median).abs() < 1e-6);
+    }
+    assert_eq!(report["weights"], "pretrained");
+    assert!(report["peak_memory_mb"].as_f64().unwrap() > 0.0);
+    // A length past the model's positions is one clear error.
+    let too_long = Command::new(env!("CARGO_BIN_EXE_bertvision"))
+        .args(["bench", "--model", "splade-tiny", "--seq-lens", "4096"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&too_long.stderr);
+    assert_eq!(too_long.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("4096") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+}
