@@ -114,17 +114,18 @@ fn input<B: Backend>(batch: usize, seq: usize, vocab: usize, device: &B::Device)
 }
 
 pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> Result<()> {
-    let (config, bert): (BertConfig, Bert<B>) = match (shape_config(req.model), req.model_dir) {
-        (Some(config), _) => {
-            let bert = Bert::init(&config, true, &device);
-            (config, bert)
-        }
-        (None, Some(dir)) => {
-            let loaded = Pretrained::<B>::load(&ModelDir::open(dir)?, &device)?;
-            (loaded.config, loaded.bert)
-        }
-        (None, None) => bail!("--model {}: unknown", req.model),
-    };
+    let (config, bert, weights): (BertConfig, Bert<B>, &str) =
+        match (shape_config(req.model), req.model_dir) {
+            (Some(config), _) => {
+                let bert = Bert::init(&config, true, &device);
+                (config, bert, "random")
+            }
+            (None, Some(dir)) => {
+                let loaded = Pretrained::<B>::load(&ModelDir::open(dir)?, &device)?;
+                (loaded.config, loaded.bert, "pretrained")
+            }
+            (None, None) => bail!("--model {}: unknown", req.model),
+        };
     if let Some(&seq) = req
         .seq_lens
         .iter()
@@ -135,11 +136,6 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
             config.max_position_embeddings
         );
     }
-    let weights = if shape_config(req.model).is_some() {
-        "random"
-    } else {
-        "pretrained"
-    };
     eprintln!(
         "bench {} ({weights} weights, {} layers, hidden {}) on {}, batch {}, {} repeats after {} warm-up",
         req.model,

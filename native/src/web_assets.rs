@@ -21,17 +21,15 @@ pub struct WebAssets<'a> {
 
 pub fn write(req: &WebAssets<'_>) -> Result<()> {
     if let Some(export) = req.export {
+        let files = ExportFiles::read_dir(export)?;
         // Loading it is the check: the same code the page runs.
-        QaModels::<burn::backend::NdArray<f32>>::load(
-            ExportFiles::read_dir(export)?,
-            &Default::default(),
-        )?;
-        for rel in ExportFiles::NAMES {
-            let from = export.join(rel);
-            let mut bytes = bertvision_core::error::read_file(&from)?;
-            if req.f16 && rel.ends_with("model.safetensors") {
-                bytes = bertvision_core::fsutil::safetensors_to_f16(&from, &bytes)?;
-            }
+        QaModels::<burn::backend::NdArray<f32>>::load(files.clone(), &Default::default())?;
+        for (rel, file) in ExportFiles::NAMES.into_iter().zip(files.files()) {
+            let bytes = if req.f16 && rel.ends_with("model.safetensors") {
+                bertvision_core::fsutil::safetensors_to_f16(&file.name, &file.bytes)?
+            } else {
+                file.bytes.clone()
+            };
             let to = req.out.join("models/squad").join(rel);
             std::fs::create_dir_all(to.parent().expect("has a parent"))
                 .with_context(|| format!("creating {}", to.display()))?;

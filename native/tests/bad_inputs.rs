@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bertvision_tests::{model_dir, workspace_root};
+use bertvision_tests::{model_dir, succeed, workspace_root};
 
 fn bertvision() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bertvision"))
@@ -502,17 +502,12 @@ fn a_huge_context_is_windowed_not_refused() {
             serde_json::json!(start);
     });
     let out = tmp.path().join("report.json");
-    let result = bertvision()
-        .args(["data-report", "--model", "splade-tiny", "--squad"])
-        .arg(&path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
+    succeed(
+        bertvision()
+            .args(["data-report", "--model", "splade-tiny", "--squad"])
+            .arg(&path)
+            .arg("--out")
+            .arg(&out),
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();

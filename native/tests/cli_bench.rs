@@ -2,20 +2,17 @@
 
 use std::process::Command;
 
+use bertvision_tests::succeed;
+
 #[test]
 fn bench_writes_every_measure_with_positive_timings() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench.json");
-    let result = Command::new(env!("CARGO_BIN_EXE_bertvision"))
-        .args(["bench", "--model", "splade-tiny", "--seq-lens", "16,32"])
-        .args(["--batch", "2", "--repeats", "2", "--warmup", "1", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_bertvision"))
+            .args(["bench", "--model", "splade-tiny", "--seq-lens", "16,32"])
+            .args(["--batch", "2", "--repeats", "2", "--warmup", "1", "--out"])
+            .arg(&out),
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();

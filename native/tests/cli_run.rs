@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bertvision_tests::shared_data;
+use bertvision_tests::{shared_data, succeed};
 use serde_json::Value;
 
 fn bertvision() -> Command {
@@ -276,22 +276,12 @@ fn check_results_for_the_web(out: &Path) {
     for (id, question, context) in questions.iter().take(4) {
         let row = rows.iter().find(|r| &r.id == id).unwrap();
         assert_eq!(row.answers.len(), 5, "{:?}", row.answers.keys());
-        let json = out.join(format!("answer-{id}.json"));
-        let answered = bertvision()
-            .args(["answer", "--export"])
-            .arg(out.join("seed-1/export"))
-            .args(["--passage", context, "--question", question])
-            .args(["--max-length", "192", "--doc-stride", "64", "--json"])
-            .arg(&json)
-            .output()
-            .unwrap();
-        assert!(
-            answered.status.success(),
-            "{}",
-            String::from_utf8_lossy(&answered.stderr)
+        let answers = answer(
+            &out.join("seed-1/export"),
+            context,
+            question,
+            &out.join(format!("answer-{id}.json")),
         );
-        let answers: Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         if id == &questions[0].0 {
             check_f16_assets(out, context, question, &answers);
         }
@@ -310,21 +300,29 @@ fn check_results_for_the_web(out: &Path) {
     }
 }
 
+/// `bertvision answer` with the slice's window settings; its JSON.
+fn answer(export: &Path, context: &str, question: &str, json: &Path) -> Value {
+    succeed(
+        bertvision()
+            .args(["answer", "--export"])
+            .arg(export)
+            .args(["--passage", context, "--question", question])
+            .args(["--max-length", "192", "--doc-stride", "64", "--json"])
+            .arg(json),
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
 /// `web-assets --f16` halves BERT's download; the page's code (`answer`) on the F16 copy gives
 /// logits within 0.05 of the F32 export's.
 fn check_f16_assets(out: &Path, context: &str, question: &str, f32_answers: &Value) {
     let assets = out.join("assets-f16");
-    let made = bertvision()
-        .args(["web-assets", "--f16", "--export"])
-        .arg(out.join("seed-1/export"))
-        .arg("--out")
-        .arg(&assets)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    succeed(
+        bertvision()
+            .args(["web-assets", "--f16", "--export"])
+            .arg(out.join("seed-1/export"))
+            .arg("--out")
+            .arg(&assets),
     );
     let model = |dir: &Path| {
         std::fs::metadata(dir.join("bert/model.safetensors"))
@@ -339,22 +337,12 @@ fn check_f16_assets(out: &Path, context: &str, question: &str, f32_answers: &Val
         (half as f64) < 0.51 * full as f64,
         "f16 {half} bytes vs f32 {full}"
     );
-    let json = out.join("answer-f16.json");
-    let answered = bertvision()
-        .args(["answer", "--export"])
-        .arg(assets.join("models/squad"))
-        .args(["--passage", context, "--question", question])
-        .args(["--max-length", "192", "--doc-stride", "64", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        answered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&answered.stderr)
+    let half_answers = answer(
+        &assets.join("models/squad"),
+        context,
+        question,
+        &out.join("answer-f16.json"),
     );
-    let half_answers: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let flat = |v: &Value| -> Vec<f64> {
         v["methods"][0]["scores"]
             .as_array()

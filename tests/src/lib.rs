@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: where the real models and the shared data are.
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use bertvision_core::models::{ModelDir, default_cache_dir, known_model, model_cache_path};
 
@@ -32,4 +33,16 @@ pub fn shared_data() -> PathBuf {
 /// A file committed under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
     workspace_root().join("tests/fixtures").join(rel)
+}
+
+/// Runs a command that must succeed; on failure the assertion shows its stderr.
+pub fn succeed(command: &mut Command) -> Output {
+    let output = command.output().expect("the command starts");
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}",
+        command,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
