@@ -9,14 +9,17 @@ def main():
     print(f"model {rust['model']} ({rust['weights']} weights), batch {rust['batch']}, device {rust['device']} / {torch_['device']}")
     print(f"Rust:    {rust['implementation']}, {rust['dtype']}, {rust['threads']} threads, {rust.get('profile', '')}")
     print(f"PyTorch: {torch_['implementation']}, {torch_['dtype']}, {torch_['threads']} threads")
-    print(f"{'measure':<20} {'seq':>4} {'Rust seq/s':>11} {'PyTorch seq/s':>14} {'Rust/PyTorch':>13}")
+    print(f"{'measure':<20} {'seq':>4} {'Rust seq/s':>11} {'PyTorch seq/s':>14} {'Rust/PyTorch':>13}"
+          f" {'first call Rust / PyTorch (s)':>30}")
     theirs = {(r["measure"], r["seq_len"]): r for r in torch_["rows"]}
     for r in rust["rows"]:
         t = theirs.get((r["measure"], r["seq_len"]))
         if t is None:
             continue
         ratio = r["sequences_per_second"] / t["sequences_per_second"]
-        print(f"{r['measure']:<20} {r['seq_len']:>4} {r['sequences_per_second']:>11.2f} {t['sequences_per_second']:>14.2f} {ratio:>12.2f}x")
+        first = f"{r.get('first_call_seconds', float('nan')):.2f} / {t.get('first_call_seconds', float('nan')):.2f}"
+        print(f"{r['measure']:<20} {r['seq_len']:>4} {r['sequences_per_second']:>11.2f} {t['sequences_per_second']:>14.2f}"
+              f" {ratio:>12.2f}x {first:>30}")
     print(f"peak memory: Rust {rust['peak_memory_mb']:.0f} MB, PyTorch {torch_['peak_memory_mb']:.0f} MB ({rust['peak_memory_kind']})")
 
 

@@ -64,9 +64,11 @@ def main():
     config, weights = config_for(args.model, args.model_dir)
     config.attn_implementation = "sdpa"
     if weights == "pretrained":
-        encoder = transformers.BertModel.from_pretrained(args.model_dir, attn_implementation="sdpa")
+        # f32 master weights whatever the file stores (transformers 5 would keep its dtype).
+        encoder = transformers.BertModel.from_pretrained(
+            args.model_dir, attn_implementation="sdpa", dtype=torch.float32)
         classifier = transformers.BertForSequenceClassification.from_pretrained(
-            args.model_dir, num_labels=2, attn_implementation="sdpa")
+            args.model_dir, num_labels=2, attn_implementation="sdpa", dtype=torch.float32)
     else:
         encoder = transformers.BertModel(config)
         classifier = transformers.BertForSequenceClassification(config)
@@ -81,7 +83,11 @@ def main():
             torch.cuda.synchronize()
 
     def timed(fn):
-        for _ in range(args.warmup):
+        start = time.perf_counter()
+        fn()
+        sync()
+        first = time.perf_counter() - start
+        for _ in range(args.warmup - 1):
             fn()
         sync()
         times = []
@@ -90,7 +96,7 @@ def main():
             fn()
             sync()
             times.append(time.perf_counter() - start)
-        return statistics.median(times), min(times)
+        return statistics.median(times), min(times), first
 
     rows = []
     n = args.batch
@@ -102,11 +108,12 @@ def main():
         labels = torch.zeros(n, dtype=torch.int64, device=device)
 
         def record(measure, t):
-            median, low = t
+            median, low, first = t
             rows.append({"model": args.model, "measure": measure, "seq_len": seq, "batch": n,
-                         "median_seconds": median, "min_seconds": low,
+                         "median_seconds": median, "min_seconds": low, "first_call_seconds": first,
                          "sequences_per_second": n / median})
-            print(f"  {measure:<20} seq {seq:>3}: {median:9.4f} s median, {n / median:8.2f} sequences/s", flush=True)
+            print(f"  {measure:<20} seq {seq:>3}: {median:9.4f} s median, {n / median:8.2f} sequences/s"
+                  f" (first call {first:.2f} s)", flush=True)
 
         def extract():
             with torch.inference_mode(), autocast:

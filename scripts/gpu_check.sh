@@ -1,21 +1,110 @@
 #!/usr/bin/env bash
-# One prepared GPU session (run by the device tool in the repo root, with gpu/bundle.tar.xz
-# carried): encode parity on CUDA vs CPU vs transformers, then `bertvision run` with minilm-l6
-# on RTE, MRPC, STS-B, CoLA and SQuAD (22 articles train / 6 eval), 3 seeds. Everything small
-# lands in $OUT; a task that runs out of its time slot leaves its partial log.
+# One prepared GPU session, run by the device tool in the repo root with gpu/bundle.tar.xz
+# carried (scripts/gpu_bundle.sh makes it: the CUDA binary, minilm-l6, the GLUE/SQuAD files).
+#
+#   A. `bertvision bench` (minilm-l6, batch 32, f32) and benchmarks/torch_bench.py on the same
+#      card, one sequence length per process, with CubeCL's compile and autotune logs, so the
+#      first-call cost (kernel compilation + autotuning) is measured, not guessed.
+#   B. `bertvision run` with minilm-l6 on RTE, MRPC, STS-B, CoLA and SQuAD (22 articles train /
+#      6 eval), 3 seeds: three processes per task share one run folder (each claims a seed), all
+#      tasks at once, so kernel compilation (CPU-bound) spreads over the cores. Beside it, encode
+#      parity: CUDA f32 and bf16 against CPU and transformers.
+#   C. With the time left: bf16 extraction rows, bert-base shapes, a per-kernel profile.
+#
+# Every process shares CubeCL's on-disk PTX and autotune caches, so a kernel is compiled and
+# tuned once per session. Every stage has a time slot; small results land in $OUT as they come.
 set -u
 OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT" /tmp/bv
+BUDGET=${GPU_BUDGET_S:-520}
 T0=$(date +%s)
+mkdir -p "$OUT" /tmp/bv /tmp/cubecl /tmp/runs
+ROOT=$PWD
+now() { echo $(( $(date +%s) - T0 )); }
+left() { echo $(( BUDGET - $(now) )); }
+mark() { echo "$* at +$(now)s" | tee -a "$OUT/timeline.txt"; }
 tar -xJf gpu/bundle.tar.xz -C /tmp/bv
 BV=/tmp/bv/bertvision
 MODEL=/tmp/bv/models/minilm-l6
+GLUE=/tmp/bv/data/glue
+SQUAD=/tmp/bv/data/squad2/dev-v2.0-28-articles.json
 export BERTVISION_CACHE=/tmp/bv/cache
-{ nvidia-smi; echo; nvcc --version 2>/dev/null; ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null; } > "$OUT/machine.txt" 2>&1
-nproc >> "$OUT/machine.txt"
+{ nvidia-smi; nproc; free -g; python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'; } > "$OUT/machine.txt" 2>&1
+mark "unpacked"
+nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 250 > "$OUT/gpu-apps.csv" 2>/dev/null &
+SMI_APPS=$!
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -lms 1000 > "$OUT/gpu-util.csv" 2>/dev/null &
+SMI_UTIL=$!
 
-# 1. encode: CUDA vs CPU vs transformers on inputs the tests never used.
-mkdir -p "$OUT/encode"
+# cubecl.toml is read from the working directory: one folder per logging setup, same caches.
+cubecl_dir() {  # name, extra toml
+    mkdir -p "/tmp/cc-$1"
+    cat > "/tmp/cc-$1/cubecl.toml" <<EOF
+[compilation]
+cache = { file = "/tmp/cubecl/ptx" }
+[autotune]
+cache = { file = "/tmp/cubecl/autotune" }
+$2
+EOF
+    echo "/tmp/cc-$1"
+}
+LOGGED=$(cubecl_dir logged "[compilation.logger]
+level = \"basic\"
+file = \"$OUT/cubecl-compile-bench.log\"
+[autotune.logger]
+level = \"minimal\"
+file = \"$OUT/cubecl-autotune-bench.log\"")
+QUIET=$(cubecl_dir quiet "")
+PROFILED=$(cubecl_dir profiled "[profiling.logger]
+level = \"basic\"
+file = \"$OUT/cubecl-profile.log\"")
+
+# A process in the background with a time slot, exec'd so that its pid (in $PID, and in
+# pids.txt for the memory samples) is the program's own; a watchdog stops it at the end of the slot.
+slot() {  # name, seconds, cwd, command...
+    local name=$1 secs=$2 dir=$3; shift 3
+    ( cd "$dir" && exec "$@" ) > "$OUT/$name.log" 2>&1 &
+    PID=$!
+    ( sleep "$secs"; kill -TERM "$PID" 2>/dev/null && echo "$name: stopped at the end of its ${secs}s slot" >> "$OUT/timeline.txt" ) > /dev/null 2>&1 &
+    echo "$name $PID" >> "$OUT/pids.txt"
+}
+finish() {  # name, pid
+    wait "$2"; mark "$1 exit $?"
+}
+
+# A. Rust bench, then PyTorch, minilm-l6, batch 32 (both lengths use the `run` batch size).
+mkdir -p "$OUT/bench"
+for seq in 128 384; do
+    slot "bench-rust-minilm-$seq" 110 "$LOGGED" "$BV" bench --model "$MODEL" --device cuda \
+        --seq-lens $seq --batch 32 --repeats 10 --warmup 3 --out "$OUT/bench/rust-minilm-$seq.json"
+    finish "bench-rust-minilm-$seq" "$PID"
+    echo "after bench seq $seq: $(grep -c 'Compiling kernel' "$OUT/cubecl-compile-bench.log" 2>/dev/null) kernels compiled" >> "$OUT/timeline.txt"
+done
+slot bench-torch-minilm 70 "$ROOT" python3 benchmarks/torch_bench.py --model minilm-l6 \
+    --model-dir "$MODEL" --seq-lens 128,384 --batch 32 --repeats 10 --warmup 3 --device cuda \
+    --out "$OUT/bench/torch-minilm.json"
+finish bench-torch-minilm "$PID"
+
+# B. The pipeline: 3 processes x 5 tasks, until 45 s before the end.
+RUN_SLOT=$(( $(left) - 45 ))
+mark "pipeline slot ${RUN_SLOT}s"
+COMMON=(run --model "$MODEL" --seeds 1,2,3 --device cuda --eval-batch-size 32 --checkpoint-every 200)
+declare -A TASK_ARGS=(
+    [RTE]="--task RTE --data-dir $GLUE --pad-multiple 128"
+    [MRPC]="--task MRPC --data-dir $GLUE --pad-multiple 128"
+    [STS-B]="--task STS-B --data-dir $GLUE --pad-multiple 128"
+    [CoLA]="--task CoLA --data-dir $GLUE --pad-multiple 128"
+    [SQuAD2]="--task SQuAD2 --data $SQUAD --eval-articles 6 --batch-size 32 --head-batch-size 32 --pad-multiple 384"
+)
+RUN_PIDS=()
+for task in RTE MRPC STS-B CoLA SQuAD2; do
+    for w in 1 2 3; do
+        # shellcheck disable=SC2206
+        extra=(${TASK_ARGS[$task]})
+        slot "run-$task-w$w" "$RUN_SLOT" "$QUIET" "$BV" "${COMMON[@]}" "${extra[@]}" --out "/tmp/runs/$task"
+        RUN_PIDS+=("$PID")
+    done
+done
+# Encode parity beside it: CPU, CUDA f32, CUDA bf16 against transformers, inputs no test used.
 cat > /tmp/bv/cases.json <<'JSON'
 [["The quick brown fox jumps over the lazy dog near the riverbank at dawn."],
  ["Which river flows through Vienna?", "The Danube flows through Vienna, Bratislava, Budapest and Belgrade."],
@@ -26,27 +115,67 @@ import json
 cases = json.load(open("/tmp/bv/cases.json"))
 for i, c in enumerate(cases):
     pair = f" --text-pair {json.dumps(c[1])}" if len(c) > 1 else ""
-    for dev in ["cuda", "cpu"]:
-        print(f"$BV encode --model $MODEL --device {dev} --text {json.dumps(c[0])}{pair} --output $OUT/encode/{dev}_{i}.safetensors")
+    for name, flags in [("cpu", "--device cpu"), ("cuda", "--device cuda"), ("cuda-bf16", "--device cuda --dtype bf16")]:
+        print(f"$BV encode --model $MODEL {flags} --text {json.dumps(c[0])}{pair} --output $OUT/encode/{name}_{i}.safetensors")
 PY
-( export BV MODEL OUT; time bash -e /tmp/bv/encode_cmds.sh ) > "$OUT/encode/log.txt" 2>&1
+mkdir -p "$OUT/encode"
+slot encode "$RUN_SLOT" "$QUIET" env BV="$BV" MODEL="$MODEL" OUT="$OUT" bash /tmp/bv/encode_cmds.sh
+finish encode "$PID"
 python3 scripts/gpu_compare.py "$MODEL" "$OUT/encode" /tmp/bv/cases.json > "$OUT/encode/compare.txt" 2>&1
-echo "encode done at +$(( $(date +%s) - T0 ))s" >> "$OUT/timeline.txt"
+mark "encode compared"
+i=0
+for task in RTE MRPC STS-B CoLA SQuAD2; do
+    for w in 1 2 3; do
+        finish "run-$task-w$w" "${RUN_PIDS[$i]}"
+        i=$((i + 1))
+    done
+    mkdir -p "$OUT/runs/$task"
+    cp /tmp/runs/$task/results.json /tmp/runs/$task/report.md /tmp/runs/$task/config.json "$OUT/runs/$task/" 2>/dev/null
+    for s in 1 2 3; do
+        cp "/tmp/runs/$task/seed-$s/result.json" "$OUT/runs/$task/seed-$s.json" 2>/dev/null
+        cp "/tmp/runs/$task/seed-$s/finetune-loss.json" "$OUT/runs/$task/seed-$s-finetune-loss.json" 2>/dev/null
+    done
+done
 
-# 2. the pipeline, 3 seeds per task, each task in its own time slot.
-run_task() {
-  local name=$1 slot=$2; shift 2
-  local dir=/tmp/runs/$name
-  timeout "$slot" "$BV" run --model "$MODEL" --seeds 1,2,3 --device cuda --out "$dir" "$@" > "$OUT/run-$name.log" 2>&1
-  echo "$name exit $? at +$(( $(date +%s) - T0 ))s" >> "$OUT/timeline.txt"
-  mkdir -p "$OUT/runs/$name"
-  cp "$dir"/results.json "$dir"/report.md "$dir"/config.json "$OUT/runs/$name/" 2>/dev/null
-  for s in 1 2 3; do cp "$dir/seed-$s/result.json" "$OUT/runs/$name/seed-$s.json" 2>/dev/null; done
+# C. With what is left: bf16 extraction, bert-base shapes (random weights), a kernel profile.
+try_slot() {  # name, seconds, cwd, command...
+    local secs=$2
+    if [ "$(left)" -gt $(( secs + 10 )) ]; then
+        slot "$@"
+        finish "$1" "$PID"
+    else
+        mark "$1 skipped (no time)"
+    fi
 }
-GLUE=/tmp/bv/data/glue
-run_task RTE 70 --task RTE --data-dir $GLUE
-run_task MRPC 70 --task MRPC --data-dir $GLUE
-run_task STS-B 80 --task STS-B --data-dir $GLUE
-run_task CoLA 80 --task CoLA --data-dir $GLUE
-run_task SQuAD2 190 --task SQuAD2 --data /tmp/bv/data/squad2/dev-v2.0-28-articles.json --eval-articles 6
-echo "all done at +$(( $(date +%s) - T0 ))s" >> "$OUT/timeline.txt"
+try_slot bench-rust-minilm-bf16 50 "$QUIET" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128,384 \
+    --batch 32 --repeats 10 --warmup 3 --extract-dtype bf16 --out "$OUT/bench/rust-minilm-bf16.json"
+try_slot bench-rust-bert-base 80 "$QUIET" "$BV" bench --model bert-base --device cuda --seq-lens 128,384 \
+    --batch 32 --repeats 10 --warmup 3 --out "$OUT/bench/rust-bert-base.json"
+try_slot bench-torch-bert-base 50 "$ROOT" python3 benchmarks/torch_bench.py --model bert-base \
+    --seq-lens 128,384 --batch 32 --repeats 10 --warmup 3 --device cuda --out "$OUT/bench/torch-bert-base.json"
+try_slot bench-rust-minilm-profiled 40 "$PROFILED" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128 \
+    --batch 32 --repeats 2 --warmup 2 --out "$OUT/bench/rust-minilm-profiled.json"
+
+kill "$SMI_APPS" "$SMI_UTIL" 2>/dev/null
+# shellcheck disable=SC2046
+kill $(jobs -p) 2>/dev/null  # the watchdogs still sleeping
+for pair in "rust-minilm-128 torch-minilm" "rust-minilm-384 torch-minilm" "rust-minilm-bf16 torch-minilm" "rust-bert-base torch-bert-base"; do
+    set -- $pair
+    [ -f "$OUT/bench/$1.json" ] && [ -f "$OUT/bench/$2.json" ] &&
+        python3 benchmarks/compare.py "$OUT/bench/$1.json" "$OUT/bench/$2.json" > "$OUT/bench/compare-$1.txt" 2>&1
+done
+# Peak device memory per process, from the nvidia-smi samples.
+python3 - "$OUT" <<'PY' > "$OUT/gpu-peak-memory.txt" 2>&1
+import collections, sys
+out = sys.argv[1]
+peak = collections.defaultdict(int)
+for line in open(f"{out}/gpu-apps.csv"):
+    parts = [p.strip() for p in line.split(",")]
+    if len(parts) == 2 and parts[1].isdigit():
+        peak[parts[0]] = max(peak[parts[0]], int(parts[1]))
+for line in open(f"{out}/pids.txt"):
+    name, pid = line.split()
+    print(f"{name:<32} peak {peak.get(pid, 0):>6} MiB")
+PY
+for f in "$OUT"/cubecl-*.log; do [ -f "$f" ] && gzip -f "$f"; done
+mark "all done"

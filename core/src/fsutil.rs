@@ -33,6 +33,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// An exclusive claim on a piece of work (a seed's folder) held by this process.
+///
+/// It is an advisory OS file lock, so it is released when the process exits — a killed worker
+/// never leaves a stale claim behind — and several processes started with the same command can
+/// share one run folder: each takes the seeds nobody holds, then waits for the rest.
+#[derive(Debug)]
+pub struct WorkLock {
+    _file: std::fs::File,
+}
+
+impl WorkLock {
+    fn open(dir: &Path) -> Result<(std::fs::File, PathBuf)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("worker.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok((file, path))
+    }
+
+    /// Claims `dir` now, or returns `None` when another process holds it.
+    pub fn try_acquire(dir: &Path) -> Result<Option<WorkLock>> {
+        let (file, path) = Self::open(dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(WorkLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Waits until `dir` is free (its holder finished or died), then claims it.
+    pub fn acquire(dir: &Path) -> Result<WorkLock> {
+        let (file, path) = Self::open(dir)?;
+        file.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(WorkLock { _file: file })
+    }
+}
+
 /// A tensor to be written to a safetensors file.
 pub enum NamedTensor<'a> {
     F32 { shape: Vec<usize>, data: &'a [f32] },

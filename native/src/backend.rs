@@ -14,6 +14,37 @@ pub enum DeviceArg {
     Wgpu,
 }
 
+/// The float type the encoder's weights and activations are kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtypeArg {
+    F32,
+    /// bfloat16: for a frozen encoder on a GPU (CUDA); on CPUs only the Flex backend has it.
+    Bf16,
+    /// float16: GPUs only.
+    F16,
+}
+
+impl DtypeArg {
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            DtypeArg::F32 => burn::tensor::FloatDType::F32,
+            DtypeArg::Bf16 => burn::tensor::FloatDType::BF16,
+            DtypeArg::F16 => burn::tensor::FloatDType::F16,
+        }
+    }
+
+    /// ndarray computes in f32/f64 only; refuse early instead of failing inside a kernel.
+    pub fn check_device(self, device: DeviceArg) -> anyhow::Result<()> {
+        if self != DtypeArg::F32 && device == DeviceArg::Cpu {
+            anyhow::bail!(
+                "--dtype {self:?}: the CPU backend computes in f32 only; use --device cuda"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// CubeCL panics deep inside device setup when there is no driver; say it in one line instead.
 #[cfg(feature = "cuda")]
 pub fn require_nvidia_driver() -> anyhow::Result<()> {

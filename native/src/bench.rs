@@ -20,7 +20,7 @@ use bertvision_core::task_model::{BertTaskModel, Targets, head_loss};
 use bertvision_core::train::{OptimizerConfig, TrainOptimizer};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use serde::Serialize;
 
 pub struct BenchRequest<'a> {
@@ -32,6 +32,8 @@ pub struct BenchRequest<'a> {
     pub repeats: usize,
     pub warmup: usize,
     pub device_name: &'a str,
+    /// The frozen encoder's float type (extraction and streamed-head rows).
+    pub extract_dtype: crate::backend::DtypeArg,
     pub out: Option<&'a Path>,
 }
 
@@ -43,6 +45,8 @@ struct Row {
     batch: usize,
     median_seconds: f64,
     min_seconds: f64,
+    /// The first call alone: on GPUs it includes kernel compilation and autotuning.
+    first_call_seconds: f64,
     sequences_per_second: f64,
 }
 
@@ -58,25 +62,42 @@ fn shape_config(name: &str) -> Option<BertConfig> {
     BertConfig::from_json(Path::new(name), json).ok()
 }
 
+/// Times of one measured call: the first (kernel compilation and autotuning included on GPUs),
+/// then the median and minimum of `repeats` calls after `warmup` calls.
+struct Timing {
+    first: f64,
+    median: f64,
+    min: f64,
+}
+
 fn time_median<B: Backend>(
     device: &B::Device,
     warmup: usize,
     repeats: usize,
     mut f: impl FnMut(),
-) -> Result<(f64, f64)> {
-    for _ in 0..warmup {
+) -> Result<Timing> {
+    let sync = || B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"));
+    let start = Instant::now();
+    f();
+    sync()?;
+    let first = start.elapsed().as_secs_f64();
+    for _ in 1..warmup {
         f();
     }
-    B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+    sync()?;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
         f();
-        B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+        sync()?;
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], times[0]))
+    Ok(Timing {
+        first,
+        median: times[times.len() / 2],
+        min: times[0],
+    })
 }
 
 /// Peak resident memory of this process in MB (Linux `VmHWM`), the CPU's "device memory".
@@ -165,21 +186,24 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
             &device,
         ))
     };
-    let frozen = bert.valid();
+    let frozen = bert
+        .valid()
+        .with_float_dtype(req.extract_dtype.float_dtype());
     for &seq in req.seq_lens {
-        let mut record = |measure: &'static str, (median, min): (f64, f64)| {
+        let mut record = |measure: &'static str, t: Timing| {
             let row = Row {
                 model: req.model.to_string(),
                 measure,
                 seq_len: seq,
                 batch: n,
-                median_seconds: median,
-                min_seconds: min,
-                sequences_per_second: n as f64 / median,
+                median_seconds: t.median,
+                min_seconds: t.min,
+                first_call_seconds: t.first,
+                sequences_per_second: n as f64 / t.median,
             };
             eprintln!(
-                "  {:<20} seq {:>3}: {:>9.4} s median, {:>8.2} sequences/s",
-                measure, seq, median, row.sequences_per_second
+                "  {:<20} seq {:>3}: {:>9.4} s median, {:>8.2} sequences/s (first call {:.2} s)",
+                measure, seq, t.median, row.sequences_per_second, t.first
             );
             rows.push(row);
         };
@@ -229,7 +253,7 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
                     .forward(x.clone())
                     .hidden_states
                     .into_iter()
-                    .map(Tensor::from_inner)
+                    .map(|h| Tensor::from_inner(h.cast(FloatDType::F32)))
                     .collect();
                 head_step(states, mask.clone());
             })?,
@@ -238,7 +262,7 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
             .forward(x.clone())
             .hidden_states
             .into_iter()
-            .map(Tensor::from_inner)
+            .map(|h| Tensor::from_inner(h.cast(FloatDType::F32)))
             .collect();
         record(
             "head_step",
@@ -255,13 +279,25 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         "device": req.device_name,
         "cpu": cpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "dtype": "f32",
+        "dtype": if req.extract_dtype == crate::backend::DtypeArg::F32 {
+            "f32".to_string()
+        } else {
+            format!(
+                "{:?} frozen encoder (extract, head_step_streamed); f32 training",
+                req.extract_dtype
+            )
+            .to_lowercase()
+        },
         "batch": req.batch,
         "repeats": req.repeats,
         "warmup": req.warmup,
         "head": {"adapter_size": head_config.adapter_size, "kind": "masked-mean", "params": head_config.num_params()},
         "peak_memory_mb": peak_rss_mb(),
-        "peak_memory_kind": "process peak RSS (CPU)",
+        "peak_memory_kind": if req.device_name == "cpu" {
+            "process peak RSS"
+        } else {
+            "process peak RSS (host only; sample device memory with the vendor tool)"
+        },
         "profile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
         "rows": rows,
     });

@@ -14,12 +14,14 @@ pub struct EncodeRequest<'a> {
     pub text_pair: Option<&'a str>,
     pub max_length: Option<usize>,
     pub output: &'a Path,
+    pub dtype: burn::tensor::FloatDType,
 }
 
 /// Writes `hidden_states` (f32 `[layers+1, tokens, hidden]`) and `input_ids` (i64 `[tokens]`).
 pub fn encode<B: Backend>(req: &EncodeRequest<'_>, device: B::Device) -> Result<()> {
     let dir = ModelDir::open(req.model_dir)?;
     let mut model = Pretrained::<B>::load(&dir, &device)?;
+    model.bert = model.bert.with_float_dtype(req.dtype);
     let (encoded, output) = model.encode_one(req.text, req.text_pair, req.max_length, &device)?;
     let [_, layers, tokens, hidden] = output.stacked().dims();
     let hidden_states = output

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use backend::DeviceArg;
+use backend::{DeviceArg, DtypeArg};
 use bertvision_core::models::{KNOWN_MODELS, default_cache_dir};
 
 #[derive(Parser)]
@@ -57,6 +57,9 @@ enum Command {
         output: PathBuf,
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
+        /// The encoder's float type (the output file is f32 either way).
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
     },
     /// The whole pipeline: fine-tune BERT, train the AdapterPooler on streamed hidden states,
     /// evaluate BERT / BERTVision / ensembles over seeds, export the weights.
@@ -120,10 +123,16 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
+        /// Untimed calls before the timed ones (at least 1; the first is reported on its own,
+        /// since on GPUs it includes kernel compilation and autotuning).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        warmup: u64,
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
+        /// The frozen encoder's float type for the extraction and streamed-head rows
+        /// (fine-tuning and the head always train in f32).
+        #[arg(long, value_enum, default_value = "f32")]
+        extract_dtype: DtypeArg,
         /// Write the JSON here (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -229,7 +238,9 @@ fn run(cli: Cli) -> Result<()> {
             max_length,
             output,
             device,
+            dtype,
         } => {
+            dtype.check_device(device)?;
             let model_dir = fetch::resolve_model_dir(&model, &cache_dir)?;
             let req = encode::EncodeRequest {
                 model_dir: &model_dir,
@@ -237,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
                 text_pair: text_pair.as_deref(),
                 max_length,
                 output: &output,
+                dtype: dtype.float_dtype(),
             };
             with_backend!(device, |B, dev| encode::encode::<B>(&req, dev))
         }
@@ -300,8 +312,10 @@ fn run(cli: Cli) -> Result<()> {
             repeats,
             warmup,
             device,
+            extract_dtype,
             out,
         } => {
+            extract_dtype.check_device(device)?;
             let model_dir = match model.as_str() {
                 "bert-base" | "bert-large" => None,
                 _ => Some(fetch::resolve_model_dir(&model, &cache_dir)?),
@@ -313,8 +327,9 @@ fn run(cli: Cli) -> Result<()> {
                 seq_lens: &seq_lens,
                 batch,
                 repeats,
-                warmup,
+                warmup: warmup as usize,
                 device_name: &device_name,
+                extract_dtype,
                 out: out.as_deref(),
             };
             with_backend!(device, |B, dev| bench::bench::<burn::backend::Autodiff<B>>(

@@ -11,6 +11,8 @@ pub struct Bars {
     phase: String,
     total: u64,
     last_tenth: u64,
+    /// Whether the first step's time was reported (on GPUs it holds kernel compilation).
+    first_reported: bool,
     started: std::time::Instant,
     message: String,
 }
@@ -24,6 +26,7 @@ impl Bars {
             phase: String::new(),
             total: 0,
             last_tenth: 0,
+            first_reported: false,
             started: std::time::Instant::now(),
             message: String::new(),
         }
@@ -34,6 +37,14 @@ impl Bars {
             return;
         }
         let tenth = position * 10 / self.total;
+        if !self.first_reported && position > 0 && tenth == 0 {
+            self.first_reported = true;
+            eprintln!(
+                "{}: first step done after {:.1} s",
+                self.phase,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
         if tenth > self.last_tenth {
             self.last_tenth = tenth;
             eprintln!(
@@ -62,6 +73,7 @@ impl Progress for Bars {
         self.phase = phase.to_string();
         self.total = total;
         self.last_tenth = 0;
+        self.first_reported = false;
         self.started = std::time::Instant::now();
         self.message.clear();
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
-use bertvision_core::fsutil::write_atomic;
+use bertvision_core::fsutil::{WorkLock, write_atomic};
 use bertvision_core::head::{HeadKind, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::config::{EnsembleRule, FinetuneConfig, HeadConfig, RunConfig};
@@ -229,6 +229,14 @@ fn configure(
     if args.seeds.is_empty() {
         bail!("--seeds: give at least one seed");
     }
+    if let Some(seed) = args
+        .seeds
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| args.seeds[..i].contains(s).then_some(s))
+    {
+        bail!("--seeds: seed {seed} is given twice");
+    }
     let config = RunConfig {
         task: task.name.to_string(),
         model: model_spec.to_string(),
@@ -442,10 +450,31 @@ pub fn run<B: AutodiffBackend>(
         data.train.len()
     ));
 
-    let mut seeds: Vec<SeedResult> = Vec::new();
+    // Seeds are claimed through a lock in their folder, so the same command started several
+    // times (on one GPU, or on several sharing a disk) splits the seeds between processes. A seed
+    // another live process holds is run (that is, read back or resumed) once it lets go.
+    let mut done: BTreeMap<u64, SeedResult> = BTreeMap::new();
+    let mut held_elsewhere = Vec::new();
     for &seed in &config.seeds {
-        seeds.push(run_seed::<B>(&ctx, seed, &device, &mut bars)?);
+        match WorkLock::try_acquire(&ctx.seed_dir(seed))? {
+            Some(_claim) => {
+                done.insert(seed, run_seed::<B>(&ctx, seed, &device, &mut bars)?);
+            }
+            None => {
+                bars.log(&format!("seed {seed}: another process is running it"));
+                held_elsewhere.push(seed);
+            }
+        }
     }
+    for seed in held_elsewhere {
+        let _claim = WorkLock::acquire(&ctx.seed_dir(seed))?;
+        done.insert(seed, run_seed::<B>(&ctx, seed, &device, &mut bars)?);
+    }
+    let seeds: Vec<SeedResult> = config
+        .seeds
+        .iter()
+        .map(|s| done.remove(s).expect("every seed was run"))
+        .collect();
     let summary = summarise(&seeds);
     let mut wall: BTreeMap<String, f64> = BTreeMap::new();
     wall.insert("data".into(), data_seconds);

@@ -165,6 +165,55 @@ fn sst2_slice_learns_and_resumes_after_kills() {
     }
 }
 
+/// The same command started twice on one folder splits the seeds: each seed is trained by one
+/// process only (the other reads its result back), and both write the complete results.
+#[test]
+fn two_processes_share_the_seeds_of_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    let mut args = sst2_args(&dir);
+    for (flag, value) in [
+        ("--seeds", "1,2"),
+        ("--limit-train", "192"),
+        ("--limit-eval", "64"),
+    ] {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args[i + 1] = value.to_string();
+    }
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            bertvision()
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut logs = String::new();
+    for worker in workers {
+        let out = worker.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "a worker failed: {log}");
+        logs.push_str(&log);
+    }
+    // Whoever did not train a seed reads it back, whether it found it done or waited for it.
+    assert_eq!(
+        logs.matches("already complete").count(),
+        2,
+        "each seed must be trained exactly once:\n{logs}"
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let seeds: Vec<u64> = results["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, [1, 2]);
+}
+
 #[test]
 fn squad_slice_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();

@@ -5,14 +5,14 @@
 //! three renames only (see [`super::weights`]). BERT is post-LN: each sub-layer adds its residual
 //! and then normalises.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::config::{Activation, BertConfig};
 
@@ -246,12 +246,19 @@ impl<B: Backend> Bert<B> {
         }
     }
 
+    /// The same encoder with every weight cast to `dtype`: its forward then runs, and returns
+    /// hidden states, in that dtype. Meant for a frozen encoder on a GPU (bf16 extraction);
+    /// Burn has no autocast, so LayerNorm and softmax run in `dtype` too.
+    pub fn with_float_dtype(self, dtype: FloatDType) -> Self {
+        self.map(&mut CastWeights(dtype))
+    }
+
     /// Runs the encoder and returns every layer's hidden states (see [`BertOutput`]).
     pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
-        let mask_bias = attention_mask_bias(input.attention_mask);
         let mut x = self
             .embeddings
             .forward(input.input_ids, input.token_type_ids);
+        let mask_bias = attention_mask_bias(input.attention_mask).cast(x.dtype());
         let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
         hidden_states.push(x.clone());
         for layer in &self.encoder.layer {
@@ -275,6 +282,16 @@ impl<B: Backend> Bert<B> {
 
     pub fn max_positions(&self) -> usize {
         self.embeddings.position_embeddings.weight.dims()[0]
+    }
+}
+
+/// Casts float parameters, keeping their ids (so optimizer state and records still match).
+struct CastWeights(FloatDType);
+
+impl<B: Backend> ModuleMapper<B> for CastWeights {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.cast(self.0), mapper)
     }
 }
 
