@@ -12,16 +12,25 @@
 #   C. With the time left: bf16 extraction rows, bert-base shapes, a per-kernel profile.
 #
 # Every process shares CubeCL's on-disk PTX and autotune caches, so a kernel is compiled and
-# tuned once per session. Every stage has a time slot; small results land in $OUT as they come.
+# tuned once per session. The autotune results of the 2026-11-26 H200 session
+# (benchmarks/cubecl-autotune-h200.tar.gz) are loaded first unless GPU_COLD=1: with them a process
+# compiles only the chosen kernels instead of every candidate (a cold minilm-l6 forward took 74 s,
+# 188 matmul candidates compiled). Every stage has a time slot. The device tool brings back only a
+# few files, so everything lands in one archive, $OUT/gpu.tgz, refreshed after every step.
 set -u
-OUT=${OUT:-/tmp/gpu-out}
+DEST=${OUT:-/tmp/gpu-out}
+OUT=/tmp/gpu-work
 BUDGET=${GPU_BUDGET_S:-520}
 T0=$(date +%s)
-mkdir -p "$OUT" /tmp/bv /tmp/cubecl /tmp/runs
+mkdir -p "$DEST" "$OUT" /tmp/bv /tmp/cubecl /tmp/runs
 ROOT=$PWD
 now() { echo $(( $(date +%s) - T0 )); }
 left() { echo $(( BUDGET - $(now) )); }
-mark() { echo "$* at +$(now)s" | tee -a "$OUT/timeline.txt"; }
+pack() { tar czf "$DEST/gpu.tgz.tmp" -C "$OUT" . && mv "$DEST/gpu.tgz.tmp" "$DEST/gpu.tgz"; }
+mark() { echo "$* at +$(now)s" | tee -a "$OUT/timeline.txt"; pack; }
+if [ "${GPU_COLD:-0}" != 1 ] && [ -f benchmarks/cubecl-autotune-h200.tar.gz ]; then
+    tar xzf benchmarks/cubecl-autotune-h200.tar.gz -C /  # tmp/cubecl/autotune/...
+fi
 tar -xJf gpu/bundle.tar.xz -C /tmp/bv
 BV=/tmp/bv/bertvision
 MODEL=/tmp/bv/models/minilm-l6
@@ -177,5 +186,4 @@ for line in open(f"{out}/pids.txt"):
     name, pid = line.split()
     print(f"{name:<32} peak {peak.get(pid, 0):>6} MiB")
 PY
-for f in "$OUT"/cubecl-*.log; do [ -f "$f" ] && gzip -f "$f"; done
 mark "all done"

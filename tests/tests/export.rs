@@ -140,3 +140,21 @@ fn results_fixtures_for_the_web_page() {
         "{err}"
     );
 }
+
+/// The GPU results kept in the repository (README, "Results on a GPU") are complete runs in the
+/// current format: 3 seeds, every method summarised, so the comparison page can show them.
+#[test]
+fn committed_gpu_results_parse() {
+    use bertvision_core::pipeline::results::RunResults;
+    let dir = bertvision_tests::workspace_root().join("results/h200-minilm-l6");
+    for task in ["RTE", "MRPC", "STS-B", "CoLA", "SQuAD2"] {
+        let path = dir.join(task).join("results.json");
+        let run = RunResults::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(run.task, task);
+        assert_eq!(run.seeds.len(), 3, "{task}");
+        for method in ["bert_extract", "bert_final", "bertvision", "ensemble_mean"] {
+            let dev = &run.summary[method]["dev"];
+            assert!(dev.values().all(|m| m.n == 3), "{task} {method}");
+        }
+    }
+}
