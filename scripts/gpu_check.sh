@@ -9,7 +9,8 @@
 #      6 eval), 3 seeds: three processes per task share one run folder (each claims a seed), all
 #      tasks at once, so kernel compilation (CPU-bound) spreads over the cores. Beside it, encode
 #      parity: CUDA f32 and bf16 against CPU and transformers.
-#   C. With the time left: bf16 extraction rows, bert-base shapes, a per-kernel profile.
+#   C. With the time left: bf16 extraction rows, RTE with the head fed by a bf16 encoder, a
+#      learning-rate sweep for minilm-l6, bert-base shapes, a per-kernel profile.
 #
 # Every process shares CubeCL's on-disk PTX and autotune caches, so a kernel is compiled and
 # tuned once per session. The autotune results of the 2026-11-26 H200 session
@@ -158,6 +159,29 @@ try_slot() {  # name, seconds, cwd, command...
 }
 try_slot bench-rust-minilm-bf16 50 "$QUIET" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128,384 \
     --batch 32 --repeats 10 --warmup 3 --extract-dtype bf16 --out "$OUT/bench/rust-minilm-bf16.json"
+try_slot run-RTE-bf16 150 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
+    --extract-dtype bf16 --out /tmp/runs/RTE-bf16
+mkdir -p "$OUT/runs/RTE-bf16" && cp /tmp/runs/RTE-bf16/results.json /tmp/runs/RTE-bf16/report.md "$OUT/runs/RTE-bf16/" 2>/dev/null
+# The learning rate for a 6-layer model, by measurement: RTE, MRPC and STS-B at 5e-5 and 2e-4
+# (seed 1; compare with seed 1 of stage B's 1e-4 runs), one process each, all at once.
+if [ "$(left)" -gt 130 ]; then
+    SWEEP=()
+    for task in RTE MRPC STS-B; do
+        for lr in 5e-5 2e-4; do
+            slot "lr-$task-$lr" 110 "$QUIET" "$BV" run --model "$MODEL" --seeds 1 --device cuda \
+                --eval-batch-size 32 --task "$task" --data-dir "$GLUE" --pad-multiple 128 --lr "$lr" \
+                --out "/tmp/runs/lr-$task-$lr"
+            SWEEP+=("lr-$task-$lr:$PID")
+        done
+    done
+    for job in "${SWEEP[@]}"; do
+        finish "${job%%:*}" "${job##*:}"
+        mkdir -p "$OUT/runs/${job%%:*}"
+        cp "/tmp/runs/${job%%:*}/results.json" "/tmp/runs/${job%%:*}/report.md" "$OUT/runs/${job%%:*}/" 2>/dev/null
+    done
+else
+    mark "lr sweep skipped (no time)"
+fi
 try_slot bench-rust-bert-base 80 "$QUIET" "$BV" bench --model bert-base --device cuda --seq-lens 128,384 \
     --batch 32 --repeats 10 --warmup 3 --out "$OUT/bench/rust-bert-base.json"
 try_slot bench-torch-bert-base 50 "$ROOT" python3 benchmarks/torch_bench.py --model bert-base \

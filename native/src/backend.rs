@@ -6,12 +6,33 @@ use clap::ValueEnum;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceArg {
-    /// Burn's ndarray backend (multi-threaded CPU).
+    /// The CPU through Burn's pure-Rust Flex backend (the browser app's fallback too): the same
+    /// numbers on every run with the same seed, bf16/f16 available, as fast as ndarray here.
     Cpu,
+    /// The CPU through Burn's ndarray backend (multi-threaded; with `--features openblas`, BLAS
+    /// matmuls). Not bit-reproducible across runs (README, "Determinism").
+    Ndarray,
     /// NVIDIA GPU through CubeCL/CUDA (build with `--features cuda`).
     Cuda,
     /// Vulkan/Metal/DX12 through wgpu (build with `--features wgpu`).
     Wgpu,
+}
+
+impl DeviceArg {
+    /// Whether tensors live in host memory (the CPU backends).
+    pub fn is_host(self) -> bool {
+        matches!(self, DeviceArg::Cpu | DeviceArg::Ndarray)
+    }
+
+    /// The Burn backend behind the device, for reports.
+    pub fn backend_name(self) -> &'static str {
+        match self {
+            DeviceArg::Cpu => "flex",
+            DeviceArg::Ndarray => "ndarray",
+            DeviceArg::Cuda => "cuda (CubeCL)",
+            DeviceArg::Wgpu => "wgpu (CubeCL)",
+        }
+    }
 }
 
 /// The float type the encoder's weights and activations are kept in.
@@ -19,26 +40,32 @@ pub enum DeviceArg {
 #[serde(rename_all = "lowercase")]
 pub enum DtypeArg {
     F32,
-    /// bfloat16: for a frozen encoder on a GPU (CUDA); on CPUs only the Flex backend has it.
+    /// bfloat16: for a frozen encoder on a GPU (CUDA), or on `--device cpu`.
     Bf16,
     /// float16: GPUs only.
     F16,
 }
 
 impl DtypeArg {
-    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+    pub fn precision(self) -> bertvision_core::bert::Precision {
+        use bertvision_core::bert::Precision;
         match self {
-            DtypeArg::F32 => burn::tensor::FloatDType::F32,
-            DtypeArg::Bf16 => burn::tensor::FloatDType::BF16,
-            DtypeArg::F16 => burn::tensor::FloatDType::F16,
+            DtypeArg::F32 => Precision::F32,
+            DtypeArg::Bf16 => Precision::Bf16,
+            DtypeArg::F16 => Precision::F16,
         }
+    }
+
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        self.precision().float_dtype()
     }
 
     /// ndarray computes in f32/f64 only; refuse early instead of failing inside a kernel.
     pub fn check_device(self, device: DeviceArg) -> anyhow::Result<()> {
-        if self != DtypeArg::F32 && device == DeviceArg::Cpu {
+        if self != DtypeArg::F32 && device == DeviceArg::Ndarray {
             anyhow::bail!(
-                "--dtype {self:?}: the CPU backend computes in f32 only; use --device cuda"
+                "{}: the ndarray backend computes in f32 only; use --device cpu or cuda",
+                format!("{self:?}").to_lowercase()
             );
         }
         Ok(())
@@ -57,8 +84,10 @@ pub fn require_nvidia_driver() -> anyhow::Result<()> {
     }
 }
 
+#[cfg(feature = "flex")]
+pub type CpuBackend = burn::backend::Flex<f32, i32>;
 #[cfg(feature = "ndarray")]
-pub type CpuBackend = burn::backend::NdArray<f32>;
+pub type NdarrayBackend = burn::backend::NdArray<f32>;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda<f32, i32>;
 #[cfg(feature = "wgpu")]
@@ -71,15 +100,27 @@ macro_rules! with_backend {
     ($arg:expr, |$B:ident, $device:ident| $body:expr) => {{
         match $arg {
             $crate::backend::DeviceArg::Cpu => {
-                #[cfg(feature = "ndarray")]
+                #[cfg(feature = "flex")]
                 {
                     type $B = $crate::backend::CpuBackend;
+                    let $device = burn::backend::flex::FlexDevice;
+                    $body
+                }
+                #[cfg(not(feature = "flex"))]
+                {
+                    Err(anyhow::anyhow!("--device cpu: this binary was built without the `flex` feature"))
+                }
+            }
+            $crate::backend::DeviceArg::Ndarray => {
+                #[cfg(feature = "ndarray")]
+                {
+                    type $B = $crate::backend::NdarrayBackend;
                     let $device = burn::backend::ndarray::NdArrayDevice::Cpu;
                     $body
                 }
                 #[cfg(not(feature = "ndarray"))]
                 {
-                    Err(anyhow::anyhow!("--device cpu: this binary was built without the `ndarray` feature"))
+                    Err(anyhow::anyhow!("--device ndarray: this binary was built without the `ndarray` feature"))
                 }
             }
             $crate::backend::DeviceArg::Cuda => {
@@ -107,6 +148,7 @@ macro_rules! with_backend {
                     Err(anyhow::anyhow!("--device wgpu: this binary was built without wgpu; rebuild with `cargo build --release --features wgpu`"))
                 }
             }
+
         }
     }};
 }

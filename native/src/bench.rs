@@ -293,7 +293,7 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         "warmup": req.warmup,
         "head": {"adapter_size": head_config.adapter_size, "kind": "masked-mean", "params": head_config.num_params()},
         "peak_memory_mb": peak_rss_mb(),
-        "peak_memory_kind": if req.device_name == "cpu" {
+        "peak_memory_kind": if req.device_name.starts_with("cpu") || req.device_name.starts_with("ndarray") {
             "process peak RSS"
         } else {
             "process peak RSS (host only; sample device memory with the vendor tool)"

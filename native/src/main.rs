@@ -254,7 +254,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => {
             let model_dir = fetch::resolve_model_dir(&args.model, &cache_dir)?;
-            let device_name = format!("{:?}", args.device).to_lowercase();
+            args.extract_dtype.check_device(args.device)?;
+            let device_name = format!(
+                "{} ({})",
+                format!("{:?}", args.device).to_lowercase(),
+                args.device.backend_name()
+            );
             with_backend!(
                 args.device,
                 |B, dev| run::run::<burn::backend::Autodiff<B>>(
@@ -320,7 +325,11 @@ fn run(cli: Cli) -> Result<()> {
                 "bert-base" | "bert-large" => None,
                 _ => Some(fetch::resolve_model_dir(&model, &cache_dir)?),
             };
-            let device_name = format!("{device:?}").to_lowercase();
+            let device_name = format!(
+                "{} ({})",
+                format!("{device:?}").to_lowercase(),
+                device.backend_name()
+            );
             let req = bench::BenchRequest {
                 model: &model,
                 model_dir: model_dir.as_deref(),

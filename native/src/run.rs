@@ -24,7 +24,7 @@ use bertvision_core::train::OptimizerConfig;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
-use crate::backend::DeviceArg;
+use crate::backend::{DeviceArg, DtypeArg};
 use crate::progress::Bars;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -114,6 +114,10 @@ pub struct RunArgs {
     pub skip_last_layer: bool,
     #[arg(long, value_enum, default_value = "none")]
     pub layer_mix: LayerMixArg,
+    /// The float type of the frozen encoder that feeds the head (training and prediction):
+    /// bf16/f16 on GPUs (and the Flex CPU backend); BERT itself always trains in f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub extract_dtype: DtypeArg,
 
     /// Ensemble rules of BERT and BERTVision probabilities.
     #[arg(long, value_delimiter = ',', default_value = "max,mean")]
@@ -275,6 +279,7 @@ fn configure(
                 max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
                 epsilon: 1e-8,
             },
+            encoder_precision: args.extract_dtype.precision(),
         },
         ensemble: parse_rules(&args.ensemble)?,
         eval_batch_size: args.eval_batch_size,
@@ -435,7 +440,7 @@ pub fn run<B: AutodiffBackend>(
         pad_id: tokenizer.pad_id(),
         pad_multiple: args
             .pad_multiple
-            .unwrap_or(if device_name == "cpu" { 1 } else { 32 }),
+            .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
         out_dir: &out,
     };
     let head_config = ctx.head_config(&bert_config);

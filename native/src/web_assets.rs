@@ -22,8 +22,8 @@ pub struct WebAssets<'a> {
 pub fn write(req: &WebAssets<'_>) -> Result<()> {
     if let Some(export) = req.export {
         let files = ExportFiles::read_dir(export)?;
-        // Loading it is the check: the same code the page runs.
-        QaModels::<burn::backend::NdArray<f32>>::load(files.clone(), &Default::default())?;
+        // Loading it is the check: the same code (and CPU backend) the page runs.
+        QaModels::<crate::backend::CpuBackend>::load(files.clone(), &Default::default())?;
         for (rel, file) in ExportFiles::NAMES.into_iter().zip(files.files()) {
             let bytes = if req.f16 && rel.ends_with("model.safetensors") {
                 bertvision_core::fsutil::safetensors_to_f16(&file.name, &file.bytes)?

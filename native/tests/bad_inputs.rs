@@ -392,6 +392,24 @@ fn cases(root: &Path) -> Vec<Case> {
             vec!["past the end of fine-tuning"],
         ),
         (
+            "bf16 asked of a backend without it",
+            s(&[
+                "run",
+                "--task",
+                "RTE",
+                "--device",
+                "ndarray",
+                "--extract-dtype",
+                "bf16",
+            ]),
+            vec!["bf16", "ndarray", "--device cpu"],
+        ),
+        (
+            "seed given twice",
+            s(&["run", "--task", "RTE", "--seeds", "1,2,1"]),
+            vec!["seed 1 is given twice"],
+        ),
+        (
             "unknown model name",
             s(&[
                 "encode",

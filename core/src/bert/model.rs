@@ -285,6 +285,30 @@ impl<B: Backend> Bert<B> {
     }
 }
 
+/// The float type a frozen encoder computes in (`f32` everywhere unless asked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
+            Precision::F16 => FloatDType::F16,
+        }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
 /// Casts float parameters, keeping their ids (so optimizer state and records still match).
 struct CastWeights(FloatDType);
 

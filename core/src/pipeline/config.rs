@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bert::Precision;
 use crate::head::{HeadKind, LayerMix};
 use crate::squad::{FeatureConfig, PostprocessConfig};
 use crate::train::OptimizerConfig;
@@ -28,6 +29,11 @@ pub struct HeadConfig {
     pub skip_last_layer: bool,
     pub layer_mix: LayerMix,
     pub optimizer: OptimizerConfig,
+    /// The float type of the frozen encoder that feeds the head (training and prediction);
+    /// BERT's own predictions stay f32. Left out of config.json when f32, so older run folders
+    /// still resume.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub encoder_precision: Precision,
 }
 
 /// How BERT's and BERTVision's probabilities are combined.

@@ -155,6 +155,14 @@ impl RunContext<'_> {
     }
 }
 
+/// Hidden states as f32, whatever the encoder computed in (a no-op for f32).
+fn as_f32<B: Backend>(states: Vec<Tensor<B, 3>>) -> Vec<Tensor<B, 3>> {
+    states
+        .into_iter()
+        .map(|h| h.cast(burn::tensor::FloatDType::F32))
+        .collect()
+}
+
 fn gather<'s>(samples: &'s [Sample], indices: &[usize]) -> Vec<&'s Sample> {
     indices.iter().map(|&i| &samples[i]).collect()
 }
@@ -306,6 +314,13 @@ pub fn run_seed<B: AutodiffBackend>(
         )
     };
     let bert_extract = load_inner(&extract_path)?;
+    // The encoder that feeds the head: the same checkpoint, in the precision asked for (bf16 on a
+    // GPU halves its memory traffic); the head itself always sees f32.
+    let precision = cfg.head.encoder_precision;
+    let head_encoder = bert_extract
+        .bert
+        .clone()
+        .with_float_dtype(precision.float_dtype());
 
     // Phase 2: the AdapterPooler on hidden states streamed from the frozen checkpoint.
     let head_config = ctx.head_config(&bert_config);
@@ -350,13 +365,11 @@ pub fn run_seed<B: AutodiffBackend>(
                     let (input, targets) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
                     let mask = input.attention_mask.clone();
                     // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
-                    let states: Vec<Tensor<B, 3>> = bert_extract
-                        .bert
-                        .forward(input)
-                        .hidden_states
-                        .into_iter()
-                        .map(Tensor::from_inner)
-                        .collect();
+                    let states: Vec<Tensor<B, 3>> =
+                        as_f32(head_encoder.forward(input).hidden_states)
+                            .into_iter()
+                            .map(Tensor::from_inner)
+                            .collect();
                     let targets = Targets::<B>::from_inner(targets);
                     head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
                 },
@@ -400,8 +413,9 @@ pub fn run_seed<B: AutodiffBackend>(
         )
         .remove(0);
         // BERT at the extraction point and BERTVision read the same hidden states: one pass
-        // serves both unless the head needs its own (fixed) padding.
-        let (extract_out, bv_out) = if head_pad == ctx.padding() {
+        // serves both unless the head needs its own (fixed) padding or its encoder another
+        // precision.
+        let (extract_out, bv_out) = if head_pad == ctx.padding() && precision.is_f32() {
             let mut both = run(
                 format!(
                     "seed {seed} eval BERT at {} epochs + BERTVision ({})",
@@ -434,7 +448,8 @@ pub fn run_seed<B: AutodiffBackend>(
                 progress,
                 &mut |input| {
                     let mask = input.attention_mask.clone();
-                    vec![head.forward(&bert_extract.bert.forward(input).hidden_states, mask)]
+                    let states = as_f32(head_encoder.forward(input).hidden_states);
+                    vec![head.forward(&states, mask)]
                 },
             )
             .remove(0);
