@@ -40,9 +40,29 @@ fn bench_writes_every_measure_with_positive_timings() {
         let median = r["median_seconds"].as_f64().unwrap();
         assert!(median > 0.0 && r["min_seconds"].as_f64().unwrap() <= median);
         assert!((r["sequences_per_second"].as_f64().unwrap() - 2.0 / median).abs() < 1e-6);
+        assert!(r["first_call_seconds"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(report["weights"], "pretrained");
+    assert_eq!(report["dtype"], "f32");
     assert!(report["peak_memory_mb"].as_f64().unwrap() > 0.0);
+
+    // The frozen encoder in bf16 (extraction rows) runs on the CPU backend and says so.
+    let bf16_out = dir.path().join("bench-bf16.json");
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_bertvision"))
+            .args(["bench", "--model", "splade-tiny", "--seq-lens", "16"])
+            .args(["--batch", "2", "--repeats", "1", "--warmup", "1"])
+            .args(["--extract-dtype", "bf16", "--out"])
+            .arg(&bf16_out),
+    );
+    let bf16: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bf16_out).unwrap()).unwrap();
+    assert!(
+        bf16["dtype"].as_str().unwrap().starts_with("bf16"),
+        "{}",
+        bf16["dtype"]
+    );
+    assert_eq!(bf16["rows"].as_array().unwrap().len(), 4);
     // A length past the model's positions is one clear error.
     let too_long = Command::new(env!("CARGO_BIN_EXE_bertvision"))
         .args(["bench", "--model", "splade-tiny", "--seq-lens", "4096"])
