@@ -7,7 +7,8 @@ use clap::ValueEnum;
 #[serde(rename_all = "lowercase")]
 pub enum DeviceArg {
     /// The CPU through Burn's pure-Rust Flex backend (the browser app's fallback too): the same
-    /// numbers on every run with the same seed, bf16/f16 available, as fast as ndarray here.
+    /// numbers on every run with the same seed, bf16/f16 available, within 3% of ndarray's speed
+    /// or faster here (README, "Speed").
     Cpu,
     /// The CPU through Burn's ndarray backend (multi-threaded; with `--features openblas`, BLAS
     /// matmuls). Not bit-reproducible across runs (README, "Determinism").
@@ -24,11 +25,11 @@ impl DeviceArg {
         matches!(self, DeviceArg::Cpu | DeviceArg::Ndarray)
     }
 
-    /// The Burn backend behind the device, for reports.
-    pub fn backend_name(self) -> &'static str {
+    /// The device and the Burn backend behind it, for logs and reports ("cpu (flex)").
+    pub fn label(self) -> &'static str {
         match self {
-            DeviceArg::Cpu => "flex",
-            DeviceArg::Ndarray => "ndarray",
+            DeviceArg::Cpu => "cpu (flex)",
+            DeviceArg::Ndarray => "cpu (ndarray)",
             DeviceArg::Cuda => "cuda (CubeCL)",
             DeviceArg::Wgpu => "wgpu (CubeCL)",
         }
@@ -65,7 +66,7 @@ impl DtypeArg {
         if self != DtypeArg::F32 && device == DeviceArg::Ndarray {
             anyhow::bail!(
                 "{}: the ndarray backend computes in f32 only; use --device cpu or cuda",
-                format!("{self:?}").to_lowercase()
+                self.precision().name()
             );
         }
         Ok(())
@@ -148,7 +149,6 @@ macro_rules! with_backend {
                     Err(anyhow::anyhow!("--device wgpu: this binary was built without wgpu; rebuild with `cargo build --release --features wgpu`"))
                 }
             }
-
         }
     }};
 }

@@ -20,7 +20,7 @@ use bertvision_core::task_model::{BertTaskModel, Targets, head_loss};
 use bertvision_core::train::{OptimizerConfig, TrainOptimizer};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
 pub struct BenchRequest<'a> {
@@ -31,7 +31,7 @@ pub struct BenchRequest<'a> {
     pub batch: usize,
     pub repeats: usize,
     pub warmup: usize,
-    pub device_name: &'a str,
+    pub device: crate::backend::DeviceArg,
     /// The frozen encoder's float type (extraction and streamed-head rows).
     pub extract_dtype: crate::backend::DtypeArg,
     pub out: Option<&'a Path>,
@@ -162,7 +162,7 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         req.model,
         config.num_hidden_layers,
         config.hidden_size,
-        req.device_name,
+        req.device.label(),
         req.batch,
         req.repeats,
         req.warmup
@@ -251,18 +251,18 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
             time_median::<B>(&device, req.warmup, req.repeats, || {
                 let states = frozen
                     .forward(x.clone())
-                    .hidden_states
+                    .hidden_states_f32()
                     .into_iter()
-                    .map(|h| Tensor::from_inner(h.cast(FloatDType::F32)))
+                    .map(Tensor::from_inner)
                     .collect();
                 head_step(states, mask.clone());
             })?,
         );
         let ready: Vec<Tensor<B, 3>> = frozen
             .forward(x.clone())
-            .hidden_states
+            .hidden_states_f32()
             .into_iter()
-            .map(|h| Tensor::from_inner(h.cast(FloatDType::F32)))
+            .map(Tensor::from_inner)
             .collect();
         record(
             "head_step",
@@ -276,24 +276,22 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         "model": req.model,
         "weights": weights,
         "config": {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads},
-        "device": req.device_name,
+        "device": req.device.label(),
         "cpu": cpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "dtype": if req.extract_dtype == crate::backend::DtypeArg::F32 {
-            "f32".to_string()
-        } else {
-            format!(
-                "{:?} frozen encoder (extract, head_step_streamed); f32 training",
-                req.extract_dtype
-            )
-            .to_lowercase()
+        "dtype": match req.extract_dtype.precision() {
+            p if p.is_f32() => "f32".to_string(),
+            p => format!(
+                "{} frozen encoder (extract, head_step_streamed); f32 training",
+                p.name()
+            ),
         },
         "batch": req.batch,
         "repeats": req.repeats,
         "warmup": req.warmup,
         "head": {"adapter_size": head_config.adapter_size, "kind": "masked-mean", "params": head_config.num_params()},
         "peak_memory_mb": peak_rss_mb(),
-        "peak_memory_kind": if req.device_name.starts_with("cpu") || req.device_name.starts_with("ndarray") {
+        "peak_memory_kind": if req.device.is_host() {
             "process peak RSS"
         } else {
             "process peak RSS (host only; sample device memory with the vendor tool)"

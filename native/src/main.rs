@@ -255,19 +255,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => {
             let model_dir = fetch::resolve_model_dir(&args.model, &cache_dir)?;
             args.extract_dtype.check_device(args.device)?;
-            let device_name = format!(
-                "{} ({})",
-                format!("{:?}", args.device).to_lowercase(),
-                args.device.backend_name()
-            );
             with_backend!(
                 args.device,
-                |B, dev| run::run::<burn::backend::Autodiff<B>>(
-                    &args,
-                    &model_dir,
-                    dev,
-                    &device_name
-                )
+                |B, dev| run::run::<burn::backend::Autodiff<B>>(&args, &model_dir, dev)
             )
         }
         Command::EvaluateSquad {
@@ -325,11 +315,6 @@ fn run(cli: Cli) -> Result<()> {
                 "bert-base" | "bert-large" => None,
                 _ => Some(fetch::resolve_model_dir(&model, &cache_dir)?),
             };
-            let device_name = format!(
-                "{} ({})",
-                format!("{device:?}").to_lowercase(),
-                device.backend_name()
-            );
             let req = bench::BenchRequest {
                 model: &model,
                 model_dir: model_dir.as_deref(),
@@ -337,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch,
                 repeats,
                 warmup: warmup as usize,
-                device_name: &device_name,
+                device,
                 extract_dtype,
                 out: out.as_deref(),
             };

@@ -376,12 +376,8 @@ fn epochs_label(e: f64) -> String {
     }
 }
 
-pub fn run<B: AutodiffBackend>(
-    args: &RunArgs,
-    model_dir: &Path,
-    device: B::Device,
-    device_name: &str,
-) -> Result<()> {
+pub fn run<B: AutodiffBackend>(args: &RunArgs, model_dir: &Path, device: B::Device) -> Result<()> {
+    let device_name = args.device.label();
     let task = bertvision_core::tasks::task(&args.task)?;
     let dir = ModelDir::open(model_dir)?;
     let bert_config = BertConfig::from_file(&dir.config)?;

@@ -52,6 +52,15 @@ impl<B: Backend> BertOutput<B> {
     pub fn stacked(&self) -> Tensor<B, 4> {
         Tensor::stack(self.hidden_states.clone(), 1)
     }
+
+    /// The hidden states as f32, whatever dtype the encoder ran in (a no-op for f32): what the
+    /// AdapterPooler reads.
+    pub fn hidden_states_f32(self) -> Vec<Tensor<B, 3>> {
+        self.hidden_states
+            .into_iter()
+            .map(|h| h.cast(FloatDType::F32))
+            .collect()
+    }
 }
 
 #[derive(Module, Debug)]
@@ -306,6 +315,15 @@ impl Precision {
 
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
+    }
+
+    /// The name used on the command line and in config.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
     }
 }
 

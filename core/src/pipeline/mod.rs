@@ -155,14 +155,6 @@ impl RunContext<'_> {
     }
 }
 
-/// Hidden states as f32, whatever the encoder computed in (a no-op for f32).
-fn as_f32<B: Backend>(states: Vec<Tensor<B, 3>>) -> Vec<Tensor<B, 3>> {
-    states
-        .into_iter()
-        .map(|h| h.cast(burn::tensor::FloatDType::F32))
-        .collect()
-}
-
 fn gather<'s>(samples: &'s [Sample], indices: &[usize]) -> Vec<&'s Sample> {
     indices.iter().map(|&i| &samples[i]).collect()
 }
@@ -365,11 +357,12 @@ pub fn run_seed<B: AutodiffBackend>(
                     let (input, targets) = make_batch::<B::InnerBackend>(&batch, head_pad, device);
                     let mask = input.attention_mask.clone();
                     // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
-                    let states: Vec<Tensor<B, 3>> =
-                        as_f32(head_encoder.forward(input).hidden_states)
-                            .into_iter()
-                            .map(Tensor::from_inner)
-                            .collect();
+                    let states: Vec<Tensor<B, 3>> = head_encoder
+                        .forward(input)
+                        .hidden_states_f32()
+                        .into_iter()
+                        .map(Tensor::from_inner)
+                        .collect();
                     let targets = Targets::<B>::from_inner(targets);
                     head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
                 },
@@ -448,7 +441,7 @@ pub fn run_seed<B: AutodiffBackend>(
                 progress,
                 &mut |input| {
                     let mask = input.attention_mask.clone();
-                    let states = as_f32(head_encoder.forward(input).hidden_states);
+                    let states = head_encoder.forward(input).hidden_states_f32();
                     vec![head.forward(&states, mask)]
                 },
             )
