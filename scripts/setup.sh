@@ -2,7 +2,8 @@
 # Installs what the full test suite needs, skipping whatever is already there at the right
 # version: Debian's chromium (+ driver) for the browser test, the wasm32 target, trunk and the
 # wasm-bindgen CLI of exactly the crate's version (no tool is ever downloaded at build time),
-# the nightly toolchain + cargo-fuzz for the bounded fuzz runs, and playwright-core from npm.
+# the nightly toolchain + cargo-fuzz for the bounded fuzz runs, playwright-core from npm, and
+# Mesa's Vulkan drivers (lavapipe: Vulkan on the CPU) for the CubeCL kernel tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +11,13 @@ TRUNK=0.21.14            # 0.22 needs rustc >= 1.96.1
 WASM_BINDGEN=0.2.130     # must equal wasm-bindgen in Cargo.lock
 CARGO_FUZZ=0.13.2
 
-if ! command -v chromium > /dev/null; then
+APT=()
+command -v chromium > /dev/null || APT+=(chromium chromium-driver)
+ls /usr/share/vulkan/icd.d/lvp_icd*.json > /dev/null 2>&1 || APT+=(mesa-vulkan-drivers libvulkan1)
+if [ ${#APT[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq chromium chromium-driver > /dev/null
+    $SUDO apt-get install -y -qq "${APT[@]}" > /dev/null
 fi
 rustup target add wasm32-unknown-unknown > /dev/null 2>&1
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

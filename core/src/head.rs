@@ -14,6 +14,7 @@
 //! last layer's hidden state (Gen-1), and the Tenney scalar mix (softmax(w)·γ over layers, before
 //! the adapter — implemented with trainable parameters, unlike the original PyTorch port).
 
+use bertvision_shaders::{AdapterHeadBackend, adapter_head};
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
@@ -148,6 +149,26 @@ pub struct AdapterPooler<B: Backend> {
     pub skip_last_layer: bool,
 }
 
+/// How the head is computed ([`AdapterPooler::forward_by`]). Both give the same numbers up to
+/// the order of sums (tested); they differ in kernels and in what the backward pass keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadPath {
+    /// One Linear + GELU per layer, concatenated, then the head. The default: its speed on a GPU
+    /// is the one measured.
+    #[default]
+    Plain,
+    /// `bertvision_shaders::adapter_head`: projection, GELU and the head's per-token product in
+    /// one CubeCL kernel on the GPU backends (on the CPU backends, its plain-Burn reference).
+    Fused,
+}
+
+impl HeadPath {
+    pub fn is_plain(&self) -> bool {
+        *self == HeadPath::Plain
+    }
+}
+
 /// What the head returns.
 #[derive(Debug, Clone)]
 pub enum HeadOutput<B: Backend> {
@@ -178,7 +199,7 @@ impl<B: Backend> HeadOutput<B> {
     }
 }
 
-impl<B: Backend> AdapterPooler<B> {
+impl<B: AdapterHeadBackend> AdapterPooler<B> {
     /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
     pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
         let mixed;
@@ -206,12 +227,93 @@ impl<B: Backend> AdapterPooler<B> {
         Tensor::cat(parts, 2)
     }
 
+    /// The head's output per token before its bias, `[batch, seq, outputs]`, through the fused
+    /// op of `bertvision-shaders` (a CubeCL kernel on GPU backends): the `[batch, seq, layers,
+    /// A]` adapter activations are never stored. `None` for the Tenney mix (its mixed layer is
+    /// one small matmul anyway).
+    fn fused_per_token(&self, hidden_states: &[Tensor<B, 3>]) -> Option<Tensor<B, 3>> {
+        if self.mix_weights.is_some() {
+            return None;
+        }
+        let [batch, seq, hidden] = hidden_states.first()?.dims();
+        let layers = hidden_states.len();
+        // Parameters are read in the plain path's order (each adapter's weight then bias, then
+        // the head): Burn initialises a parameter lazily, on its first read (even of its
+        // shape), so the order of first reads decides the random draws, and both paths must
+        // start from the same head.
+        let (adapter_weights, adapter_biases): (Vec<_>, Vec<_>) = self
+            .adapter
+            .iter()
+            .map(|l| (l.weight.val(), l.bias.as_ref().map(|b| b.val())))
+            .unzip();
+        let head_weight = self.head.weight.val();
+        let [_, a] = adapter_weights[0].dims();
+        let [head_in, outputs] = head_weight.dims();
+        let per_token = layers * a + if self.skip_last_layer { hidden } else { 0 };
+        let positions = match self.kind {
+            HeadKind::Flatten => seq,
+            HeadKind::Span | HeadKind::MaskedMean => 1,
+        };
+        if head_in != positions * per_token {
+            return None; // a Flatten head fed another length: the plain path reports it
+        }
+        let features =
+            Tensor::stack::<4>(hidden_states.to_vec(), 2).reshape([batch * seq, layers, hidden]);
+        let adapter_weight = Tensor::stack::<3>(adapter_weights, 0);
+        let adapter_bias = Tensor::stack::<2>(
+            adapter_biases
+                .into_iter()
+                .map(|b| b.unwrap_or_else(|| Tensor::zeros([a], &features.device())))
+                .collect(),
+            0,
+        );
+        let head_weight = head_weight.reshape([positions, per_token, outputs]);
+        let mut out = adapter_head(
+            features,
+            adapter_weight,
+            adapter_bias,
+            head_weight.clone().narrow(1, 0, layers * a),
+        )
+        .expect("shapes derived from the head's own config"); // [batch·seq, outputs]
+        if self.skip_last_layer {
+            // The skip block: the last hidden state times its rows of the head weight.
+            let last = hidden_states[layers - 1].clone();
+            let skip_weight = head_weight.narrow(1, layers * a, hidden); // [P, hidden, outputs]
+            out = out
+                + if positions == 1 {
+                    last.reshape([batch * seq, hidden])
+                        .matmul(skip_weight.reshape([hidden, outputs]))
+                } else {
+                    last.swap_dims(0, 1) // [seq, batch, hidden]
+                        .matmul(skip_weight)
+                        .swap_dims(0, 1)
+                        .reshape([batch * seq, outputs])
+                };
+        }
+        Some(out.reshape([batch, seq, outputs]))
+    }
+
     /// `attention_mask` is `[batch, seq]`, 1 for real tokens; only `MaskedMean` uses it.
     pub fn forward(
         &self,
         hidden_states: &[Tensor<B, 3>],
         attention_mask: Tensor<B, 2, Int>,
     ) -> HeadOutput<B> {
+        self.forward_by(hidden_states, attention_mask, HeadPath::Plain)
+    }
+
+    /// [`Self::forward`] along a chosen path.
+    pub fn forward_by(
+        &self,
+        hidden_states: &[Tensor<B, 3>],
+        attention_mask: Tensor<B, 2, Int>,
+        path: HeadPath,
+    ) -> HeadOutput<B> {
+        if path == HeadPath::Fused
+            && let Some(per_token) = self.fused_per_token(hidden_states)
+        {
+            return self.pool_per_token(per_token, attention_mask);
+        }
         let features = self.token_features(hidden_states);
         let [batch, seq, width] = features.dims();
         match self.kind {
@@ -236,6 +338,43 @@ impl<B: Backend> AdapterPooler<B> {
         }
     }
 
+    /// Pooling of the fused per-token output: the head is linear, so pooling its per-token
+    /// outputs equals applying it to the pooled features.
+    fn pool_per_token(
+        &self,
+        per_token: Tensor<B, 3>,
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> HeadOutput<B> {
+        let [batch, seq, outputs] = per_token.dims();
+        let bias = |t: Tensor<B, 2>| match &self.head.bias {
+            Some(b) => t + b.val().reshape([1, outputs]),
+            None => t,
+        };
+        match self.kind {
+            HeadKind::Span => {
+                let logits =
+                    bias(per_token.reshape([batch * seq, outputs])).reshape([batch, seq, outputs]);
+                let start = logits.clone().narrow(2, 0, 1).reshape([batch, seq]);
+                let end = logits.narrow(2, 1, 1).reshape([batch, seq]);
+                HeadOutput::span_masked(start, end, attention_mask)
+            }
+            HeadKind::Flatten => {
+                HeadOutput::Logits(bias(per_token.sum_dim(1).reshape([batch, outputs])))
+            }
+            HeadKind::MaskedMean => {
+                let mask = attention_mask.float().reshape([batch, seq, 1]);
+                let count = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
+                let pooled = (per_token * mask)
+                    .sum_dim(1)
+                    .div(count)
+                    .reshape([batch, outputs]);
+                HeadOutput::Logits(bias(pooled))
+            }
+        }
+    }
+}
+
+impl<B: Backend> AdapterPooler<B> {
     /// The Tenney mix's layer weights (softmax), when the head has them.
     pub fn layer_weights(&self) -> Option<Tensor<B, 1>> {
         self.mix_weights.as_ref().map(|w| softmax(w.val(), 0))
@@ -406,5 +545,76 @@ mod tests {
         };
         let diff = (short - long).abs().max().into_scalar();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// The fused path (here the shaders crate's reference, with its own backward) against the
+    /// plain one, for every head kind and switch: outputs and every parameter's gradient.
+    /// On Flex: NdArray (and Burn's CubeCL backends) differentiate GELU with the tanh
+    /// approximation's derivative (Burn 0.21's default `gelu_backward`), 3e-4 off the exact
+    /// one that Flex and the fused op use.
+    #[test]
+    fn fused_path_matches_the_plain_path_with_gradients() {
+        type AD = burn::backend::Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        let flat =
+            |t: Tensor<AD, 2>| -> Vec<f32> { t.inner().into_data().to_vec::<f32>().unwrap() };
+        for kind in [HeadKind::Span, HeadKind::Flatten, HeadKind::MaskedMean] {
+            for (shared, skip) in [(true, false), (false, false), (true, true), (false, true)] {
+                let mut c = config(kind);
+                c.shared_adapter = shared;
+                c.skip_last_layer = skip;
+                let states: Vec<Tensor<AD, 3>> = (0..3)
+                    .map(|i| {
+                        let normal = burn::tensor::Distribution::Normal(i as f64, 1.0);
+                        Tensor::random([2, 5, 8], normal, &device)
+                    })
+                    .collect();
+                let mask =
+                    Tensor::<AD, 2, Int>::from_data([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], &device);
+                // A fresh head from the same seed per path: parameters are drawn on first read,
+                // so this also checks that both paths read them in the same order.
+                let run = |path: HeadPath| {
+                    <AD as Backend>::seed(&device, 7);
+                    let head = c.init::<AD>(&device);
+                    let out = match head.forward_by(&states, mask.clone(), path) {
+                        HeadOutput::Span { start, end } => Tensor::cat(vec![start, end], 1),
+                        HeadOutput::Logits(l) => l,
+                    };
+                    let [r, k] = out.dims();
+                    let weights = Tensor::<AD, 1, Int>::arange(0..(r * k) as i64, &device)
+                        .float()
+                        .reshape([r, k])
+                        .sin();
+                    let grads = (out.clone() * weights).sum().backward();
+                    let mut parts = vec![flat(out)];
+                    for linear in head.adapter.iter().chain([&head.head]) {
+                        let w = linear.weight.val().grad(&grads).expect("weight grad");
+                        parts.push(w.into_data().to_vec::<f32>().unwrap());
+                        let b = linear
+                            .bias
+                            .as_ref()
+                            .unwrap()
+                            .val()
+                            .grad(&grads)
+                            .expect("bias grad");
+                        parts.push(b.into_data().to_vec::<f32>().unwrap());
+                    }
+                    parts
+                };
+                let (fused, plain) = (run(HeadPath::Fused), run(HeadPath::Plain));
+                for (part, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                    let scale = p.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    let diff = f
+                        .iter()
+                        .zip(p)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
+                    assert!(
+                        diff <= 1e-5 * scale,
+                        "{kind:?} shared {shared} skip {skip} part {part}: {diff} (scale {scale})"
+                    );
+                }
+            }
+        }
     }
 }

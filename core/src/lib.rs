@@ -18,3 +18,20 @@ pub mod train;
 // The file readers live in `bertvision-formats` (fuzzed without tensor code); their old paths stay.
 pub use bertvision_formats::{error, metrics, safetensors_header, tasks};
 pub use error::{Error, Result};
+
+/// A backend the head runs on: the fused AdapterPooler kernel where the backend has one
+/// (`bertvision-shaders`), the plain Burn ops elsewhere.
+pub use bertvision_shaders::AdapterHeadBackend;
+
+/// A backend the pipeline trains on: autodiff, with the head on it and on its inner backend.
+pub trait TrainBackend:
+    burn::tensor::backend::AutodiffBackend<InnerBackend: AdapterHeadBackend> + AdapterHeadBackend
+{
+}
+
+impl<B> TrainBackend for B
+where
+    B: burn::tensor::backend::AutodiffBackend + AdapterHeadBackend,
+    B::InnerBackend: AdapterHeadBackend,
+{
+}

@@ -26,7 +26,10 @@ fn host(t: Tensor<impl Backend, 2>) -> Result<Vec<f32>> {
         .map_err(|e| anyhow::anyhow!("reading logits back from the device: {e:?}"))
 }
 
-pub fn run<B: Backend>(req: &AnswerRequest<'_>, device: B::Device) -> Result<()> {
+pub fn run<B: bertvision_core::AdapterHeadBackend>(
+    req: &AnswerRequest<'_>,
+    device: B::Device,
+) -> Result<()> {
     let mut models = QaModels::<B>::load(ExportFiles::read_dir(req.export)?, &device)?;
     let query = QaQuery::new(
         &mut models.tokenizer,

@@ -13,13 +13,13 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use bertvision_core::bert::{Bert, BertConfig, BertInput};
 use bertvision_core::fsutil::write_atomic;
-use bertvision_core::head::{AdapterPoolerConfig, HeadKind, LayerMix};
+use bertvision_core::head::{AdapterPoolerConfig, HeadKind, HeadPath, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pretrained::Pretrained;
 use bertvision_core::task_model::{BertTaskModel, Targets, head_loss};
 use bertvision_core::train::{OptimizerConfig, TrainOptimizer};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
@@ -134,7 +134,10 @@ fn input<B: Backend>(batch: usize, seq: usize, vocab: usize, device: &B::Device)
     }
 }
 
-pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> Result<()> {
+pub fn bench<B: bertvision_core::TrainBackend>(
+    req: &BenchRequest<'_>,
+    device: B::Device,
+) -> Result<()> {
     let (config, bert, weights): (BertConfig, Bert<B>, &str) =
         match (shape_config(req.model), req.model_dir) {
             (Some(config), _) => {
@@ -239,37 +242,47 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         let mut head = Some(head_config.init::<B>(&device));
         let mut head_optim =
             TrainOptimizer::new(head.as_ref().expect("head"), OptimizerConfig::default());
-        let mut head_step = |states: Vec<Tensor<B, 3>>, mask: Tensor<B, 2, Int>| {
+        let mut head_step = |states: Vec<Tensor<B, 3>>, mask: Tensor<B, 2, Int>, path| {
             let h = head.take().expect("head");
-            let loss = head_loss(h.forward(&states, mask), &targets());
+            let loss = head_loss(h.forward_by(&states, mask, path), &targets());
             let (h, _) = head_optim.step(1e-3, h, loss);
             head = Some(h);
         };
         let mask = Tensor::<B, 2, Int>::from_inner(x.attention_mask.clone());
-        record(
-            "head_step_streamed",
-            time_median::<B>(&device, req.warmup, req.repeats, || {
-                let states = frozen
-                    .forward(x.clone())
-                    .hidden_states_f32()
-                    .into_iter()
-                    .map(Tensor::from_inner)
-                    .collect();
-                head_step(states, mask.clone());
-            })?,
-        );
+        for (measure, path) in [
+            ("head_step_streamed", HeadPath::Plain),
+            ("head_step_streamed_fused", HeadPath::Fused),
+        ] {
+            record(
+                measure,
+                time_median::<B>(&device, req.warmup, req.repeats, || {
+                    let states = frozen
+                        .forward(x.clone())
+                        .hidden_states_f32()
+                        .into_iter()
+                        .map(Tensor::from_inner)
+                        .collect();
+                    head_step(states, mask.clone(), path);
+                })?,
+            );
+        }
         let ready: Vec<Tensor<B, 3>> = frozen
             .forward(x.clone())
             .hidden_states_f32()
             .into_iter()
             .map(Tensor::from_inner)
             .collect();
-        record(
-            "head_step",
-            time_median::<B>(&device, req.warmup, req.repeats, || {
-                head_step(ready.clone(), mask.clone());
-            })?,
-        );
+        for (measure, path) in [
+            ("head_step", HeadPath::Plain),
+            ("head_step_fused", HeadPath::Fused),
+        ] {
+            record(
+                measure,
+                time_median::<B>(&device, req.warmup, req.repeats, || {
+                    head_step(ready.clone(), mask.clone(), path);
+                })?,
+            );
+        }
     }
     let report = serde_json::json!({
         "implementation": "bertvision (Rust, Burn 0.21.0)",
@@ -289,7 +302,17 @@ pub fn bench<B: AutodiffBackend>(req: &BenchRequest<'_>, device: B::Device) -> R
         "batch": req.batch,
         "repeats": req.repeats,
         "warmup": req.warmup,
-        "head": {"adapter_size": head_config.adapter_size, "kind": "masked-mean", "params": head_config.num_params()},
+        "head": {
+            "adapter_size": head_config.adapter_size,
+            "kind": "masked-mean",
+            "params": head_config.num_params(),
+            // The `_fused` rows: `run --head-kernel fused`.
+            "fused_rows": if B::HAS_KERNEL {
+                "the fused CubeCL kernel of shaders/"
+            } else {
+                "this backend has no kernel: the fused op's plain-Burn reference"
+            },
+        },
         "peak_memory_mb": peak_rss_mb(),
         "peak_memory_kind": if req.device.is_host() {
             "process peak RSS"

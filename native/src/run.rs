@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
 use bertvision_core::fsutil::{WorkLock, write_atomic};
-use bertvision_core::head::{HeadKind, LayerMix};
+use bertvision_core::head::{HeadKind, HeadPath, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::config::{EnsembleRule, FinetuneConfig, HeadConfig, RunConfig};
 use bertvision_core::pipeline::data::{DataSource, load_task_data};
@@ -21,7 +21,6 @@ use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use bertvision_core::tasks::{TaskKind, TaskSpec};
 use bertvision_core::tokenize::BertTokenizer;
 use bertvision_core::train::OptimizerConfig;
-use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
 use crate::backend::{DeviceArg, DtypeArg};
@@ -37,6 +36,12 @@ pub enum HeadKindArg {
 pub enum LayerMixArg {
     None,
     Tenney,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HeadKernelArg {
+    Plain,
+    Fused,
 }
 
 /// Flags of `bertvision run`. Recipe values left out take the defaults for the model's size
@@ -118,6 +123,11 @@ pub struct RunArgs {
     /// bf16/f16 on GPUs (and the Flex CPU backend); BERT itself always trains in f32.
     #[arg(long, value_enum, default_value = "f32")]
     pub extract_dtype: DtypeArg,
+    /// The head as plain ops, or as the fused CubeCL kernel of `shaders/` (projection + GELU +
+    /// head in one pass; on the CPU backends its plain-Burn reference). Same numbers up to the
+    /// order of sums.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub head_kernel: HeadKernelArg,
 
     /// Ensemble rules of BERT and BERTVision probabilities.
     #[arg(long, value_delimiter = ',', default_value = "max,mean")]
@@ -280,6 +290,10 @@ fn configure(
                 epsilon: 1e-8,
             },
             encoder_precision: args.extract_dtype.precision(),
+            path: match args.head_kernel {
+                HeadKernelArg::Plain => HeadPath::Plain,
+                HeadKernelArg::Fused => HeadPath::Fused,
+            },
         },
         ensemble: parse_rules(&args.ensemble)?,
         eval_batch_size: args.eval_batch_size,
@@ -376,7 +390,11 @@ fn epochs_label(e: f64) -> String {
     }
 }
 
-pub fn run<B: AutodiffBackend>(args: &RunArgs, model_dir: &Path, device: B::Device) -> Result<()> {
+pub fn run<B: bertvision_core::TrainBackend>(
+    args: &RunArgs,
+    model_dir: &Path,
+    device: B::Device,
+) -> Result<()> {
     let device_name = args.device.label();
     let task = bertvision_core::tasks::task(&args.task)?;
     let dir = ModelDir::open(model_dir)?;

@@ -31,7 +31,9 @@ fn bench_writes_every_measure_with_positive_timings() {
             "extract",
             "finetune_step",
             "head_step_streamed",
+            "head_step_streamed_fused",
             "head_step",
+            "head_step_fused",
         ] {
             assert!(measures.contains(&(m, seq)), "{m} at {seq}: {measures:?}");
         }
@@ -62,7 +64,7 @@ fn bench_writes_every_measure_with_positive_timings() {
         "{}",
         bf16["dtype"]
     );
-    assert_eq!(bf16["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(bf16["rows"].as_array().unwrap().len(), 6);
     // A length past the model's positions is one clear error.
     let too_long = Command::new(env!("CARGO_BIN_EXE_bertvision"))
         .args(["bench", "--model", "splade-tiny", "--seq-lens", "4096"])

@@ -206,9 +206,10 @@ fn two_processes_share_the_seeds_of_one_run() {
 
 /// `--extract-dtype bf16` feeds the head from a bf16 copy of the frozen encoder: fine-tuning and
 /// BERT's own predictions are untouched (bit-identical to the f32 run, the CPU backend being
-/// deterministic), the head still learns, and the configuration records the choice.
+/// deterministic), the head still learns, and the configuration records the choice. The same
+/// for `--head-kernel fused`.
 #[test]
-fn bf16_encoder_feeds_the_head_and_leaves_bert_alone() {
+fn bf16_encoder_and_fused_head_leave_bert_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let dir = tmp.path().join(name);
@@ -246,6 +247,31 @@ fn bf16_encoder_feeds_the_head_and_leaves_bert_alone() {
     assert!(
         (bv32 - bv16).abs() <= 0.05,
         "BERTVision {bv32} (f32) vs {bv16} (bf16)"
+    );
+
+    // `--head-kernel fused`: the fused head op (its plain-Burn reference on the CPU) trains the
+    // same head up to the order of sums: BERT untouched, head losses and accuracy alike.
+    let (fused_run, fused_dir) = run("fused", &["--head-kernel", "fused"]);
+    let config = std::fs::read_to_string(fused_dir.join("config.json")).unwrap();
+    assert!(config.contains(r#""path": "fused""#), "{config}");
+    for method in ["bert_extract", "bert_final"] {
+        assert_eq!(
+            f32_run["seeds"][0]["metrics"][method], fused_run["seeds"][0]["metrics"][method],
+            "{method}"
+        );
+    }
+    for part in ["first_tenth", "last_tenth"] {
+        let plain = f32_run["seeds"][0]["head_loss"][part].as_f64().unwrap();
+        let fused = fused_run["seeds"][0]["head_loss"][part].as_f64().unwrap();
+        assert!(
+            (plain - fused).abs() <= 1e-3 * plain.abs(),
+            "head loss {part}: plain {plain}, fused {fused}"
+        );
+    }
+    let bv_fused = metric(&fused_run, "bertvision", "accuracy");
+    assert!(
+        (bv32 - bv_fused).abs() <= 0.02,
+        "BERTVision {bv32} (plain) vs {bv_fused} (fused)"
     );
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bert::Precision;
-use crate::head::{HeadKind, LayerMix};
+use crate::head::{HeadKind, HeadPath, LayerMix};
 use crate::squad::{FeatureConfig, PostprocessConfig};
 use crate::train::OptimizerConfig;
 
@@ -34,6 +34,10 @@ pub struct HeadConfig {
     /// still resume.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub encoder_precision: Precision,
+    /// Plain ops or the fused kernel for the head (training and prediction); left out of
+    /// config.json when plain, like `encoder_precision`.
+    #[serde(default, skip_serializing_if = "HeadPath::is_plain")]
+    pub path: HeadPath,
 }
 
 /// How BERT's and BERTVision's probabilities are combined.

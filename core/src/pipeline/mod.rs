@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use self::batch::{Padding, make_batch};
@@ -214,7 +214,7 @@ fn fresh_task_model<B: Backend>(
 }
 
 /// Runs (or resumes) one seed: fine-tune, head, evaluate, export.
-pub fn run_seed<B: AutodiffBackend>(
+pub fn run_seed<B: crate::TrainBackend>(
     ctx: &RunContext<'_>,
     seed: u64,
     device: &B::Device,
@@ -364,7 +364,8 @@ pub fn run_seed<B: AutodiffBackend>(
                         .map(Tensor::from_inner)
                         .collect();
                     let targets = Targets::<B>::from_inner(targets);
-                    head_loss(head.forward(&states, Tensor::from_inner(mask)), &targets)
+                    let out = head.forward_by(&states, Tensor::from_inner(mask), cfg.head.path);
+                    head_loss(out, &targets)
                 },
             )?;
             let seconds = started.elapsed().as_secs_f64();
@@ -419,7 +420,10 @@ pub fn run_seed<B: AutodiffBackend>(
                 &mut |input| {
                     let mask = input.attention_mask.clone();
                     let (states, task_out) = bert_extract.forward(input);
-                    vec![task_out, head.forward(&states.hidden_states, mask)]
+                    vec![
+                        task_out,
+                        head.forward_by(&states.hidden_states, mask, cfg.head.path),
+                    ]
                 },
             );
             let bv = both.remove(1);
@@ -442,7 +446,7 @@ pub fn run_seed<B: AutodiffBackend>(
                 &mut |input| {
                     let mask = input.attention_mask.clone();
                     let states = head_encoder.forward(input).hidden_states_f32();
-                    vec![head.forward(&states, mask)]
+                    vec![head.forward_by(&states, mask, cfg.head.path)]
                 },
             )
             .remove(0);
