@@ -184,7 +184,23 @@ pub enum HeadOutput<B: Backend> {
 /// Logit given to padding positions of span outputs, so neither the loss nor decoding sees them.
 const PADDING_LOGIT: f32 = -10_000.0;
 
+/// Mean over real tokens: `[batch, seq, width]` → `[batch, width]` (padding ignored).
+fn masked_mean<B: Backend>(x: Tensor<B, 3>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let [batch, seq, width] = x.dims();
+    let mask = attention_mask.float().reshape([batch, seq, 1]);
+    let count = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
+    (x * mask).sum_dim(1).div(count).reshape([batch, width])
+}
+
 impl<B: Backend> HeadOutput<B> {
+    /// Span output from per-token `[batch, seq, 2]` logits (start, end).
+    fn span_from_logits(logits: Tensor<B, 3>, attention_mask: Tensor<B, 2, Int>) -> Self {
+        let [batch, seq, _] = logits.dims();
+        let start = logits.clone().narrow(2, 0, 1).reshape([batch, seq]);
+        let end = logits.narrow(2, 1, 1).reshape([batch, seq]);
+        Self::span_masked(start, end, attention_mask)
+    }
+
     /// Span logits with padding positions pushed to [`PADDING_LOGIT`].
     pub fn span_masked(
         start: Tensor<B, 2>,
@@ -318,22 +334,13 @@ impl<B: AdapterHeadBackend> AdapterPooler<B> {
         let [batch, seq, width] = features.dims();
         match self.kind {
             HeadKind::Span => {
-                let logits = self.head.forward(features); // [b, s, 2]
-                let start = logits.clone().narrow(2, 0, 1).reshape([batch, seq]);
-                let end = logits.narrow(2, 1, 1).reshape([batch, seq]);
-                HeadOutput::span_masked(start, end, attention_mask)
+                HeadOutput::span_from_logits(self.head.forward(features), attention_mask)
             }
             HeadKind::Flatten => {
                 HeadOutput::Logits(self.head.forward(features.reshape([batch, seq * width])))
             }
             HeadKind::MaskedMean => {
-                let mask = attention_mask.float().reshape([batch, seq, 1]);
-                let count = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
-                let pooled = (features * mask)
-                    .sum_dim(1)
-                    .div(count)
-                    .reshape([batch, width]);
-                HeadOutput::Logits(self.head.forward(pooled))
+                HeadOutput::Logits(self.head.forward(masked_mean(features, attention_mask)))
             }
         }
     }
@@ -352,23 +359,14 @@ impl<B: AdapterHeadBackend> AdapterPooler<B> {
         };
         match self.kind {
             HeadKind::Span => {
-                let logits =
-                    bias(per_token.reshape([batch * seq, outputs])).reshape([batch, seq, outputs]);
-                let start = logits.clone().narrow(2, 0, 1).reshape([batch, seq]);
-                let end = logits.narrow(2, 1, 1).reshape([batch, seq]);
-                HeadOutput::span_masked(start, end, attention_mask)
+                let logits = bias(per_token.reshape([batch * seq, outputs]));
+                HeadOutput::span_from_logits(logits.reshape([batch, seq, outputs]), attention_mask)
             }
             HeadKind::Flatten => {
                 HeadOutput::Logits(bias(per_token.sum_dim(1).reshape([batch, outputs])))
             }
             HeadKind::MaskedMean => {
-                let mask = attention_mask.float().reshape([batch, seq, 1]);
-                let count = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
-                let pooled = (per_token * mask)
-                    .sum_dim(1)
-                    .div(count)
-                    .reshape([batch, outputs]);
-                HeadOutput::Logits(bias(pooled))
+                HeadOutput::Logits(bias(masked_mean(per_token, attention_mask)))
             }
         }
     }

@@ -143,43 +143,44 @@ mod fusion {
     type Handles<B> =
         HandleContainer<<<B as FusionBackend>::FusionRuntime as FusionRuntime>::FusionHandle>;
 
-    #[derive(Clone, Debug)]
-    struct ForwardOp<B> {
-        desc: CustomOpIr,
-        _backend: core::marker::PhantomData<B>,
-    }
-
-    impl<B: FusionBackend + AdapterHeadBackend> Operation<B::FusionRuntime> for ForwardOp<B> {
-        fn execute(&self, handles: &mut Handles<B>) {
-            let ([f, w, b, h], [out]) = self.desc.as_fixed();
-            let result = B::adapter_head_forward(
-                handles.get_float_tensor::<B>(f),
-                handles.get_float_tensor::<B>(w),
-                handles.get_float_tensor::<B>(b),
-                handles.get_float_tensor::<B>(h),
-            );
-            handles.register_float_tensor::<B>(&out.id, result);
-        }
+    /// The two ops as recorded in the fusion stream; run by the inner backend when it executes.
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        /// Inputs: features, adapter weight, adapter bias, head weight. Output: the per-token product.
+        Forward,
+        /// Inputs: the same and the output gradient. Outputs: activations, GELU-input gradient.
+        Recompute,
     }
 
     #[derive(Clone, Debug)]
-    struct RecomputeOp<B> {
+    struct HeadOp<B> {
         desc: CustomOpIr,
+        kind: Kind,
         _backend: core::marker::PhantomData<B>,
     }
 
-    impl<B: FusionBackend + AdapterHeadBackend> Operation<B::FusionRuntime> for RecomputeOp<B> {
+    impl<B: FusionBackend + AdapterHeadBackend> Operation<B::FusionRuntime> for HeadOp<B> {
         fn execute(&self, handles: &mut Handles<B>) {
-            let ([f, w, b, h, g], [act, grad]) = self.desc.as_fixed();
-            let (activations, grad_pre) = B::adapter_head_recompute(
-                handles.get_float_tensor::<B>(f),
-                handles.get_float_tensor::<B>(w),
-                handles.get_float_tensor::<B>(b),
-                handles.get_float_tensor::<B>(h),
-                handles.get_float_tensor::<B>(g),
-            );
-            handles.register_float_tensor::<B>(&act.id, activations);
-            handles.register_float_tensor::<B>(&grad.id, grad_pre);
+            let inputs: Vec<_> = self
+                .desc
+                .inputs
+                .iter()
+                .map(|t| handles.get_float_tensor::<B>(t))
+                .collect();
+            let outputs = match (self.kind, <[_; 5]>::try_from(inputs)) {
+                (Kind::Recompute, Ok([f, w, b, h, g])) => {
+                    let (activations, grad_pre) = B::adapter_head_recompute(f, w, b, h, g);
+                    vec![activations, grad_pre]
+                }
+                (Kind::Forward, Err(inputs)) => {
+                    let [f, w, b, h] = <[_; 4]>::try_from(inputs).expect("four inputs");
+                    vec![B::adapter_head_forward(f, w, b, h)]
+                }
+                _ => unreachable!("inputs recorded by this module"),
+            };
+            for (ir, tensor) in self.desc.outputs.iter().zip(outputs) {
+                handles.register_float_tensor::<B>(&ir.id, tensor);
+            }
         }
     }
 
@@ -218,8 +219,9 @@ mod fusion {
                 .register(
                     streams,
                     OperationIr::Custom(desc.clone()),
-                    ForwardOp::<B> {
+                    HeadOp::<B> {
                         desc,
+                        kind: Kind::Forward,
                         _backend: core::marker::PhantomData,
                     },
                 )
@@ -264,8 +266,9 @@ mod fusion {
                 .register(
                     streams,
                     OperationIr::Custom(desc.clone()),
-                    RecomputeOp::<B> {
+                    HeadOp::<B> {
                         desc,
+                        kind: Kind::Recompute,
                         _backend: core::marker::PhantomData,
                     },
                 )
