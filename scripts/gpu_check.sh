@@ -9,8 +9,9 @@
 #      6 eval), 3 seeds: three processes per task share one run folder (each claims a seed), all
 #      tasks at once, so kernel compilation (CPU-bound) spreads over the cores. Beside it, encode
 #      parity: CUDA f32 and bf16 against CPU and transformers.
-#   C. With the time left: bf16 extraction rows, RTE with the head fed by a bf16 encoder, a
-#      learning-rate sweep for minilm-l6, bert-base shapes, a per-kernel profile.
+#   C. With the time left: bf16 extraction rows, RTE with the head fed by a bf16 encoder and RTE
+#      with the fused head kernel, a learning-rate sweep for minilm-l6, bert-base shapes, a
+#      per-kernel profile. (Stage A's bench has the fused head rows, `head_step*_fused`.)
 #
 # Environment: GPU_BUDGET_S (seconds the script may take, default 520), GPU_COLD=1 (no kept
 # autotune results), GPU_TABLE_TASKS (stage B's tasks; "" skips stage B).
@@ -168,9 +169,22 @@ try_slot() {  # name, seconds, cwd, command...
 }
 try_slot bench-rust-minilm-bf16 50 "$QUIET" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128,384 \
     --batch 32 --repeats 10 --warmup 3 --extract-dtype bf16 --out "$OUT/bench/rust-minilm-bf16.json"
-try_slot run-RTE-bf16 150 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
-    --extract-dtype bf16 --out /tmp/runs/RTE-bf16
-mkdir -p "$OUT/runs/RTE-bf16" && cp /tmp/runs/RTE-bf16/results.json /tmp/runs/RTE-bf16/report.md "$OUT/runs/RTE-bf16/" 2>/dev/null
+# RTE twice at once: the head fed by a bf16 encoder, and the head as the fused CubeCL kernel
+# (`--head-kernel fused`); compare both with stage B's RTE (f32, plain head).
+if [ "$(left)" -gt 160 ]; then
+    slot run-RTE-bf16 150 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
+        --extract-dtype bf16 --out /tmp/runs/RTE-bf16
+    BF16_PID=$PID
+    slot run-RTE-fused 150 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
+        --head-kernel fused --out /tmp/runs/RTE-fused
+    finish run-RTE-bf16 "$BF16_PID"
+    finish run-RTE-fused "$PID"
+    for run in RTE-bf16 RTE-fused; do
+        mkdir -p "$OUT/runs/$run" && cp /tmp/runs/$run/results.json /tmp/runs/$run/report.md "$OUT/runs/$run/" 2>/dev/null
+    done
+else
+    mark "RTE bf16 / fused runs skipped (no time)"
+fi
 # The learning rate for a 6-layer model, by measurement: RTE, MRPC and STS-B at 5e-5 and 2e-4
 # (seed 1; compare with seed 1 of stage B's 1e-4 runs), one process each, all at once.
 if [ "$(left)" -gt 130 ]; then
