@@ -46,8 +46,8 @@ pub mod reference;
 /// A backend that can run the fused AdapterPooler head. The provided methods are the plain-Burn
 /// reference; GPU backends override them.
 pub trait AdapterHeadBackend: Backend {
-    /// Whether this backend runs the CubeCL kernels; callers keep their own plain path (and
-    /// its exact numbers) where it does not.
+    /// Whether this backend runs the CubeCL kernels (else the op is the plain-Burn reference);
+    /// reported by `bench` beside its fused rows.
     const HAS_KERNEL: bool = false;
 
     /// Per-token head output `[tokens, classes]`; shapes as in [`adapter_head`].
