@@ -216,33 +216,6 @@ impl<B: Backend> HeadOutput<B> {
 }
 
 impl<B: AdapterHeadBackend> AdapterPooler<B> {
-    /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
-    pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
-        let mixed;
-        let layers: &[Tensor<B, 3>] = match (&self.mix_weights, &self.mix_gamma) {
-            (Some(w), Some(gamma)) => {
-                let weights = softmax(w.val(), 0);
-                let stacked: Tensor<B, 4> = Tensor::stack(hidden_states.to_vec(), 0); // [L, b, s, h]
-                let l = hidden_states.len();
-                let sum = (stacked * weights.reshape([l, 1, 1, 1]))
-                    .sum_dim(0)
-                    .squeeze_dim::<3>(0);
-                mixed = [sum * gamma.val().reshape([1, 1, 1])];
-                &mixed
-            }
-            _ => hidden_states,
-        };
-        let mut parts: Vec<Tensor<B, 3>> = layers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| gelu(self.adapter[i.min(self.adapter.len() - 1)].forward(h.clone())))
-            .collect();
-        if self.skip_last_layer {
-            parts.push(hidden_states.last().expect("hidden states").clone());
-        }
-        Tensor::cat(parts, 2)
-    }
-
     /// The head's output per token before its bias, `[batch, seq, outputs]`, through the fused
     /// op of `bertvision-shaders` (a CubeCL kernel on GPU backends): the `[batch, seq, layers,
     /// A]` adapter activations are never stored. `None` for the Tenney mix (its mixed layer is
@@ -373,6 +346,33 @@ impl<B: AdapterHeadBackend> AdapterPooler<B> {
 }
 
 impl<B: Backend> AdapterPooler<B> {
+    /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
+    pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
+        let mixed;
+        let layers: &[Tensor<B, 3>] = match (&self.mix_weights, &self.mix_gamma) {
+            (Some(w), Some(gamma)) => {
+                let weights = softmax(w.val(), 0);
+                let stacked: Tensor<B, 4> = Tensor::stack(hidden_states.to_vec(), 0); // [L, b, s, h]
+                let l = hidden_states.len();
+                let sum = (stacked * weights.reshape([l, 1, 1, 1]))
+                    .sum_dim(0)
+                    .squeeze_dim::<3>(0);
+                mixed = [sum * gamma.val().reshape([1, 1, 1])];
+                &mixed
+            }
+            _ => hidden_states,
+        };
+        let mut parts: Vec<Tensor<B, 3>> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| gelu(self.adapter[i.min(self.adapter.len() - 1)].forward(h.clone())))
+            .collect();
+        if self.skip_last_layer {
+            parts.push(hidden_states.last().expect("hidden states").clone());
+        }
+        Tensor::cat(parts, 2)
+    }
+
     /// The Tenney mix's layer weights (softmax), when the head has them.
     pub fn layer_weights(&self) -> Option<Tensor<B, 1>> {
         self.mix_weights.as_ref().map(|w| softmax(w.val(), 0))
@@ -548,8 +548,8 @@ mod tests {
     /// The fused path (here the shaders crate's reference, with its own backward) against the
     /// plain one, for every head kind and switch: outputs and every parameter's gradient.
     /// On Flex: NdArray (and Burn's CubeCL backends) differentiate GELU with the tanh
-    /// approximation's derivative (Burn 0.21's default `gelu_backward`), 3e-4 off the exact
-    /// one that Flex and the fused op use.
+    /// approximation's derivative (Burn 0.21's default `gelu_backward`): 2.5e-4 to 7.4e-4 off
+    /// the exact one that Flex and the fused op use, in this test's cases.
     #[test]
     fn fused_path_matches_the_plain_path_with_gradients() {
         type AD = burn::backend::Autodiff<burn::backend::Flex>;

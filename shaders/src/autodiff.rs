@@ -7,10 +7,10 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::Tensor;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::{AdapterHeadBackend, reference};
+use crate::{AdapterHeadBackend, float, reference};
 
 /// The four inputs, kept as they came (the features are the frozen encoder's output, alive for
 /// the step anyway; the weights are small).
@@ -61,10 +61,6 @@ impl<B: AdapterHeadBackend> Backward<B, 4> for AdapterHeadBackward {
             }
         }
     }
-}
-
-fn float<B: burn::tensor::backend::Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 impl<B: AdapterHeadBackend, C: CheckpointStrategy> AdapterHeadBackend for Autodiff<B, C> {

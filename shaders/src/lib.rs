@@ -89,7 +89,8 @@ pub trait AdapterHeadBackend: Backend {
     }
 }
 
-fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+/// A float primitive as a tensor (the ops take primitives, the reference takes tensors).
+pub(crate) fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
@@ -105,13 +106,13 @@ impl std::fmt::Display for ShapeError {
 
 impl std::error::Error for ShapeError {}
 
-/// Checks the shapes [`adapter_head`] takes; returns `(tokens, layers, hidden, adapter, classes)`.
+/// Checks the shapes [`adapter_head`] takes.
 pub fn check_shapes(
     features: [usize; 3],
     adapter_weight: [usize; 3],
     adapter_bias: [usize; 2],
     head_weight: [usize; 3],
-) -> Result<(usize, usize, usize, usize, usize), ShapeError> {
+) -> Result<(), ShapeError> {
     let [tokens, layers, hidden] = features;
     let [adapters, w_hidden, adapter] = adapter_weight;
     let [positions, head_in, classes] = head_weight;
@@ -143,7 +144,7 @@ pub fn check_shapes(
     };
     match problem {
         Some(p) => Err(ShapeError(p)),
-        None => Ok((tokens, layers, hidden, adapter, classes)),
+        None => Ok(()),
     }
 }
 

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 
-/// `gelu(features · adapter_weight + adapter_bias)` before the GELU: `[tokens, layers, A]`.
+/// The GELU's input, `features · adapter_weight + adapter_bias`: `[tokens, layers, A]`.
 pub fn pre_activation<B: Backend>(
     features: Tensor<B, 3>,
     adapter_weight: Tensor<B, 3>,
