@@ -13,8 +13,10 @@ def main():
           f" {'first call Rust / PyTorch (s)':>30}")
     theirs = {(r["measure"], r["seq_len"]): r for r in torch_["rows"]}
     for r in rust["rows"]:
-        # The `_fused` rows (the fused AdapterPooler kernel) are compared with PyTorch's head steps.
-        t = theirs.get((r["measure"].removesuffix("_fused"), r["seq_len"]))
+        # Variant rows are compared with PyTorch's plain ones: `_fused` (the fused AdapterPooler
+        # kernel) with its head steps, `_fused_attention` (Burn's attention kernel) with extract.
+        base = r["measure"].removesuffix("_fused_attention").removesuffix("_fused")
+        t = theirs.get((base, r["seq_len"]))
         if t is None:
             continue
         ratio = r["sequences_per_second"] / t["sequences_per_second"]

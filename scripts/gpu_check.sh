@@ -10,8 +10,9 @@
 #      tasks at once, so kernel compilation (CPU-bound) spreads over the cores. Beside it, encode
 #      parity: CUDA f32 and bf16 against CPU and transformers.
 #   C. With the time left: bf16 extraction rows, RTE with the head fed by a bf16 encoder and RTE
-#      with the fused head kernel, a learning-rate sweep for minilm-l6, bert-base shapes, a
-#      per-kernel profile. (Stage A's bench has the fused head rows, `head_step*_fused`.)
+#      with the fused head kernel and fused attention, a learning-rate sweep for minilm-l6,
+#      bert-base shapes, a per-kernel profile. (Stage A's bench has the fused head rows, `head_step*_fused`, and the
+#      fused-attention extraction row, `extract_fused_attention`.)
 #
 # Environment: GPU_BUDGET_S (seconds the script may take, default 520), GPU_COLD=1 (no kept
 # autotune results), GPU_TABLE_TASKS (stage B's tasks; "" skips stage B).
@@ -170,13 +171,17 @@ try_slot() {  # name, seconds, cwd, command...
 try_slot bench-rust-minilm-bf16 50 "$QUIET" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128,384 \
     --batch 32 --repeats 10 --warmup 3 --extract-dtype bf16 --out "$OUT/bench/rust-minilm-bf16.json"
 # RTE twice at once: the head fed by a bf16 encoder, and the head as the fused CubeCL kernel
-# (`--head-kernel fused`); compare both with stage B's RTE (f32, plain head).
+# (`--head-kernel fused`) with the encoder's attention as Burn's fused kernel where no gradient
+# flows (`--attention fused`); compare both with stage B's RTE (f32, plain head, explicit
+# attention). Fine-tuning runs the same code in all three, so BERT's dev metrics in RTE-fused
+# should match stage B's up to GPU run-to-run noise; a padding mask read wrongly by the
+# attention kernel (padded to 128 tokens) would move them far more.
 if [ "$(left)" -gt 160 ]; then
     slot run-RTE-bf16 150 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
         --extract-dtype bf16 --out /tmp/runs/RTE-bf16
     BF16_PID=$PID
     slot run-RTE-fused 150 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
-        --head-kernel fused --out /tmp/runs/RTE-fused
+        --head-kernel fused --attention fused --out /tmp/runs/RTE-fused
     finish run-RTE-bf16 "$BF16_PID"
     finish run-RTE-fused "$PID"
     for run in RTE-bf16 RTE-fused; do

@@ -36,6 +36,36 @@ impl DeviceArg {
     }
 }
 
+/// How the encoder's attention runs where no gradient flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttentionArg {
+    /// Scores, padding bias, softmax and the value product as separate tensor ops.
+    Explicit,
+    /// The backend's own attention kernel (Flex: one pass per sequence and head; CubeCL: an
+    /// autotuned flash kernel).
+    Fused,
+}
+
+impl AttentionArg {
+    pub fn kernel(self) -> bertvision_core::bert::AttentionKernel {
+        use bertvision_core::bert::AttentionKernel;
+        match self {
+            AttentionArg::Explicit => AttentionKernel::Explicit,
+            AttentionArg::Fused => AttentionKernel::Fused,
+        }
+    }
+
+    /// Fused where it was measured faster and checked against transformers (Flex: 1.45x the
+    /// encoder's speed at 384 tokens, README "Speed"); the explicit ops elsewhere until the
+    /// fused kernel is measured there.
+    pub fn default_for(device: DeviceArg) -> Self {
+        match device {
+            DeviceArg::Cpu => AttentionArg::Fused,
+            DeviceArg::Ndarray | DeviceArg::Cuda | DeviceArg::Wgpu => AttentionArg::Explicit,
+        }
+    }
+}
+
 /// The float type the encoder's weights and activations are kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,16 +2,18 @@
 //! `benchmarks/torch_bench.py` measures PyTorch — same shapes, warm-up excluded, the device
 //! synchronised before each clock read, the median of repeats — and written as JSON.
 //!
-//! Rows: (a) `extract` — a forward pass returning every hidden state; (b) `finetune_step` — BERT
+//! Rows: (a) `extract` — a forward pass returning every hidden state, attention as separate ops,
+//! and `extract_fused_attention`, with the backend's attention kernel; (b) `finetune_step` — BERT
 //! with a classification head, forward + backward + AdamW; (c) `head_step_streamed` — the frozen
-//! encoder's forward (no graph) feeding an AdapterPooler step, as `run` trains it; (c') `head_step`
-//! — the AdapterPooler step alone on hidden states already computed.
+//! encoder's forward (no graph, `run`'s attention default for the device) feeding an AdapterPooler
+//! step, as `run` trains it; (c') `head_step` — the AdapterPooler step alone on hidden states
+//! already computed. `_fused` rows: the same with the fused AdapterPooler op.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use bertvision_core::bert::{Bert, BertConfig, BertInput};
+use bertvision_core::bert::{AttentionKernel, Bert, BertConfig, BertInput};
 use bertvision_core::fsutil::write_atomic;
 use bertvision_core::head::{AdapterPoolerConfig, HeadKind, HeadPath, LayerMix};
 use bertvision_core::models::ModelDir;
@@ -34,7 +36,34 @@ pub struct BenchRequest<'a> {
     pub device: crate::backend::DeviceArg,
     /// The frozen encoder's float type (extraction and streamed-head rows).
     pub extract_dtype: crate::backend::DtypeArg,
+    /// Only these rows; empty = all.
+    pub rows: &'a [String],
     pub out: Option<&'a Path>,
+}
+
+/// Every row `bench` measures, in order.
+pub const ROWS: [&str; 7] = [
+    "extract",
+    "extract_fused_attention",
+    "finetune_step",
+    "head_step_streamed",
+    "head_step_streamed_fused",
+    "head_step",
+    "head_step_fused",
+];
+
+/// `--rows` names rows that exist.
+pub fn check_rows(rows: &[String]) -> Result<()> {
+    match rows.iter().find(|r| !ROWS.contains(&r.as_str())) {
+        Some(r) => bail!("--rows {r}: no such row (rows: {})", ROWS.join(", ")),
+        None => Ok(()),
+    }
+}
+
+impl BenchRequest<'_> {
+    fn wants(&self, measure: &str) -> bool {
+        self.rows.is_empty() || self.rows.iter().any(|r| r == measure)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -189,9 +218,12 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             &device,
         ))
     };
+    // The streamed rows use `run`'s attention default for the device, as `run` would.
+    let streamed_attention = crate::backend::AttentionArg::default_for(req.device).kernel();
     let frozen = bert
         .valid()
-        .with_float_dtype(req.extract_dtype.float_dtype());
+        .with_float_dtype(req.extract_dtype.float_dtype())
+        .with_attention_kernel(streamed_attention);
     for &seq in req.seq_lens {
         let mut record = |measure: &'static str, t: Timing| {
             let row = Row {
@@ -211,32 +243,43 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             rows.push(row);
         };
 
-        // (a) extraction: every hidden state, no graph.
+        // (a) extraction: every hidden state, no graph; attention as separate ops and as the
+        // backend's fused attention (`run --attention`).
         let x = input::<B::InnerBackend>(n, seq, config.vocab_size, &device);
-        record(
-            "extract",
-            time_median::<B::InnerBackend>(&device, req.warmup, req.repeats, || {
-                let out = frozen.forward(x.clone());
-                drop(out.hidden_states);
-            })?,
-        );
+        for (measure, kernel) in [
+            ("extract", AttentionKernel::Explicit),
+            ("extract_fused_attention", AttentionKernel::Fused),
+        ] {
+            if !req.wants(measure) {
+                continue;
+            }
+            let frozen = frozen.clone().with_attention_kernel(kernel);
+            record(
+                measure,
+                time_median::<B::InnerBackend>(&device, req.warmup, req.repeats, || {
+                    let out = frozen.forward(x.clone());
+                    drop(out.hidden_states);
+                })?,
+            );
+        }
 
         // (b) one fine-tuning step.
-        let mut model = Some(BertTaskModel::new(bert.clone(), &config, 2, false, &device));
-        let mut optim =
-            TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
-        let xa = input::<B>(n, seq, config.vocab_size, &device);
-        record(
-            "finetune_step",
-            time_median::<B>(&device, req.warmup, req.repeats, || {
-                let m = model.take().expect("model");
-                let (_, out) = m.forward(xa.clone());
-                let loss = head_loss(out, &targets());
-                let (m, _) = optim.step(1e-5, m, loss);
-                model = Some(m);
-            })?,
-        );
-        drop(model);
+        if req.wants("finetune_step") {
+            let mut model = Some(BertTaskModel::new(bert.clone(), &config, 2, false, &device));
+            let mut optim =
+                TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
+            let xa = input::<B>(n, seq, config.vocab_size, &device);
+            record(
+                "finetune_step",
+                time_median::<B>(&device, req.warmup, req.repeats, || {
+                    let m = model.take().expect("model");
+                    let (_, out) = m.forward(xa.clone());
+                    let loss = head_loss(out, &targets());
+                    let (m, _) = optim.step(1e-5, m, loss);
+                    model = Some(m);
+                })?,
+            );
+        }
 
         // (c) AdapterPooler steps: streamed from the frozen encoder, and on ready features.
         let mut head = Some(head_config.init::<B>(&device));
@@ -253,6 +296,9 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             ("head_step_streamed", HeadPath::Plain),
             ("head_step_streamed_fused", HeadPath::Fused),
         ] {
+            if !req.wants(measure) {
+                continue;
+            }
             record(
                 measure,
                 time_median::<B>(&device, req.warmup, req.repeats, || {
@@ -266,6 +312,9 @@ pub fn bench<B: bertvision_core::TrainBackend>(
                 })?,
             );
         }
+        if !(req.wants("head_step") || req.wants("head_step_fused")) {
+            continue;
+        }
         let ready: Vec<Tensor<B, 3>> = frozen
             .forward(x.clone())
             .hidden_states_f32()
@@ -276,6 +325,9 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             ("head_step", HeadPath::Plain),
             ("head_step_fused", HeadPath::Fused),
         ] {
+            if !req.wants(measure) {
+                continue;
+            }
             record(
                 measure,
                 time_median::<B>(&device, req.warmup, req.repeats, || {
@@ -300,6 +352,8 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             ),
         },
         "batch": req.batch,
+        // `extract` uses the explicit ops, `extract_fused_attention` Burn's attention kernel.
+        "streamed_rows_attention": streamed_attention.name(),
         "repeats": req.repeats,
         "warmup": req.warmup,
         "head": {

@@ -128,6 +128,11 @@ pub struct RunArgs {
     /// order of sums.
     #[arg(long, value_enum, default_value = "plain")]
     pub head_kernel: HeadKernelArg,
+    /// The encoder's attention where no gradient flows (evaluation, the frozen encoder feeding
+    /// the head); fine-tuning always uses the explicit ops, which carry attention dropout.
+    /// Default: fused on `--device cpu`, explicit elsewhere.
+    #[arg(long, value_enum)]
+    pub attention: Option<crate::backend::AttentionArg>,
 
     /// Ensemble rules of BERT and BERTVision probabilities.
     #[arg(long, value_delimiter = ',', default_value = "max,mean")]
@@ -300,6 +305,10 @@ fn configure(
         checkpoint_every: args.checkpoint_every,
         limit_train: args.limit_train,
         limit_eval: args.limit_eval,
+        attention: args
+            .attention
+            .unwrap_or(crate::backend::AttentionArg::default_for(args.device))
+            .kernel(),
         eval_articles: args.eval_articles,
         squad_features: FeatureConfig {
             max_len,

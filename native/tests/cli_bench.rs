@@ -29,6 +29,7 @@ fn bench_writes_every_measure_with_positive_timings() {
     for seq in [16, 32] {
         for m in [
             "extract",
+            "extract_fused_attention",
             "finetune_step",
             "head_step_streamed",
             "head_step_streamed_fused",
@@ -64,7 +65,7 @@ fn bench_writes_every_measure_with_positive_timings() {
         "{}",
         bf16["dtype"]
     );
-    assert_eq!(bf16["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(bf16["rows"].as_array().unwrap().len(), 7);
     // A length past the model's positions is one clear error.
     let too_long = Command::new(env!("CARGO_BIN_EXE_bertvision"))
         .args(["bench", "--model", "splade-tiny", "--seq-lens", "4096"])
@@ -74,6 +75,41 @@ fn bench_writes_every_measure_with_positive_timings() {
     assert_eq!(too_long.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("4096") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+
+    // `--rows` measures only the rows named; a name that is not a row is one clear error.
+    let some_out = dir.path().join("bench-rows.json");
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_bertvision"))
+            .args(["bench", "--model", "splade-tiny", "--seq-lens", "16"])
+            .args(["--batch", "2", "--repeats", "1", "--warmup", "1"])
+            .args(["--rows", "extract_fused_attention,head_step", "--out"])
+            .arg(&some_out),
+    );
+    let some: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&some_out).unwrap()).unwrap();
+    let measured: Vec<&str> = some["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["measure"].as_str().unwrap())
+        .collect();
+    assert_eq!(measured, ["extract_fused_attention", "head_step"]);
+    let bad = Command::new(env!("CARGO_BIN_EXE_bertvision"))
+        .args([
+            "bench",
+            "--model",
+            "splade-tiny",
+            "--rows",
+            "extract,warp_drive",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warp_drive") && stderr.trim().lines().count() == 1,
         "{stderr}"
     );
 }

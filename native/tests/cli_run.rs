@@ -207,9 +207,9 @@ fn two_processes_share_the_seeds_of_one_run() {
 /// `--extract-dtype bf16` feeds the head from a bf16 copy of the frozen encoder: fine-tuning and
 /// BERT's own predictions are untouched (bit-identical to the f32 run, the CPU backend being
 /// deterministic), the head still learns, and the configuration records the choice. The same
-/// for `--head-kernel fused`.
+/// for `--head-kernel fused`, and for `--attention explicit` against the CPU default (fused).
 #[test]
-fn bf16_encoder_and_fused_head_leave_bert_alone() {
+fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let dir = tmp.path().join(name);
@@ -221,7 +221,9 @@ fn bf16_encoder_and_fused_head_leave_bert_alone() {
         args.extend(extra.iter().map(|s| s.to_string()));
         (run_to_end(&args), dir)
     };
-    let (f32_run, _) = run("f32", &[]);
+    let (f32_run, f32_dir) = run("f32", &[]);
+    let config = std::fs::read_to_string(f32_dir.join("config.json")).unwrap();
+    assert!(config.contains(r#""attention": "fused""#), "{config}");
     let (bf16_run, bf16_dir) = run("bf16", &["--extract-dtype", "bf16"]);
     let config = std::fs::read_to_string(bf16_dir.join("config.json")).unwrap();
     assert!(
@@ -273,6 +275,37 @@ fn bf16_encoder_and_fused_head_leave_bert_alone() {
         (bv32 - bv_fused).abs() <= 0.02,
         "BERTVision {bv32} (plain) vs {bv_fused} (fused)"
     );
+
+    // `--attention explicit` (the CPU default is Burn's fused attention where no gradient flows):
+    // fine-tuning is the same program, bit for bit; evaluation and the frozen encoder differ by
+    // float rounding only.
+    let (explicit_run, explicit_dir) = run("explicit", &["--attention", "explicit"]);
+    let config = std::fs::read_to_string(explicit_dir.join("config.json")).unwrap();
+    assert!(!config.contains(r#""attention""#), "{config}");
+    assert_eq!(
+        f32_run["seeds"][0]["finetune_loss"],
+        explicit_run["seeds"][0]["finetune_loss"]
+    );
+    for part in ["first_tenth", "last_tenth"] {
+        let fused = f32_run["seeds"][0]["head_loss"][part].as_f64().unwrap();
+        let explicit = explicit_run["seeds"][0]["head_loss"][part]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (fused - explicit).abs() <= 1e-4 * explicit.abs(),
+            "head loss {part}: fused attention {fused}, explicit {explicit}"
+        );
+    }
+    for method in ["bert_extract", "bert_final", "bertvision"] {
+        let (fused, explicit) = (
+            metric(&f32_run, method, "accuracy"),
+            metric(&explicit_run, method, "accuracy"),
+        );
+        assert!(
+            (fused - explicit).abs() <= 0.02,
+            "{method}: {fused} (fused attention) vs {explicit} (explicit)"
+        );
+    }
 }
 
 #[test]

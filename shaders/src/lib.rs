@@ -35,6 +35,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
+pub mod attention;
 #[cfg(feature = "autodiff")]
 mod autodiff;
 #[cfg(feature = "cubecl")]
@@ -45,7 +46,10 @@ pub mod reference;
 
 /// A backend that can run the fused AdapterPooler head. The provided methods are the plain-Burn
 /// reference; GPU backends override them.
-pub trait AdapterHeadBackend: Backend {
+///
+/// Every such backend also says how Burn's attention wants its padding mask
+/// ([`attention::FusedAttentionBackend`]), so one bound covers both.
+pub trait AdapterHeadBackend: attention::FusedAttentionBackend {
     /// Whether this backend runs the CubeCL kernels (else the op is the plain-Burn reference);
     /// reported by `bench` beside its fused rows.
     const HAS_KERNEL: bool = false;

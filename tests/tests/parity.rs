@@ -6,8 +6,10 @@
 //! The bf16 encoder (weights and activations in bf16, as a frozen GPU encoder runs) is checked on
 //! the CPU `Flex` backend against the same f32 references with its own, looser tolerance.
 
+use bertvision_core::bert::AttentionKernel;
 use bertvision_core::pretrained::Pretrained;
 use bertvision_core::tokenize::{Encoded, TokenBatch};
+use bertvision_shaders::attention::FusedAttentionBackend;
 use bertvision_tests::{fixture, model_dir};
 use burn::backend::{Flex, NdArray};
 use burn::tensor::backend::Backend;
@@ -94,15 +96,28 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 }
 
 fn check_model(name: &str) -> f32 {
-    check_model_on::<NdArray<f32>>(name, FloatDType::F32, Tolerance::Absolute(TOLERANCE))
+    check_model_on::<NdArray<f32>>(
+        name,
+        FloatDType::F32,
+        AttentionKernel::Explicit,
+        Tolerance::Absolute(TOLERANCE),
+    )
 }
 
-/// Runs every fixture case of `model` with the encoder's weights in `dtype`; returns the worst
-/// error seen.
-fn check_model_on<B: Backend>(name: &str, dtype: FloatDType, tolerance: Tolerance) -> f32 {
+/// Runs every fixture case of `model` with the encoder's weights in `dtype` and its attention
+/// computed by `kernel`; returns the worst error seen.
+fn check_model_on<B: FusedAttentionBackend>(
+    name: &str,
+    dtype: FloatDType,
+    kernel: AttentionKernel,
+    tolerance: Tolerance,
+) -> f32 {
     let device = Default::default();
     let mut model = Pretrained::<B>::load(&model_dir(name), &device).unwrap();
-    model.bert = model.bert.with_float_dtype(dtype);
+    model.bert = model
+        .bert
+        .with_float_dtype(dtype)
+        .with_attention_kernel(kernel);
     let fx = Fixture::load(name);
     let mut worst = 0.0f32;
     for case in fx.meta["cases"].as_array().unwrap() {
@@ -162,7 +177,7 @@ fn check_model_on<B: Backend>(name: &str, dtype: FloatDType, tolerance: Toleranc
         let (err, ok) = tolerance.error(&to_vec(ours), &reference);
         assert!(
             ok,
-            "{name}/{key} ({dtype:?}): hidden states differ by {err} ({tolerance:?})"
+            "{name}/{key} ({dtype:?}, {kernel:?}): hidden states differ by {err} ({tolerance:?})"
         );
         worst = worst.max(err);
         if let Some((_, pooled)) = fx.f32s(&format!("{key}.pooled")) {
@@ -172,12 +187,15 @@ fn check_model_on<B: Backend>(name: &str, dtype: FloatDType, tolerance: Toleranc
             );
             assert!(
                 ok,
-                "{name}/{key} ({dtype:?}): pooled output differs by {err} ({tolerance:?})"
+                "{name}/{key} ({dtype:?}, {kernel:?}): pooled output differs by {err} ({tolerance:?})"
             );
             worst = worst.max(err);
         }
     }
-    println!("{name} ({dtype:?}): worst error over all cases {worst:e} ({tolerance:?})");
+    println!(
+        "{name} ({dtype:?}, {kernel:?} attention on {}): worst error over all cases {worst:e} ({tolerance:?})",
+        std::any::type_name::<B>()
+    );
     worst
 }
 
@@ -195,10 +213,24 @@ fn splade_tiny_matches_transformers() {
 #[test]
 fn bf16_encoders_stay_close_to_transformers() {
     for name in ["splade-tiny", "minilm-l6"] {
-        check_model_on::<Flex>(
-            name,
-            FloatDType::BF16,
-            Tolerance::Relative(BF16_RELATIVE_TOLERANCE),
-        );
+        for kernel in [AttentionKernel::Explicit, AttentionKernel::Fused] {
+            check_model_on::<Flex>(
+                name,
+                FloatDType::BF16,
+                kernel,
+                Tolerance::Relative(BF16_RELATIVE_TOLERANCE),
+            );
+        }
+    }
+}
+
+/// The backends' own attention (`--attention fused`, the CPU default of `run`), with the padding
+/// mask as each backend reads it: the padded batch and the 384-token case are in the fixtures.
+#[test]
+fn fused_attention_matches_transformers() {
+    for name in ["splade-tiny", "minilm-l6"] {
+        let tolerance = Tolerance::Absolute(TOLERANCE);
+        check_model_on::<Flex>(name, FloatDType::F32, AttentionKernel::Fused, tolerance);
+        check_model_on::<NdArray<f32>>(name, FloatDType::F32, AttentionKernel::Fused, tolerance);
     }
 }

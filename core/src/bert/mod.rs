@@ -5,5 +5,5 @@ pub mod model;
 pub mod weights;
 
 pub use config::{Activation, BertConfig};
-pub use model::{Bert, BertInput, BertOutput, Precision};
+pub use model::{AttentionKernel, Bert, BertInput, BertOutput, Precision};
 pub use weights::{WeightSource, load_bert};

@@ -12,7 +12,11 @@ use burn::nn::{
 };
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Int, Tensor};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, FloatDType, Int, Tensor};
+
+use bertvision_shaders::attention::{FusedAttentionBackend, MaskLayout, key_padding_mask};
 
 use super::config::{Activation, BertConfig};
 
@@ -100,8 +104,7 @@ pub struct BertSelfAttention<B: Backend> {
 }
 
 impl<B: Backend> BertSelfAttention<B> {
-    /// `mask_bias` is `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding.
-    pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
         let heads = |t: Tensor<B, 3>| {
@@ -111,13 +114,66 @@ impl<B: Backend> BertSelfAttention<B> {
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
-        let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
-        let probs = self.dropout.forward(softmax(scores, 3));
-        probs
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, hidden])
+        let context = match mask {
+            AttentionMask::Bias(bias) => {
+                let scores =
+                    q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + bias.clone();
+                self.dropout.forward(softmax(scores, 3)).matmul(v)
+            }
+            // The default scale is 1/sqrt(head_dim), as above.
+            AttentionMask::Blocked(blocked) => attention(
+                q,
+                k,
+                v,
+                Some(blocked.clone()),
+                None,
+                AttentionModuleOptions::default(),
+            ),
+        };
+        context.swap_dims(1, 2).reshape([batch, seq, hidden])
     }
+}
+
+/// How self-attention is computed where no gradient flows (evaluation, the frozen encoder that
+/// feeds the AdapterPooler). Under autodiff the encoder always uses [`AttentionKernel::Explicit`],
+/// the only form that applies attention dropout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttentionKernel {
+    /// Scores, additive padding bias, softmax and the value product as separate tensor ops: the
+    /// `[batch, heads, seq, seq]` scores are materialised in every layer.
+    #[default]
+    Explicit,
+    /// The backend's own attention (`burn::tensor::module::attention`): Flex runs one fused loop
+    /// per (sequence, head) on the CPU; CubeCL backends autotune between a flash-attention kernel
+    /// and the separate ops. Padding is passed as a boolean mask, since CubeCL's flash kernel
+    /// ignores an additive bias.
+    Fused,
+}
+
+impl AttentionKernel {
+    pub fn is_explicit(&self) -> bool {
+        *self == AttentionKernel::Explicit
+    }
+
+    /// The name used on the command line and in config.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKernel::Explicit => "explicit",
+            AttentionKernel::Fused => "fused",
+        }
+    }
+}
+
+/// The padding mask in the form the chosen attention kernel reads, built once per forward and
+/// shared by every layer.
+#[derive(Debug, Clone)]
+pub enum AttentionMask<B: Backend> {
+    /// `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding keys.
+    Bias(Tensor<B, 4>),
+    /// True where the key is padding, laid out as the backend's attention reads it
+    /// (`bertvision_shaders::attention`).
+    Blocked(Tensor<B, 4, Bool>),
 }
 
 /// `dense` + dropout, then LayerNorm of (that + residual).
@@ -167,8 +223,8 @@ pub struct BertLayer<B: Backend> {
 }
 
 impl<B: Backend> BertLayer<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let context = self.attention.self_attn.forward(x.clone(), mask_bias);
+    pub fn forward(&self, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
+        let context = self.attention.self_attn.forward(x.clone(), mask);
         let attended = self.attention.output.forward(context, x);
         let inner = self.intermediate.forward(attended.clone());
         self.output.forward(inner, attended)
@@ -198,6 +254,10 @@ pub struct Bert<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     pub encoder: BertEncoder<B>,
     pub pooler: Option<BertPooler<B>>,
+    /// Not a weight: the padding-mask layout of the backend's fused attention where no gradient
+    /// is recorded, `None` for the explicit ops (see [`AttentionKernel`]).
+    #[module(skip)]
+    fused_attention: Option<MaskLayout>,
 }
 
 impl<B: Backend> Bert<B> {
@@ -252,6 +312,7 @@ impl<B: Backend> Bert<B> {
             pooler: with_pooler.then(|| BertPooler {
                 dense: linear(h, h),
             }),
+            fused_attention: None,
         }
     }
 
@@ -267,17 +328,45 @@ impl<B: Backend> Bert<B> {
         let mut x = self
             .embeddings
             .forward(input.input_ids, input.token_type_ids);
-        let mask_bias = attention_mask_bias(input.attention_mask).cast(x.dtype());
+        let mask = self.attention_mask(input.attention_mask, x.dtype().into());
         let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
         hidden_states.push(x.clone());
         for layer in &self.encoder.layer {
-            x = layer.forward(x, mask_bias.clone());
+            x = layer.forward(x, &mask);
             hidden_states.push(x.clone());
         }
         let pooled = self.pooler.as_ref().map(|p| p.forward(x));
         BertOutput {
             hidden_states,
             pooled,
+        }
+    }
+
+    /// The padding mask for this forward: the fused kernel only where no gradient is recorded
+    /// (it has no dropout), the additive bias otherwise.
+    fn attention_mask(
+        &self,
+        attention_mask: Tensor<B, 2, Int>,
+        dtype: FloatDType,
+    ) -> AttentionMask<B> {
+        match self.fused_attention {
+            Some(layout) if !B::ad_enabled(&attention_mask.device()) => {
+                let heads = self
+                    .encoder
+                    .layer
+                    .first()
+                    .map_or(1, |layer| layer.attention.self_attn.num_heads);
+                AttentionMask::Blocked(key_padding_mask(attention_mask, heads, layout))
+            }
+            _ => AttentionMask::Bias(attention_mask_bias(attention_mask).cast(dtype)),
+        }
+    }
+
+    /// How attention runs where no gradient is recorded.
+    pub fn attention_kernel(&self) -> AttentionKernel {
+        match self.fused_attention {
+            Some(_) => AttentionKernel::Fused,
+            None => AttentionKernel::Explicit,
         }
     }
 
@@ -291,6 +380,17 @@ impl<B: Backend> Bert<B> {
 
     pub fn max_positions(&self) -> usize {
         self.embeddings.position_embeddings.weight.dims()[0]
+    }
+}
+
+impl<B: FusedAttentionBackend> Bert<B> {
+    /// The same encoder with attention computed by `kernel` where no gradient is recorded.
+    pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
+        self.fused_attention = match kernel {
+            AttentionKernel::Explicit => None,
+            AttentionKernel::Fused => Some(B::MASK_LAYOUT),
+        };
+        self
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bert::Precision;
+use crate::bert::{AttentionKernel, Precision};
 use crate::head::{HeadKind, HeadPath, LayerMix};
 use crate::squad::{FeatureConfig, PostprocessConfig};
 use crate::train::OptimizerConfig;
@@ -81,4 +81,9 @@ pub struct RunConfig {
     pub eval_articles: usize,
     pub squad_features: FeatureConfig,
     pub squad_postprocess: PostprocessConfig,
+    /// How the encoder's attention runs where no gradient flows (evaluation, the frozen encoder
+    /// that feeds the head); fine-tuning always uses the explicit ops, which carry dropout.
+    /// Left out of config.json when explicit, so older run folders still resume.
+    #[serde(default, skip_serializing_if = "AttentionKernel::is_explicit")]
+    pub attention: AttentionKernel,
 }

@@ -198,13 +198,13 @@ fn save_phase<B: Backend, M: burn::module::Module<B>>(
 }
 
 /// The task model with the pre-trained encoder and a fresh head (seeded by the backend).
-fn fresh_task_model<B: Backend>(
+fn fresh_task_model<B: crate::TrainBackend>(
     ctx: &RunContext<'_>,
     device: &B::Device,
 ) -> Result<(BertTaskModel<B>, BertConfig)> {
     let pretrained = Pretrained::<B>::load(ctx.model_dir, device)?;
     let model = BertTaskModel::new(
-        pretrained.bert,
+        pretrained.bert.with_attention_kernel(ctx.config.attention),
         &pretrained.config,
         ctx.task.num_outputs(),
         ctx.span(),
