@@ -3,19 +3,52 @@
 use std::process::Command;
 
 use bertvision_tests::succeed;
+use serde_json::Value;
+
+/// `bench` on splade-tiny with batch 2 and one warm-up call, plus `args`; its JSON report.
+fn bench(dir: &std::path::Path, name: &str, args: &[&str]) -> Value {
+    let out = dir.join(format!("{name}.json"));
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_bertvision"))
+            .args([
+                "bench",
+                "--model",
+                "splade-tiny",
+                "--batch",
+                "2",
+                "--warmup",
+                "1",
+            ])
+            .args(args)
+            .arg("--out")
+            .arg(&out),
+    );
+    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+}
+
+/// `bench` with `args` fails with one line that mentions `needle`, exit code 1.
+fn fails_naming(args: &[&str], needle: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bertvision"))
+        .args(["bench", "--model", "splade-tiny"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(needle) && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+}
 
 #[test]
 fn bench_writes_every_measure_with_positive_timings() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bench.json");
-    succeed(
-        Command::new(env!("CARGO_BIN_EXE_bertvision"))
-            .args(["bench", "--model", "splade-tiny", "--seq-lens", "16,32"])
-            .args(["--batch", "2", "--repeats", "2", "--warmup", "1", "--out"])
-            .arg(&out),
+    let report = bench(
+        dir.path(),
+        "bench",
+        &["--seq-lens", "16,32", "--repeats", "2"],
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
     let measures: Vec<(&str, u64)> = rows
         .iter()
@@ -50,16 +83,18 @@ fn bench_writes_every_measure_with_positive_timings() {
     assert!(report["peak_memory_mb"].as_f64().unwrap() > 0.0);
 
     // The frozen encoder in bf16 (extraction rows) runs on the CPU backend and says so.
-    let bf16_out = dir.path().join("bench-bf16.json");
-    succeed(
-        Command::new(env!("CARGO_BIN_EXE_bertvision"))
-            .args(["bench", "--model", "splade-tiny", "--seq-lens", "16"])
-            .args(["--batch", "2", "--repeats", "1", "--warmup", "1"])
-            .args(["--extract-dtype", "bf16", "--out"])
-            .arg(&bf16_out),
+    let bf16 = bench(
+        dir.path(),
+        "bf16",
+        &[
+            "--seq-lens",
+            "16",
+            "--repeats",
+            "1",
+            "--extract-dtype",
+            "bf16",
+        ],
     );
-    let bf16: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&bf16_out).unwrap()).unwrap();
     assert!(
         bf16["dtype"].as_str().unwrap().starts_with("bf16"),
         "{}",
@@ -67,28 +102,21 @@ fn bench_writes_every_measure_with_positive_timings() {
     );
     assert_eq!(bf16["rows"].as_array().unwrap().len(), 7);
     // A length past the model's positions is one clear error.
-    let too_long = Command::new(env!("CARGO_BIN_EXE_bertvision"))
-        .args(["bench", "--model", "splade-tiny", "--seq-lens", "4096"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&too_long.stderr);
-    assert_eq!(too_long.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("4096") && stderr.trim().lines().count() == 1,
-        "{stderr}"
-    );
+    fails_naming(&["--seq-lens", "4096"], "4096");
 
     // `--rows` measures only the rows named; a name that is not a row is one clear error.
-    let some_out = dir.path().join("bench-rows.json");
-    succeed(
-        Command::new(env!("CARGO_BIN_EXE_bertvision"))
-            .args(["bench", "--model", "splade-tiny", "--seq-lens", "16"])
-            .args(["--batch", "2", "--repeats", "1", "--warmup", "1"])
-            .args(["--rows", "extract_fused_attention,head_step", "--out"])
-            .arg(&some_out),
+    let some = bench(
+        dir.path(),
+        "rows",
+        &[
+            "--seq-lens",
+            "16",
+            "--repeats",
+            "1",
+            "--rows",
+            "extract_fused_attention,head_step",
+        ],
     );
-    let some: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&some_out).unwrap()).unwrap();
     let measured: Vec<&str> = some["rows"]
         .as_array()
         .unwrap()
@@ -96,20 +124,5 @@ fn bench_writes_every_measure_with_positive_timings() {
         .map(|r| r["measure"].as_str().unwrap())
         .collect();
     assert_eq!(measured, ["extract_fused_attention", "head_step"]);
-    let bad = Command::new(env!("CARGO_BIN_EXE_bertvision"))
-        .args([
-            "bench",
-            "--model",
-            "splade-tiny",
-            "--rows",
-            "extract,warp_drive",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("warp_drive") && stderr.trim().lines().count() == 1,
-        "{stderr}"
-    );
+    fails_naming(&["--rows", "extract,warp_drive"], "warp_drive");
 }

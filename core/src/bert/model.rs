@@ -445,3 +445,84 @@ pub fn attention_mask_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Ten
         .mask_fill(padding, MASKED_SCORE)
         .reshape([batch, 1, 1, seq])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+    use burn::tensor::TensorData;
+
+    /// Two layers, two heads, no dropout (so that autodiff forwards can be compared exactly).
+    fn tiny_config() -> BertConfig {
+        BertConfig::from_json(
+            std::path::Path::new("tiny/config.json"),
+            r#"{"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 32, "vocab_size": 64, "max_position_embeddings": 32,
+                "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}"#,
+        )
+        .unwrap()
+    }
+
+    /// Two sequences, the second padded after 5 of its 9 tokens.
+    fn padded_input<B: Backend>(device: &B::Device) -> BertInput<B> {
+        let ids: Vec<i64> = (0..18).map(|i| 1 + (i * 7) % 60).collect();
+        let mask: Vec<i64> = (0..18).map(|i| i64::from(i < 9 || i % 9 < 5)).collect();
+        let make = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [2, 9]), device);
+        BertInput {
+            input_ids: make(ids),
+            token_type_ids: make(vec![0; 18]),
+            attention_mask: make(mask),
+        }
+    }
+
+    fn values<B: Backend>(out: BertOutput<B>) -> Vec<f32> {
+        out.stacked().into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// The choice is not a weight: it must survive what the pipeline does to a model (inner
+    /// backend, checkpoint load, dtype cast), or the fused kernel would silently go unused.
+    #[test]
+    fn the_attention_kernel_survives_valid_load_and_cast() {
+        let device = Default::default();
+        let trained = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device)
+            .with_attention_kernel(AttentionKernel::Fused);
+        assert_eq!(trained.attention_kernel(), AttentionKernel::Fused);
+        let inner = trained.valid();
+        assert_eq!(inner.attention_kernel(), AttentionKernel::Fused);
+        let loaded = Bert::<Flex>::init(&tiny_config(), false, &device)
+            .with_attention_kernel(AttentionKernel::Fused)
+            .load_record(inner.clone().into_record());
+        assert_eq!(loaded.attention_kernel(), AttentionKernel::Fused);
+        let cast = inner.with_float_dtype(FloatDType::BF16);
+        assert_eq!(cast.attention_kernel(), AttentionKernel::Fused);
+    }
+
+    /// Where a gradient is recorded the fused setting changes nothing (the explicit ops, with
+    /// dropout, run); where none is, the fused kernel gives the explicit result on a padded batch.
+    #[test]
+    fn fused_attention_applies_only_without_gradients_and_matches_the_explicit_ops() {
+        let device = Default::default();
+        let explicit = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device);
+        let input = padded_input::<Autodiff<Flex>>(&device);
+        // Parameters are initialised lazily on first use: run the model before cloning it, so
+        // that both copies hold the same weights.
+        let want = values(explicit.forward(input.clone()));
+        let fused = explicit
+            .clone()
+            .with_attention_kernel(AttentionKernel::Fused);
+        assert_eq!(want, values(fused.forward(input)));
+        let input = padded_input::<Flex>(&device);
+        let want = values(explicit.valid().forward(input.clone()));
+        let got = values(fused.valid().forward(input));
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "fused vs explicit: max abs difference {worst}"
+        );
+    }
+}
