@@ -10,9 +10,7 @@ PORT=${WEB_E2E_PORT:-8767}
 DATA=${BERTVISION_DATA:-../shared/data}/squad2/dev-v2.0-28-articles.json
 mkdir -p "$WORK/shots"
 
-# WEB_E2E_CARGO_FEATURES: the features scripts/test.sh builds with, so nothing is rebuilt.
-# shellcheck disable=SC2086
-cargo build -q -p bertvision ${WEB_E2E_CARGO_FEATURES:-}
+cargo build -q -p bertvision
 BV=target/debug/bertvision
 "$BV" run --task SQuAD2 --model splade-tiny --seeds 1 --limit-train 400 --limit-eval 120 \
     --max-length 192 --doc-stride 64 --epochs 1 --eval-articles 6 --data "$DATA" --out "$WORK/squad" \

@@ -553,6 +553,7 @@ mod tests {
     #[test]
     fn fused_path_matches_the_plain_path_with_gradients() {
         type AD = burn::backend::Autodiff<burn::backend::Flex>;
+        let _rng = crate::lock_flex_rng();
         let device = Default::default();
         let flat =
             |t: Tensor<AD, 2>| -> Vec<f32> { t.inner().into_data().to_vec::<f32>().unwrap() };

@@ -35,3 +35,17 @@ where
     B::InnerBackend: AdapterHeadBackend,
 {
 }
+
+/// Flex draws random numbers (seeded initialisation, lazily initialised parameters) from one
+/// process-wide generator, and the test harness runs tests on several threads: a unit test that
+/// seeds it and expects the same draws twice holds this lock, as does every test that draws.
+#[cfg(test)]
+pub(crate) static FLEX_RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The guard of [`FLEX_RNG_LOCK`], also after another test panicked while holding it.
+#[cfg(test)]
+pub(crate) fn lock_flex_rng() -> std::sync::MutexGuard<'static, ()> {
+    FLEX_RNG_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -484,6 +484,7 @@ mod tests {
     /// backend, checkpoint load, dtype cast), or the fused kernel would silently go unused.
     #[test]
     fn the_attention_kernel_survives_valid_load_and_cast() {
+        let _rng = crate::lock_flex_rng();
         let device = Default::default();
         let trained = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device)
             .with_attention_kernel(AttentionKernel::Fused);
@@ -502,6 +503,7 @@ mod tests {
     /// dropout, run); where none is, the fused kernel gives the explicit result on a padded batch.
     #[test]
     fn fused_attention_applies_only_without_gradients_and_matches_the_explicit_ops() {
+        let _rng = crate::lock_flex_rng();
         let device = Default::default();
         let explicit = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device);
         let input = padded_input::<Autodiff<Flex>>(&device);
