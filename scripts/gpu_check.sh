@@ -11,8 +11,8 @@
 #      parity: CUDA f32 and bf16 against CPU and transformers.
 #   C. With the time left: bf16 extraction rows, RTE with the head fed by a bf16 encoder and RTE
 #      with the fused head kernel and fused attention, a learning-rate sweep for minilm-l6,
-#      bert-base shapes, a per-kernel profile. (Stage A's bench has the fused head rows, `head_step*_fused`, and the
-#      fused-attention extraction row, `extract_fused_attention`.)
+#      bert-base shapes, a per-kernel profile. (Stage A's bench has the fused head rows,
+#      `head_step*_fused`, and the fused-attention extraction row, `extract_fused_attention`.)
 #
 # Environment: GPU_BUDGET_S (seconds the script may take, default 520), GPU_COLD=1 (no kept
 # autotune results), GPU_TABLE_TASKS (stage B's tasks; "" skips stage B).

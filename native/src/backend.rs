@@ -55,9 +55,9 @@ impl AttentionArg {
         }
     }
 
-    /// Fused where it was measured faster and checked against transformers (Flex: 1.45x the
-    /// encoder's speed at 384 tokens, README "Speed"); the explicit ops elsewhere until the
-    /// fused kernel is measured there.
+    /// Fused where it was measured faster and checked against transformers (Flex, minilm-l6:
+    /// 1.21x the encoder's speed at 384 tokens, 0.98x at 128; README "Speed"); the explicit ops
+    /// elsewhere until the fused kernel is measured there.
     pub fn default_for(device: DeviceArg) -> Self {
         match device {
             DeviceArg::Cpu => AttentionArg::Fused,

@@ -5,7 +5,7 @@
 //! feed them is ours, and Burn 0.21's backends disagree on the masks they read correctly:
 //!
 //! - Flex (CPU) accepts a mask broadcast over heads and reads it without copying it per head;
-//!   expanding it to every head first costs more than the fusion saves (README, "Speed").
+//!   expanding it to every head first costs most of what the fusion saves (README, "Speed").
 //! - CubeCL's flash kernels (CUDA, wgpu) read the mask as a dense `[batch, heads, seq, seq]`
 //!   buffer: handed a broadcast (stride-0) view they silently compute unmasked attention — found
 //!   by `tests/attention.rs` on wgpu, max error 0.68 against the formula. They also ignore an
