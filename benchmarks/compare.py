@@ -23,7 +23,9 @@ def main():
         first = f"{r.get('first_call_seconds', float('nan')):.2f} / {t.get('first_call_seconds', float('nan')):.2f}"
         print(f"{r['measure']:<20} {r['seq_len']:>4} {r['sequences_per_second']:>11.2f} {t['sequences_per_second']:>14.2f}"
               f" {ratio:>12.2f}x {first:>30}")
-    print(f"peak memory: Rust {rust['peak_memory_mb']:.0f} MB, PyTorch {torch_['peak_memory_mb']:.0f} MB ({rust['peak_memory_kind']})")
+    # Each side says what its number is (on a GPU: Rust host RSS vs PyTorch's device allocator).
+    print(f"peak memory: Rust {rust['peak_memory_mb']:.0f} MB ({rust['peak_memory_kind']}), "
+          f"PyTorch {torch_['peak_memory_mb']:.0f} MB ({torch_['peak_memory_kind']})")
 
 
 if __name__ == "__main__":

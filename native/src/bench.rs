@@ -150,17 +150,86 @@ fn cpu_name() -> String {
 }
 
 fn input<B: Backend>(batch: usize, seq: usize, vocab: usize, device: &B::Device) -> BertInput<B> {
-    // Fixed pseudo-random ids (no special tokens needed for timing); every position is real.
+    input_with_lengths(&vec![seq; batch], seq, vocab, device)
+}
+
+/// Fixed pseudo-random ids (no special tokens needed for timing); row `i` has `lengths[i]` real
+/// tokens, then padding (id 0, mask 0).
+fn input_with_lengths<B: Backend>(
+    lengths: &[usize],
+    seq: usize,
+    vocab: usize,
+    device: &B::Device,
+) -> BertInput<B> {
+    let batch = lengths.len();
+    let real = |i: usize| i % seq < lengths[i / seq];
     let ids: Vec<i64> = (0..batch * seq)
-        .map(|i| 1000 + ((i as u64).wrapping_mul(2654435761) % (vocab as u64 - 1000)) as i64)
+        .map(|i| match real(i) {
+            true => 1000 + ((i as u64).wrapping_mul(2654435761) % (vocab as u64 - 1000)) as i64,
+            false => 0,
+        })
         .collect();
+    let mask = (0..batch * seq).map(|i| real(i) as i64).collect();
     let make =
         |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), device);
     BertInput {
         input_ids: make(ids),
         token_type_ids: make(vec![0; batch * seq]),
-        attention_mask: make(vec![1; batch * seq]),
+        attention_mask: make(mask),
     }
+}
+
+fn max_abs_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Result<f64> {
+    let data = (a - b).abs().max().into_data().convert::<f32>();
+    let values = data
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading a difference back from the device: {e:?}"))?;
+    Ok(values[0] as f64)
+}
+
+/// The fused paths checked against the plain ones on this device, on a padded batch (row `i`
+/// keeps `seq - i * seq / (batch + 1)` tokens), so a kernel that misreads the padding mask shows
+/// here and not only in a task's metrics: the largest absolute difference over every hidden
+/// state (fused attention; explicit ops as reference) and over the head's logits (fused
+/// AdapterPooler; plain Burn ops as reference).
+fn fused_path_checks<B: bertvision_core::TrainBackend>(
+    frozen: &Bert<B::InnerBackend>,
+    head: &bertvision_core::head::AdapterPooler<B>,
+    seq: usize,
+    batch: usize,
+    vocab: usize,
+    device: &B::Device,
+) -> Result<serde_json::Value> {
+    let lengths: Vec<usize> = (0..batch)
+        .map(|i| (seq - i * seq / (batch + 1)).max(1))
+        .collect();
+    let x = input_with_lengths::<B::InnerBackend>(&lengths, seq, vocab, device);
+    let states = |kernel| {
+        frozen
+            .clone()
+            .with_attention_kernel(kernel)
+            .forward(x.clone())
+            .hidden_states_f32()
+    };
+    let explicit = states(AttentionKernel::Explicit);
+    let fused = states(AttentionKernel::Fused);
+    let mut attention_diff = 0f64;
+    for (e, f) in explicit.iter().zip(fused) {
+        attention_diff = attention_diff.max(max_abs_diff(e.clone(), f)?);
+    }
+    let states: Vec<Tensor<B, 3>> = explicit.into_iter().map(Tensor::from_inner).collect();
+    let mask = Tensor::<B, 2, Int>::from_inner(x.attention_mask);
+    let logits = |path| match head.forward_by(&states, mask.clone(), path) {
+        bertvision_core::head::HeadOutput::Logits(t) => Ok(t),
+        _ => bail!("the bench head is a masked-mean classifier"),
+    };
+    let head_diff = max_abs_diff(logits(HeadPath::Plain)?, logits(HeadPath::Fused)?)?;
+    Ok(serde_json::json!({
+        "seq_len": seq,
+        "lengths": lengths,
+        "fused_attention_max_abs_diff": attention_diff,
+        "fused_head_logits_max_abs_diff": head_diff,
+    }))
 }
 
 pub fn bench<B: bertvision_core::TrainBackend>(
@@ -211,6 +280,7 @@ pub fn bench<B: bertvision_core::TrainBackend>(
         layer_mix: LayerMix::None,
     };
     let mut rows = Vec::new();
+    let mut checks = Vec::new();
     let n = req.batch;
     let targets = || {
         Targets::<B>::Class(Tensor::from_data(
@@ -285,6 +355,15 @@ pub fn bench<B: bertvision_core::TrainBackend>(
         let mut head = Some(head_config.init::<B>(&device));
         let mut head_optim =
             TrainOptimizer::new(head.as_ref().expect("head"), OptimizerConfig::default());
+        if req.wants("extract_fused_attention")
+            || req.wants("head_step_streamed_fused")
+            || req.wants("head_step_fused")
+        {
+            let head = head.as_ref().expect("head");
+            let check = fused_path_checks::<B>(&frozen, head, seq, n, config.vocab_size, &device)?;
+            eprintln!("  fused paths vs plain, padded batch: {check}");
+            checks.push(check);
+        }
         let mut head_step = |states: Vec<Tensor<B, 3>>, mask: Tensor<B, 2, Int>, path| {
             let h = head.take().expect("head");
             let loss = head_loss(h.forward_by(&states, mask, path), &targets());
@@ -375,6 +454,7 @@ pub fn bench<B: bertvision_core::TrainBackend>(
         },
         "profile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
         "rows": rows,
+        "fused_path_checks": checks,
     });
     let text = serde_json::to_string_pretty(&report)?;
     match req.out {

@@ -78,6 +78,24 @@ fn bench_writes_every_measure_with_positive_timings() {
         assert!((r["sequences_per_second"].as_f64().unwrap() - 2.0 / median).abs() < 1e-6);
         assert!(r["first_call_seconds"].as_f64().unwrap() > 0.0);
     }
+    // Both fused paths agree with the plain ones on a batch whose second row is padded.
+    let checks = report["fused_path_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    for (check, seq) in checks.iter().zip([16, 32]) {
+        assert_eq!(check["seq_len"], seq);
+        let lengths = check["lengths"].as_array().unwrap();
+        assert!(
+            lengths[0] == seq && lengths[1].as_u64().unwrap() < seq,
+            "{check}"
+        );
+        for key in [
+            "fused_attention_max_abs_diff",
+            "fused_head_logits_max_abs_diff",
+        ] {
+            let diff = check[key].as_f64().unwrap();
+            assert!((0.0..1e-4).contains(&diff), "{key}: {check}");
+        }
+    }
     assert_eq!(report["weights"], "pretrained");
     assert_eq!(report["dtype"], "f32");
     assert!(report["peak_memory_mb"].as_f64().unwrap() > 0.0);
