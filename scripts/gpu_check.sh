@@ -4,7 +4,8 @@
 #
 #   A. `bertvision bench` (minilm-l6, batch 32, f32) and benchmarks/torch_bench.py on the same
 #      card, one sequence length per process, with CubeCL's compile and autotune logs, so the
-#      first-call cost (kernel compilation + autotuning) is measured, not guessed.
+#      first-call cost (kernel compilation + autotuning) is measured, not guessed; then one seed
+#      of RTE end to end, Rust alone on the card, then PyTorch on the same config.
 #   B. `bertvision run` with minilm-l6 on RTE, MRPC, STS-B, CoLA and SQuAD (22 articles train /
 #      6 eval), 3 seeds: three processes per task share one run folder (each claims a seed), all
 #      tasks at once, so kernel compilation (CPU-bound) spreads over the cores. Beside it, encode
@@ -17,7 +18,7 @@
 #
 # Environment: GPU_BUDGET_S (seconds the script may take, default 520), GPU_COLD=1 (no kept
 # autotune results), GPU_TABLE_TASKS (stage B's tasks; "" skips stage B), GPU_ENCODE=0 (no encode
-# parity), GPU_LR_SWEEP=0 (no learning-rate sweep).
+# parity), GPU_LR_SWEEP=0 (no learning-rate sweep), GPU_E2E=0 (no end-to-end row).
 #
 # Every process shares CubeCL's on-disk PTX and autotune caches, so a kernel is compiled and
 # tuned once per session. The autotune results of the 2026-11-26 H200 sessions
@@ -90,6 +91,16 @@ slot() {  # name, seconds, cwd, command...
 finish() {  # name, pid
     wait "$2"; mark "$1 exit $?"
 }
+# slot + finish when the budget has room for the whole slot.
+try_slot() {  # name, seconds, cwd, command...
+    local secs=$2
+    if [ "$(left)" -gt $(( secs + 10 )) ]; then
+        slot "$@"
+        finish "$1" "$PID"
+    else
+        mark "$1 skipped (no time)"
+    fi
+}
 
 # A. Rust bench, then PyTorch, minilm-l6, batch 32 (both lengths use the `run` batch size).
 mkdir -p "$OUT/bench"
@@ -103,6 +114,20 @@ slot bench-torch-minilm 70 "$ROOT" python3 benchmarks/torch_bench.py --model min
     --model-dir "$MODEL" --seq-lens 128,384 --batch 32 --repeats 10 --warmup 3 --device cuda \
     --out "$OUT/bench/torch-minilm.json"
 finish bench-torch-minilm "$PID"
+
+# A'. End to end (bench row d): one seed of RTE alone on the GPU, then benchmarks/torch_run.py
+# on the config it wrote; GPU_E2E=0 skips it.
+if [ "${GPU_E2E:-1}" != 0 ]; then
+    try_slot e2e-rust-RTE 100 "$QUIET" "$BV" run --model "$MODEL" --seeds 1 --device cuda --task RTE \
+        --data-dir "$GLUE" --out /tmp/runs/e2e-RTE
+    if [ -f /tmp/runs/e2e-RTE/results.json ]; then
+        try_slot e2e-torch-RTE 100 "$ROOT" python3 benchmarks/torch_run.py --config /tmp/runs/e2e-RTE/config.json \
+            --data-dir "$GLUE" --model-dir "$MODEL" --device cuda --out "$OUT/bench/torch-run-RTE.json"
+        cp /tmp/runs/e2e-RTE/results.json "$OUT/bench/rust-run-RTE.json"
+        python3 benchmarks/compare_run.py "$OUT/bench/rust-run-RTE.json" "$OUT/bench/torch-run-RTE.json" \
+            > "$OUT/bench/compare-run-RTE.txt" 2>&1
+    fi
+fi
 
 # B. The pipeline: 3 processes x 5 tasks, until 45 s before the end. GPU_TABLE_TASKS="" skips
 # it (the 2026-11-26 table is in results/h200-minilm-l6) and leaves the time to stage C.
@@ -167,15 +192,6 @@ done
 
 # C. With what is left, in this order: RTE with a bf16 encoder and with the fused kernels, the
 # learning-rate sweep, bert-base shapes (random weights), a kernel profile, bf16 bench rows.
-try_slot() {  # name, seconds, cwd, command...
-    local secs=$2
-    if [ "$(left)" -gt $(( secs + 10 )) ]; then
-        slot "$@"
-        finish "$1" "$PID"
-    else
-        mark "$1 skipped (no time)"
-    fi
-}
 # RTE twice at once: the head fed by a bf16 encoder, and the head as the fused CubeCL kernel
 # (`--head-kernel fused`) with the encoder's attention as Burn's fused kernel where no gradient
 # flows (`--attention fused`); compare both with stage B's RTE (f32, plain head, explicit
