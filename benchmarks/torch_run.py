@@ -220,7 +220,8 @@ def main():
         rng = np.random.default_rng(seed)
         sync(); t = time.perf_counter()
         model = transformers.BertForSequenceClassification.from_pretrained(
-            args.model_dir, num_labels=classes, attn_implementation="sdpa").to(device).train()
+            args.model_dir, num_labels=classes, attn_implementation="sdpa",
+            dtype=torch.float32).to(device).train()  # f32 master weights whatever the file stores
         extract_step = int(round(math.ceil(n_train / ft["batch_size"]) * cfg["extract_at"]))
         snapshot = {}
 

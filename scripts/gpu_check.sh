@@ -119,10 +119,10 @@ finish bench-torch-minilm "$PID"
 # on the config it wrote; GPU_E2E=0 skips it.
 if [ "${GPU_E2E:-1}" != 0 ]; then
     try_slot e2e-rust-RTE 100 "$QUIET" "$BV" run --model "$MODEL" --seeds 1 --device cuda --task RTE \
-        --data-dir "$GLUE" --out /tmp/runs/e2e-RTE
+        --data-dir "$GLUE" --pad-multiple 128 --out /tmp/runs/e2e-RTE
     if [ -f /tmp/runs/e2e-RTE/results.json ]; then
         try_slot e2e-torch-RTE 100 "$ROOT" python3 benchmarks/torch_run.py --config /tmp/runs/e2e-RTE/config.json \
-            --data-dir "$GLUE" --model-dir "$MODEL" --device cuda --out "$OUT/bench/torch-run-RTE.json"
+            --data-dir "$GLUE" --model-dir "$MODEL" --device cuda --pad-multiple 128 --out "$OUT/bench/torch-run-RTE.json"
         cp /tmp/runs/e2e-RTE/results.json "$OUT/bench/rust-run-RTE.json"
         python3 benchmarks/compare_run.py "$OUT/bench/rust-run-RTE.json" "$OUT/bench/torch-run-RTE.json" \
             > "$OUT/bench/compare-run-RTE.txt" 2>&1

@@ -7,7 +7,8 @@
 //! with a classification head, forward + backward + AdamW; (c) `head_step_streamed` — the frozen
 //! encoder's forward (no graph, `run`'s attention default for the device) feeding an AdapterPooler
 //! step, as `run` trains it; (c') `head_step` — the AdapterPooler step alone on hidden states
-//! already computed. `_fused` rows: the same with the fused AdapterPooler op.
+//! already computed. `_fused` rows: the same with the fused AdapterPooler op. Beside the fused
+//! rows, `fused_path_checks`: how far each fused path lands from the plain one on this device.
 
 use std::path::Path;
 use std::time::Instant;
