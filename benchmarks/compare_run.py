@@ -25,8 +25,9 @@ def main():
     print("(Rust's total also holds checkpoint writes and the export; PyTorch writes neither.)")
     for side, report in [("Rust", rust), ("PyTorch", torch_)]:
         for s in report["seeds"]:
-            flat = {m: round(v, 4) for m, d in s["metrics"].items() for v in [next(iter(d.get("dev", d).values()))]}
-            print(f"{side:<8} seed {s['seed']}: {flat}")
+            # Each method's first metric (Rust nests it under the split, "dev").
+            firsts = {m: round(next(iter(d.get("dev", d).values())), 4) for m, d in s["metrics"].items()}
+            print(f"{side:<8} seed {s['seed']}: {firsts}")
 
 
 if __name__ == "__main__":

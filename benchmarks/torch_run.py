@@ -222,7 +222,9 @@ def main():
         model = transformers.BertForSequenceClassification.from_pretrained(
             args.model_dir, num_labels=classes, attn_implementation="sdpa",
             dtype=torch.float32).to(device).train()  # f32 master weights whatever the file stores
-        extract_step = int(round(math.ceil(n_train / ft["batch_size"]) * cfg["extract_at"]))
+        total = int(round(math.ceil(n_train / ft["batch_size"]) * ft["epochs"]))
+        # As `run`: the kept model is the one after at least one step and at most all of them.
+        extract_step = min(max(int(round(math.ceil(n_train / ft["batch_size"]) * cfg["extract_at"])), 1), total)
         snapshot = {}
 
         def finetune_loss(ids, types, mask, target):
