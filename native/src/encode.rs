@@ -6,7 +6,6 @@ use anyhow::Result;
 use bertvision_core::fsutil::{NamedTensor, safetensors_bytes, write_atomic};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pretrained::Pretrained;
-use burn::tensor::backend::Backend;
 
 pub struct EncodeRequest<'a> {
     pub model_dir: &'a Path,
@@ -18,7 +17,10 @@ pub struct EncodeRequest<'a> {
 }
 
 /// Writes `hidden_states` (f32 `[layers+1, tokens, hidden]`) and `input_ids` (i64 `[tokens]`).
-pub fn encode<B: Backend>(req: &EncodeRequest<'_>, device: B::Device) -> Result<()> {
+pub fn encode<B: bertvision_core::AdapterHeadBackend>(
+    req: &EncodeRequest<'_>,
+    device: B::Device,
+) -> Result<()> {
     let dir = ModelDir::open(req.model_dir)?;
     let mut model = Pretrained::<B>::load(&dir, &device)?;
     model.bert = model.bert.with_float_dtype(req.dtype);

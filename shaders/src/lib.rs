@@ -38,6 +38,8 @@ use burn::tensor::{Tensor, TensorPrimitive};
 pub mod attention;
 #[cfg(feature = "autodiff")]
 mod autodiff;
+#[cfg(feature = "flex")]
+pub mod cpu;
 #[cfg(feature = "cubecl")]
 mod cube;
 #[cfg(feature = "cubecl")]
@@ -47,9 +49,9 @@ pub mod reference;
 /// A backend that can run the fused AdapterPooler head. The provided methods are the plain-Burn
 /// reference; GPU backends override them.
 ///
-/// Every such backend also says how Burn's attention wants its padding mask
-/// ([`attention::FusedAttentionBackend`]), so one bound covers both.
-pub trait AdapterHeadBackend: attention::FusedAttentionBackend {
+/// Every such backend also has the frozen encoder's kernels and the padding-mask layout its
+/// attention reads ([`attention::FrozenEncoderBackend`]), so one bound covers both.
+pub trait AdapterHeadBackend: attention::FrozenEncoderBackend {
     /// Whether this backend runs the CubeCL kernels (else the op is the plain-Burn reference);
     /// reported by `bench` beside its fused rows.
     const HAS_KERNEL: bool = false;

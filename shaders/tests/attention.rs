@@ -1,10 +1,12 @@
 //! Burn's fused attention (`module::attention`) with the encoder's padding mask
-//! ([`key_padding_mask`] in the backend's [`FusedAttentionBackend::MASK_LAYOUT`]) against loops
+//! ([`key_padding_mask`] in the backend's [`FrozenEncoderBackend::MASK_LAYOUT`]) against loops
 //! over the formula: on Flex (the CPU default) always, and — with `--features wgpu-tests` — on
 //! Burn's wgpu backend, through the autotuned op the binary uses and through each CubeCL
-//! strategy on its own (flash kernel, separate ops).
+//! strategy on its own (flash kernel, separate ops). Also the encoder's attention on Flex
+//! (`FrozenEncoderBackend::self_attention`, this crate's CPU kernel) against the formula and
+//! against Burn's op.
 
-use bertvision_shaders::attention::{FusedAttentionBackend, key_padding_mask};
+use bertvision_shaders::attention::{FrozenEncoderBackend, key_padding_mask};
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
@@ -122,11 +124,11 @@ fn padding<B: Backend>(case: &Case, device: &B::Device) -> Tensor<B, 2, Int> {
     Tensor::from_data(TensorData::new(ones, [case.batch(), case.seq]), device)
 }
 
-fn mask<B: FusedAttentionBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
+fn mask<B: FrozenEncoderBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
     key_padding_mask(padding::<B>(case, device), case.heads, B::MASK_LAYOUT)
 }
 
-fn fused<B: FusedAttentionBackend>(case: &Case, device: &B::Device) -> Vec<f32> {
+fn fused<B: FrozenEncoderBackend>(case: &Case, device: &B::Device) -> Vec<f32> {
     let [q, k, v] = inputs::<B>(case, device);
     let mask = mask::<B>(case, device);
     let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
@@ -158,6 +160,80 @@ fn flex_attention_with_the_padding_mask_matches_the_formula() {
             1e-5,
         );
     }
+}
+
+/// `[batch, heads, seq, head_dim]` to the encoder's `[batch, seq, heads·head_dim]`.
+fn merged<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [batch, heads, seq, head_dim] = t.dims();
+    t.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
+}
+
+/// The backend's frozen-encoder attention (on Flex, `bertvision_shaders::cpu`'s kernel) on the
+/// merged layout, back in `[batch, heads, seq, head_dim]` for comparison.
+fn encoder_attention<B: FrozenEncoderBackend>(
+    case: &Case,
+    padding: Tensor<B, 2, Int>,
+    device: &B::Device,
+) -> Vec<f32> {
+    let [q, k, v] = inputs::<B>(case, device).map(merged);
+    let mask = key_padding_mask(padding, case.heads, B::MASK_LAYOUT);
+    let out = B::self_attention(q, k, v, mask, case.heads);
+    out.reshape([case.batch(), case.seq, case.heads, case.head_dim])
+        .swap_dims(1, 2)
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap()
+}
+
+#[test]
+fn flex_encoder_attention_matches_the_formula() {
+    let device = Default::default();
+    for case in CASES {
+        let padding = padding::<Flex>(&case, &device);
+        assert_close(
+            "flex encoder attention",
+            &case,
+            &encoder_attention::<Flex>(&case, padding, &device),
+            &by_loops(&case),
+            1e-5,
+        );
+    }
+}
+
+/// Padding that is not at the end (the kernel cuts keys at the last real one and masks the rest)
+/// against Burn's `module::attention` on the same mask.
+#[test]
+fn flex_encoder_attention_matches_burn_with_holes_in_the_mask() {
+    let device = Default::default();
+    let case = CASES[0];
+    let ones: Vec<i64> = (0..case.batch() * case.seq)
+        .map(|i| i64::from(i % 3 != 1 && i % case.seq < 27))
+        .collect();
+    let padding =
+        || Tensor::<Flex, 2, Int>::from_data(TensorData::new(ones.clone(), [2, 32]), &device);
+    let [q, k, v] = inputs::<Flex>(&case, &device);
+    let mask = key_padding_mask(padding(), case.heads, Flex::MASK_LAYOUT);
+    let want = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
+    let want = want.into_data().to_vec::<f32>().unwrap();
+    let got = encoder_attention::<Flex>(&case, padding(), &device);
+    assert_close("flex encoder attention, holes", &case, &got, &want, 1e-5);
+}
+
+/// The kernel stands in for Burn's op only in f32; other float types take Burn's op.
+#[test]
+fn flex_encoder_attention_keeps_other_float_types() {
+    use burn::tensor::DType;
+    let device = Default::default();
+    let case = CASES[1];
+    let [q, k, v] = inputs::<Flex>(&case, &device).map(|t| merged(t).cast(DType::BF16));
+    let mask = key_padding_mask(
+        padding::<Flex>(&case, &device),
+        case.heads,
+        Flex::MASK_LAYOUT,
+    );
+    let out = Flex::self_attention(q, k, v, mask, case.heads);
+    assert_eq!(out.dtype(), DType::BF16);
 }
 
 #[cfg(feature = "wgpu-tests")]

@@ -12,11 +12,9 @@ use burn::nn::{
 };
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, FloatDType, Int, Tensor};
 
-use bertvision_shaders::attention::{FusedAttentionBackend, MaskLayout, key_padding_mask};
+use bertvision_shaders::attention::{FrozenEncoderBackend, FrozenKernels, key_padding_mask};
 
 use super::config::{Activation, BertConfig};
 
@@ -111,26 +109,22 @@ impl<B: Backend> BertSelfAttention<B> {
             t.reshape([batch, seq, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let q = heads(self.query.forward(x.clone()));
-        let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x));
-        let context = match mask {
+        let q = dense(&self.query, x.clone(), mask);
+        let k = dense(&self.key, x.clone(), mask);
+        let v = dense(&self.value, x, mask);
+        match mask {
             AttentionMask::Bias(bias) => {
-                let scores =
-                    q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + bias.clone();
-                self.dropout.forward(softmax(scores, 3)).matmul(v)
+                let scores = heads(q)
+                    .matmul(heads(k).transpose())
+                    .div_scalar((head_dim as f64).sqrt())
+                    + bias.clone();
+                let context = self.dropout.forward(softmax(scores, 3)).matmul(heads(v));
+                context.swap_dims(1, 2).reshape([batch, seq, hidden])
             }
-            // The default scale is 1/sqrt(head_dim), as above.
-            AttentionMask::Blocked(blocked) => attention(
-                q,
-                k,
-                v,
-                Some(blocked.clone()),
-                None,
-                AttentionModuleOptions::default(),
-            ),
-        };
-        context.swap_dims(1, 2).reshape([batch, seq, hidden])
+            AttentionMask::Blocked { padding, kernels } => {
+                (kernels.self_attention)(q, k, v, padding.clone(), self.num_heads)
+            }
+        }
     }
 }
 
@@ -144,10 +138,13 @@ pub enum AttentionKernel {
     /// `[batch, heads, seq, seq]` scores are materialised in every layer.
     #[default]
     Explicit,
-    /// The backend's own attention (`burn::tensor::module::attention`): Flex runs one fused loop
-    /// per (sequence, head) on the CPU; CubeCL backends autotune between a flash-attention kernel
-    /// and the separate ops. Padding is passed as a boolean mask, since CubeCL's flash kernel
-    /// ignores an additive bias.
+    /// The backend's frozen-encoder kernels (`bertvision_shaders::attention`): on Flex (CPU) this
+    /// project's attention, GELU and linear-layer kernels (`bertvision_shaders::cpu`: every
+    /// (sequence, head) in parallel, no head split or merge copies, keys cut at the last real
+    /// one, vectorised softmax and GELU, one gemm per linear layer over the whole batch); on
+    /// CubeCL backends Burn's `module::attention`, which autotunes between a flash-attention
+    /// kernel and the separate ops, and Burn's other ops. Padding is passed as a boolean mask,
+    /// since CubeCL's flash kernel ignores an additive bias.
     Fused,
 }
 
@@ -171,9 +168,12 @@ impl AttentionKernel {
 pub enum AttentionMask<B: Backend> {
     /// `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding keys.
     Bias(Tensor<B, 4>),
-    /// True where the key is padding, laid out as the backend's attention reads it
-    /// (`bertvision_shaders::attention`).
-    Blocked(Tensor<B, 4, Bool>),
+    /// True where the key is padding, laid out as the backend's attention reads it, and the
+    /// backend's frozen-encoder kernels that read it (`bertvision_shaders::attention`).
+    Blocked {
+        padding: Tensor<B, 4, Bool>,
+        kernels: FrozenKernels<B>,
+    },
 }
 
 /// `dense` + dropout, then LayerNorm of (that + residual).
@@ -185,9 +185,27 @@ pub struct BertDenseNorm<B: Backend> {
 }
 
 impl<B: Backend> BertDenseNorm<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        residual: Tensor<B, 3>,
+        mask: &AttentionMask<B>,
+    ) -> Tensor<B, 3> {
         self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+            .forward(self.dropout.forward(dense(&self.dense, x, mask)) + residual)
+    }
+}
+
+/// A linear layer of the encoder: the backend's frozen-encoder kernel where the mask says the
+/// forward uses them, Burn's `Linear` otherwise.
+fn dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
+    match mask {
+        AttentionMask::Blocked { kernels, .. } => (kernels.linear)(
+            x,
+            linear.weight.val(),
+            linear.bias.as_ref().map(|b| b.val()),
+        ),
+        AttentionMask::Bias(_) => linear.forward(x),
     }
 }
 
@@ -225,9 +243,16 @@ pub struct BertLayer<B: Backend> {
 impl<B: Backend> BertLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
         let context = self.attention.self_attn.forward(x.clone(), mask);
-        let attended = self.attention.output.forward(context, x);
-        let inner = self.intermediate.forward(attended.clone());
-        self.output.forward(inner, attended)
+        let attended = self.attention.output.forward(context, x, mask);
+        let inner = match mask {
+            AttentionMask::Blocked { kernels, .. }
+                if self.intermediate.activation == Activation::Gelu =>
+            {
+                (kernels.gelu)(dense(&self.intermediate.dense, attended.clone(), mask))
+            }
+            _ => self.intermediate.forward(attended.clone()),
+        };
+        self.output.forward(inner, attended, mask)
     }
 }
 
@@ -254,10 +279,9 @@ pub struct Bert<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     pub encoder: BertEncoder<B>,
     pub pooler: Option<BertPooler<B>>,
-    /// Not a weight: the padding-mask layout of the backend's fused attention where no gradient
-    /// is recorded, `None` for the explicit ops (see [`AttentionKernel`]).
+    /// Not a weight: how the encoder runs where no gradient is recorded.
     #[module(skip)]
-    fused_attention: Option<MaskLayout>,
+    attention_kernel: AttentionKernel,
 }
 
 impl<B: Backend> Bert<B> {
@@ -312,7 +336,7 @@ impl<B: Backend> Bert<B> {
             pooler: with_pooler.then(|| BertPooler {
                 dense: linear(h, h),
             }),
-            fused_attention: None,
+            attention_kernel: AttentionKernel::Explicit,
         }
     }
 
@@ -323,6 +347,25 @@ impl<B: Backend> Bert<B> {
         self.map(&mut CastWeights(dtype))
     }
 
+    /// How attention runs where no gradient is recorded.
+    pub fn attention_kernel(&self) -> AttentionKernel {
+        self.attention_kernel
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.encoder.layer.len()
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.embeddings.word_embeddings.weight.dims()[1]
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.embeddings.position_embeddings.weight.dims()[0]
+    }
+}
+
+impl<B: FrozenEncoderBackend> Bert<B> {
     /// Runs the encoder and returns every layer's hidden states (see [`BertOutput`]).
     pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
         let mut x = self
@@ -349,47 +392,26 @@ impl<B: Backend> Bert<B> {
         attention_mask: Tensor<B, 2, Int>,
         dtype: FloatDType,
     ) -> AttentionMask<B> {
-        match self.fused_attention {
-            Some(layout) if !B::ad_enabled(&attention_mask.device()) => {
+        match self.attention_kernel {
+            AttentionKernel::Fused if !B::ad_enabled(&attention_mask.device()) => {
+                let kernels = FrozenKernels::<B>::of_backend();
                 let heads = self
                     .encoder
                     .layer
                     .first()
                     .map_or(1, |layer| layer.attention.self_attn.num_heads);
-                AttentionMask::Blocked(key_padding_mask(attention_mask, heads, layout))
+                AttentionMask::Blocked {
+                    padding: key_padding_mask(attention_mask, heads, kernels.mask_layout),
+                    kernels,
+                }
             }
             _ => AttentionMask::Bias(attention_mask_bias(attention_mask).cast(dtype)),
         }
     }
 
-    /// How attention runs where no gradient is recorded.
-    pub fn attention_kernel(&self) -> AttentionKernel {
-        match self.fused_attention {
-            Some(_) => AttentionKernel::Fused,
-            None => AttentionKernel::Explicit,
-        }
-    }
-
-    pub fn num_layers(&self) -> usize {
-        self.encoder.layer.len()
-    }
-
-    pub fn hidden_size(&self) -> usize {
-        self.embeddings.word_embeddings.weight.dims()[1]
-    }
-
-    pub fn max_positions(&self) -> usize {
-        self.embeddings.position_embeddings.weight.dims()[0]
-    }
-}
-
-impl<B: FusedAttentionBackend> Bert<B> {
-    /// The same encoder with attention computed by `kernel` where no gradient is recorded.
+    /// The same encoder run by `kernel` where no gradient is recorded.
     pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
-        self.fused_attention = match kernel {
-            AttentionKernel::Explicit => None,
-            AttentionKernel::Fused => Some(B::MASK_LAYOUT),
-        };
+        self.attention_kernel = kernel;
         self
     }
 }
