@@ -21,7 +21,7 @@ use bertvision_core::models::ModelDir;
 use bertvision_core::pretrained::Pretrained;
 use bertvision_core::task_model::{BertTaskModel, Targets, head_loss};
 use bertvision_core::train::{OptimizerConfig, TrainOptimizer};
-use bertvision_shaders::attention::FrozenEncoderBackend;
+use bertvision_shaders::attention::EncoderBackend;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -436,10 +436,15 @@ pub fn bench<B: bertvision_core::TrainBackend>(
         // `extract` uses the explicit ops, `extract_fused_attention` the backend's frozen-encoder
         // kernels (`run --attention fused`).
         "streamed_rows_attention": streamed_attention.name(),
-        "fused_attention_rows": if <B::InnerBackend as FrozenEncoderBackend>::HAS_CPU_KERNELS {
+        "fused_attention_rows": if <B::InnerBackend as EncoderBackend>::HAS_CPU_KERNELS {
             "the CPU kernels of shaders/ (attention, GELU, linear layers)"
         } else {
             "Burn's module::attention"
+        },
+        "finetune_step_encoder": if <B::InnerBackend as EncoderBackend>::HAS_CPU_KERNELS {
+            "self-attention with dropout, linear layers, GELU and dropout masks through the CPU kernels of shaders/, each with its backward"
+        } else {
+            "Burn's ops"
         },
         "repeats": req.repeats,
         "warmup": req.warmup,

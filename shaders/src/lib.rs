@@ -49,9 +49,9 @@ pub mod reference;
 /// A backend that can run the fused AdapterPooler head. The provided methods are the plain-Burn
 /// reference; GPU backends override them.
 ///
-/// Every such backend also has the frozen encoder's kernels and the padding-mask layout its
-/// attention reads ([`attention::FrozenEncoderBackend`]), so one bound covers both.
-pub trait AdapterHeadBackend: attention::FrozenEncoderBackend {
+/// Every such backend also has the encoder's kernels and the padding-mask layout its
+/// attention reads ([`attention::EncoderBackend`]), so one bound covers both.
+pub trait AdapterHeadBackend: attention::EncoderBackend {
     /// Whether this backend runs the CubeCL kernels (else the op is the plain-Burn reference);
     /// reported by `bench` beside its fused rows.
     const HAS_KERNEL: bool = false;

@@ -1,12 +1,12 @@
 //! Burn's fused attention (`module::attention`) with the encoder's padding mask
-//! ([`key_padding_mask`] in the backend's [`FrozenEncoderBackend::MASK_LAYOUT`]) against loops
+//! ([`key_padding_mask`] in the backend's [`EncoderBackend::MASK_LAYOUT`]) against loops
 //! over the formula: on Flex (the CPU default) always, and — with `--features wgpu-tests` — on
 //! Burn's wgpu backend, through the autotuned op the binary uses and through each CubeCL
 //! strategy on its own (flash kernel, separate ops). Also the encoder's attention on Flex
-//! (`FrozenEncoderBackend::self_attention`, this crate's CPU kernel) against the formula and
+//! (`EncoderBackend::self_attention`, this crate's CPU kernel) against the formula and
 //! against Burn's op.
 
-use bertvision_shaders::attention::{FrozenEncoderBackend, key_padding_mask};
+use bertvision_shaders::attention::{EncoderBackend, key_padding_mask};
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
@@ -124,11 +124,11 @@ fn padding<B: Backend>(case: &Case, device: &B::Device) -> Tensor<B, 2, Int> {
     Tensor::from_data(TensorData::new(ones, [case.batch(), case.seq]), device)
 }
 
-fn mask<B: FrozenEncoderBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
+fn mask<B: EncoderBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
     key_padding_mask(padding::<B>(case, device), case.heads, B::MASK_LAYOUT)
 }
 
-fn fused<B: FrozenEncoderBackend>(case: &Case, device: &B::Device) -> Vec<f32> {
+fn fused<B: EncoderBackend>(case: &Case, device: &B::Device) -> Vec<f32> {
     let [q, k, v] = inputs::<B>(case, device);
     let mask = mask::<B>(case, device);
     let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
@@ -170,7 +170,7 @@ fn merged<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 3> {
 
 /// The backend's frozen-encoder attention (on Flex, `bertvision_shaders::cpu`'s kernel) on the
 /// merged layout, back in `[batch, heads, seq, head_dim]` for comparison.
-fn encoder_attention<B: FrozenEncoderBackend>(
+fn encoder_attention<B: EncoderBackend>(
     case: &Case,
     padding: Tensor<B, 2, Int>,
     device: &B::Device,
@@ -234,6 +234,209 @@ fn flex_encoder_attention_keeps_other_float_types() {
     );
     let out = Flex::self_attention(q, k, v, mask, case.heads);
     assert_eq!(out.dtype(), DType::BF16);
+}
+
+/// Fine-tuning's attention on Flex (`bertvision_shaders::cpu::training`: dropout on the
+/// probabilities, its own backward) against the same computation in Burn's ops, directly and
+/// through `Autodiff<Flex>` against Burn's autodiff of the explicit ops.
+mod training {
+    use std::sync::Mutex;
+
+    use bertvision_shaders::attention::{
+        AttentionDropout, EncoderBackend, burn_attention_train_backward,
+        burn_attention_train_forward, key_padding_mask,
+    };
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+    use super::values;
+
+    /// Tests that seed Flex's generator and then draw from it run one at a time.
+    static RNG: Mutex<()> = Mutex::new(());
+
+    /// `[batch, seq, heads·head_dim]` projections, and which keys are real.
+    struct Case {
+        heads: usize,
+        head_dim: usize,
+        seq: usize,
+        real: Vec<Vec<bool>>,
+    }
+
+    impl Case {
+        fn batch(&self) -> usize {
+            self.real.len()
+        }
+        fn hidden(&self) -> usize {
+            self.heads * self.head_dim
+        }
+    }
+
+    fn cases() -> Vec<Case> {
+        vec![
+            // minilm-l6's head size; one full sequence, one right-padded.
+            Case {
+                heads: 4,
+                head_dim: 32,
+                seq: 32,
+                real: vec![vec![true; 32], (0..32).map(|t| t < 19).collect()],
+            },
+            // Odd sizes, a one-token sequence, and padding inside a sequence.
+            Case {
+                heads: 2,
+                head_dim: 8,
+                seq: 13,
+                real: vec![
+                    (0..13).map(|t| t < 1).collect(),
+                    (0..13).map(|t| t % 3 != 1 && t < 11).collect(),
+                ],
+            },
+        ]
+    }
+
+    fn projection<B: Backend>(case: &Case, seed: u64, device: &B::Device) -> Tensor<B, 3> {
+        let shape = [case.batch(), case.seq, case.hidden()];
+        let n = shape.iter().product();
+        Tensor::from_data(TensorData::new(values(n, seed, 1.5), shape), device)
+    }
+
+    fn padding<B: EncoderBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
+        let ones: Vec<i64> = case.real.iter().flatten().map(|&r| i64::from(r)).collect();
+        let mask =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(ones, [case.batch(), case.seq]), device);
+        key_padding_mask(mask, case.heads, B::MASK_LAYOUT)
+    }
+
+    fn assert_close<const D: usize>(what: &str, got: Tensor<Flex, D>, want: Tensor<Flex, D>) {
+        let got = got.into_data().to_vec::<f32>().unwrap();
+        let want = want.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= 2e-5 * scale.max(1.0),
+            "{what}: max abs difference {worst} (largest value {scale})"
+        );
+    }
+
+    #[test]
+    fn flex_training_attention_matches_burns_ops() {
+        let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let device = Default::default();
+        const { assert!(Autodiff::<Flex>::HAS_TRAINING_ATTENTION) };
+        for case in cases() {
+            for keep in [1.0, 0.9] {
+                let [q, k, v] = [1, 2, 3].map(|s| projection::<Flex>(&case, s, &device));
+                let grad = projection::<Flex>(&case, 4, &device);
+                let mask = padding::<Flex>(&case, &device);
+                let what = |part: &str| {
+                    format!(
+                        "{part}, {} heads, seq {}, keep {keep}",
+                        case.heads, case.seq
+                    )
+                };
+                // Both draw their dropout seed the same way from Flex's generator.
+                Flex::seed(&device, 11);
+                let (out, residuals) = Flex::attention_train_forward(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    mask.clone(),
+                    case.heads,
+                    keep,
+                );
+                assert!(matches!(
+                    (&residuals.dropout, keep < 1.0),
+                    (AttentionDropout::Seed { .. }, true) | (AttentionDropout::None, false)
+                ));
+                Flex::seed(&device, 11);
+                let (want_out, want_residuals) = burn_attention_train_forward(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    mask,
+                    case.heads,
+                    keep,
+                );
+                assert_close(&what("output"), out, want_out);
+                assert_close(
+                    &what("probabilities"),
+                    residuals.probs.clone(),
+                    want_residuals.probs.clone(),
+                );
+                let got = Flex::attention_train_backward(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    residuals,
+                    grad.clone(),
+                    case.heads,
+                );
+                let want = burn_attention_train_backward(q, k, v, want_residuals, grad, case.heads);
+                for ((name, got), want) in ["query", "key", "value"].iter().zip(got).zip(want) {
+                    assert_close(&what(&format!("{name} gradient")), got, want);
+                }
+            }
+        }
+    }
+
+    /// `Autodiff<Flex>`'s attention node against Burn's autodiff of the explicit ops (the encoder's
+    /// path elsewhere), with the same dropout mask.
+    #[test]
+    fn autodiff_training_attention_gives_burns_gradients() {
+        type A = Autodiff<Flex>;
+        let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let device = Default::default();
+        let keep = 0.9;
+        for case in cases() {
+            let [q, k, v] = [1, 2, 3].map(|s| projection::<A>(&case, s, &device).require_grad());
+            let probe = projection::<A>(&case, 5, &device);
+            Flex::seed(&device, 23);
+            let kernel = A::training_self_attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                padding::<A>(&case, &device),
+                case.heads,
+                keep,
+            );
+            let kernel_grads = (kernel.clone() * probe.clone()).sum().backward();
+
+            let [batch, seq, hidden] = q.dims();
+            let split = |t: Tensor<A, 3>| {
+                t.reshape([batch, seq, case.heads, case.head_dim])
+                    .swap_dims(1, 2)
+            };
+            Flex::seed(&device, 23);
+            let dropout = Tensor::<A, 4>::from_inner(
+                Flex::encoder_dropout_mask(batch * case.heads * seq * seq, keep, &device)
+                    .reshape([batch, case.heads, seq, seq]),
+            );
+            let bias = Tensor::<A, 4>::zeros([batch, 1, seq, seq], &device)
+                .mask_fill(padding::<A>(&case, &device), f32::MIN);
+            let scores = split(q.clone())
+                .matmul(split(k.clone()).transpose())
+                .div_scalar((case.head_dim as f64).sqrt())
+                + bias;
+            let explicit = (burn::tensor::activation::softmax(scores, 3) * dropout)
+                .matmul(split(v.clone()))
+                .swap_dims(1, 2)
+                .reshape([batch, seq, hidden]);
+            assert_close("forward", kernel.inner(), explicit.clone().inner());
+            let explicit_grads = (explicit * probe).sum().backward();
+            for (name, t) in [("query", q), ("key", k), ("value", v)] {
+                assert_close(
+                    &format!("{name} gradient, {} heads", case.heads),
+                    t.grad(&kernel_grads).unwrap(),
+                    t.grad(&explicit_grads).unwrap(),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(feature = "wgpu-tests")]

@@ -1,9 +1,9 @@
-//! The frozen-encoder kernels Flex runs instead of Burn's ops (`bertvision_shaders::cpu`, through
-//! `FrozenEncoderBackend`) against those ops: GELU and the linear layers here, attention in
-//! `attention.rs`.
+//! The encoder kernels Flex runs instead of Burn's ops (`bertvision_shaders::cpu`, through
+//! `EncoderBackend`) against those ops: GELU and the linear layers here, forward and
+//! backward (and through `Autodiff<Flex>`), attention in `attention.rs`.
 
-use bertvision_shaders::attention::FrozenEncoderBackend;
-use burn::backend::Flex;
+use bertvision_shaders::attention::{EncoderBackend, burn_gelu_backward, burn_linear_backward};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -91,4 +91,128 @@ fn flex_encoder_kernels_keep_other_float_types() {
         .cast(DType::BF16);
     assert_eq!(Flex::encoder_gelu(x.clone()).dtype(), DType::BF16);
     assert_eq!(Flex::encoder_linear(x, weight, None).dtype(), DType::BF16);
+}
+
+/// GELU's backward kernel against Burn's `gelu_backward` on Flex (libm's `erf` and `exp`), over
+/// the same range as the forward test, with a gradient that changes sign.
+#[test]
+fn flex_encoder_gelu_backward_matches_burn() {
+    let device = Default::default();
+    let n = 3 * 7 * 1001;
+    let x: Vec<f32> = (0..n).map(|i| -12.0 + 24.0 * i as f32 / n as f32).collect();
+    let grad = values(n, 7);
+    let tensor = |v: &Vec<f32>| {
+        Tensor::<Flex, 3>::from_data(TensorData::new(v.clone(), [3, 7, 1001]), &device)
+    };
+    let got = Flex::encoder_gelu_backward(tensor(&x), tensor(&grad))
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let want = burn_gelu_backward(tensor(&x), tensor(&grad))
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    for (((g, w), x), dy) in got.iter().zip(&want).zip(&x).zip(&grad) {
+        assert!(
+            (g - w).abs() <= 1e-6 * dy.abs().max(1e-3),
+            "gelu'({x})·{dy}: {g} vs Burn's {w}"
+        );
+    }
+}
+
+/// The linear layer's gradients (input, weight, bias) against the same products in Burn's ops,
+/// for row-major and transposed weights; no input gradient when none is asked for.
+#[test]
+fn flex_encoder_linear_backward_matches_burn() {
+    let device = Default::default();
+    let (batch, seq, inputs, outputs) = (3, 5, 24, 40);
+    let x = Tensor::<Flex, 3>::from_data(
+        TensorData::new(values(batch * seq * inputs, 11), [batch, seq, inputs]),
+        &device,
+    );
+    let grad = Tensor::<Flex, 3>::from_data(
+        TensorData::new(values(batch * seq * outputs, 12), [batch, seq, outputs]),
+        &device,
+    );
+    let row_major = Tensor::<Flex, 2>::from_data(
+        TensorData::new(values(inputs * outputs, 13), [inputs, outputs]),
+        &device,
+    );
+    let transposed = Tensor::<Flex, 2>::from_data(
+        TensorData::new(values(inputs * outputs, 14), [outputs, inputs]),
+        &device,
+    )
+    .transpose();
+    for weight in [row_major, transposed] {
+        let want = burn_linear_backward(x.clone(), weight.clone(), grad.clone(), true);
+        let got = Flex::encoder_linear_backward(x.clone(), weight.clone(), grad.clone(), true);
+        let input = got.input.expect("input gradient asked for");
+        assert_eq!(input.dims(), [batch, seq, inputs]);
+        assert_eq!(got.weight.dims(), [inputs, outputs]);
+        assert_eq!(got.bias.dims(), [outputs]);
+        for (name, got, want) in [
+            ("input", input.into_data(), want.input.unwrap().into_data()),
+            ("weight", got.weight.into_data(), want.weight.into_data()),
+            ("bias", got.bias.into_data(), want.bias.into_data()),
+        ] {
+            let diff = max_abs_diff(got.to_vec().unwrap(), want.to_vec().unwrap());
+            assert!(diff < 1e-5, "{name} gradient differs from Burn's by {diff}");
+        }
+        let without = Flex::encoder_linear_backward(x.clone(), weight, grad.clone(), false);
+        assert!(without.input.is_none());
+    }
+}
+
+/// End to end through `Autodiff<Flex>`: `gelu(linear(x))` through the kernels' autodiff ops and
+/// through Burn's `module::linear` and `gelu`, the same loss, the gradients at every input.
+#[test]
+fn autodiff_flex_kernels_give_burns_gradients() {
+    type A = Autodiff<Flex>;
+    let device = Default::default();
+    let (batch, seq, inputs, outputs) = (2, 7, 16, 48);
+    let leaf = |v: Vec<f32>, shape: Vec<usize>| {
+        Tensor::<A, 3>::from_data(TensorData::new(v, shape), &device).require_grad()
+    };
+    let x = leaf(values(batch * seq * inputs, 21), vec![batch, seq, inputs]);
+    let weight_t = Tensor::<A, 2>::from_data(
+        TensorData::new(values(inputs * outputs, 22), [outputs, inputs]),
+        &device,
+    )
+    .require_grad();
+    let bias = Tensor::<A, 1>::from_data(TensorData::new(values(outputs, 23), [outputs]), &device)
+        .require_grad();
+    let probe = Tensor::<A, 3>::from_data(
+        TensorData::new(values(batch * seq * outputs, 24), [batch, seq, outputs]),
+        &device,
+    );
+    // The weight enters as a transposed view, as the checkpoint loader leaves it.
+    let kernels = A::encoder_gelu(A::encoder_linear(
+        x.clone(),
+        weight_t.clone().transpose(),
+        Some(bias.clone()),
+    ));
+    let burn_ops = burn::tensor::activation::gelu(burn::tensor::module::linear(
+        x.clone(),
+        weight_t.clone().transpose(),
+        Some(bias.clone()),
+    ));
+    let forward = max_abs_diff(
+        kernels.clone().into_data().to_vec().unwrap(),
+        burn_ops.clone().into_data().to_vec().unwrap(),
+    );
+    assert!(forward < 1e-5, "forward differs by {forward}");
+    let grads_kernels = (kernels * probe.clone()).sum().backward();
+    let grads_burn = (burn_ops * probe).sum().backward();
+    let of = |g: Option<Tensor<Flex, 3>>| g.expect("a gradient").into_data().to_vec().unwrap();
+    let diff = max_abs_diff(of(x.grad(&grads_kernels)), of(x.grad(&grads_burn)));
+    assert!(diff < 1e-5, "input gradient differs by {diff}");
+    let of = |g: Option<Tensor<Flex, 2>>| g.expect("a gradient").into_data().to_vec().unwrap();
+    let diff = max_abs_diff(
+        of(weight_t.grad(&grads_kernels)),
+        of(weight_t.grad(&grads_burn)),
+    );
+    assert!(diff < 1e-5, "weight gradient differs by {diff}");
+    let of = |g: Option<Tensor<Flex, 1>>| g.expect("a gradient").into_data().to_vec().unwrap();
+    let diff = max_abs_diff(of(bias.grad(&grads_kernels)), of(bias.grad(&grads_burn)));
+    assert!(diff < 1e-5, "bias gradient differs by {diff}");
 }

@@ -9,7 +9,7 @@
 use bertvision_core::bert::AttentionKernel;
 use bertvision_core::pretrained::Pretrained;
 use bertvision_core::tokenize::{Encoded, TokenBatch};
-use bertvision_shaders::attention::FrozenEncoderBackend;
+use bertvision_shaders::attention::EncoderBackend;
 use bertvision_tests::{fixture, model_dir};
 use burn::backend::{Flex, NdArray};
 use burn::tensor::backend::Backend;
@@ -106,7 +106,7 @@ fn check_model(name: &str) -> f32 {
 
 /// Runs every fixture case of `model` with the encoder's weights in `dtype` and its attention
 /// computed by `kernel`; returns the worst error seen.
-fn check_model_on<B: FrozenEncoderBackend>(
+fn check_model_on<B: EncoderBackend>(
     name: &str,
     dtype: FloatDType,
     kernel: AttentionKernel,

@@ -14,7 +14,7 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Int, Tensor};
 
-use bertvision_shaders::attention::{FrozenEncoderBackend, FrozenKernels, key_padding_mask};
+use bertvision_shaders::attention::{EncoderBackend, EncoderKernels, key_padding_mask};
 
 use super::config::{Activation, BertConfig};
 
@@ -114,13 +114,30 @@ impl<B: Backend> BertSelfAttention<B> {
             // backends the order of the ops decides which kernels are fused and compiled (with
             // q, k and v projected first, the forced-WebGPU browser test on SwiftShader ran over
             // its 120-s limit twice; in this order its forward took 49.8 s and 46.9 s).
-            AttentionMask::Bias(bias) => {
-                let q = heads(self.query.forward(x.clone()));
-                let k = heads(self.key.forward(x.clone()));
-                let v = heads(self.value.forward(x));
+            AttentionMask::Bias {
+                kernels: Some(kernels),
+                padding: Some(padding),
+                ..
+            } if let Some(attend) = kernels.training_attention => {
+                let q = dense(&self.query, x.clone(), mask);
+                let k = dense(&self.key, x.clone(), mask);
+                let v = dense(&self.value, x, mask);
+                attend(
+                    q,
+                    k,
+                    v,
+                    padding.clone(),
+                    self.num_heads,
+                    1.0 - self.dropout.prob,
+                )
+            }
+            AttentionMask::Bias { bias, .. } => {
+                let q = heads(dense(&self.query, x.clone(), mask));
+                let k = heads(dense(&self.key, x.clone(), mask));
+                let v = heads(dense(&self.value, x, mask));
                 let scores =
                     q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + bias.clone();
-                let context = self.dropout.forward(softmax(scores, 3)).matmul(v);
+                let context = dropout(&self.dropout, softmax(scores, 3), mask).matmul(v);
                 context.swap_dims(1, 2).reshape([batch, seq, hidden])
             }
             AttentionMask::Blocked { padding, kernels } => {
@@ -134,8 +151,9 @@ impl<B: Backend> BertSelfAttention<B> {
 }
 
 /// How self-attention is computed where no gradient flows (evaluation, the frozen encoder that
-/// feeds the AdapterPooler). Under autodiff the encoder always uses [`AttentionKernel::Explicit`],
-/// the only form that applies attention dropout.
+/// feeds the AdapterPooler). Under autodiff this setting does not apply: the encoder runs the
+/// backend's training attention where it has one (Flex: `bertvision_shaders::cpu::training`, with
+/// dropout and its own backward), else the explicit ops with dropout.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttentionKernel {
@@ -168,16 +186,27 @@ impl AttentionKernel {
 }
 
 /// The padding mask in the form the chosen attention kernel reads, built once per forward and
-/// shared by every layer.
+/// shared by every layer, with the backend kernels the layers use.
 #[derive(Debug, Clone)]
 pub enum AttentionMask<B: Backend> {
-    /// `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding keys.
-    Bias(Tensor<B, 4>),
+    /// Explicit attention (the form that applies attention dropout).
+    Bias {
+        /// `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding keys.
+        bias: Tensor<B, 4>,
+        /// Under autodiff, the backend's linear-layer, GELU and dropout kernels, which carry
+        /// their own backward (`bertvision_shaders`' autodiff ops: CPU kernels on Flex, Burn's
+        /// ops elsewhere); `None` where no gradient is recorded, so that the explicit forward
+        /// stays Burn's ops throughout (the reference the fused path is checked against).
+        kernels: Option<EncoderKernels<B>>,
+        /// Where those kernels include fine-tuning's attention (Flex): the key-padding mask it
+        /// reads, in its layout.
+        padding: Option<Tensor<B, 4, Bool>>,
+    },
     /// True where the key is padding, laid out as the backend's attention reads it, and the
     /// backend's frozen-encoder kernels that read it (`bertvision_shaders::attention`).
     Blocked {
         padding: Tensor<B, 4, Bool>,
-        kernels: FrozenKernels<B>,
+        kernels: EncoderKernels<B>,
     },
 }
 
@@ -197,20 +226,54 @@ impl<B: Backend> BertDenseNorm<B> {
         mask: &AttentionMask<B>,
     ) -> Tensor<B, 3> {
         self.layer_norm
-            .forward(self.dropout.forward(dense(&self.dense, x, mask)) + residual)
+            .forward(dropout(&self.dropout, dense(&self.dense, x, mask), mask) + residual)
     }
 }
 
-/// A linear layer of the encoder: the backend's frozen-encoder kernel where the mask says the
-/// forward uses them, Burn's `Linear` otherwise.
+impl<B: Backend> AttentionMask<B> {
+    /// The backend kernels this forward's layers use, if any.
+    fn kernels(&self) -> Option<&EncoderKernels<B>> {
+        match self {
+            AttentionMask::Blocked { kernels, .. } => Some(kernels),
+            AttentionMask::Bias { kernels, .. } => kernels.as_ref(),
+        }
+    }
+}
+
+/// A linear layer of the encoder: the backend's kernel where the mask carries them, Burn's
+/// `Linear` otherwise.
 fn dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
-    match mask {
-        AttentionMask::Blocked { kernels, .. } => (kernels.linear)(
+    match mask.kernels() {
+        Some(kernels) => (kernels.linear)(
             x,
             linear.weight.val(),
             linear.bias.as_ref().map(|b| b.val()),
         ),
-        AttentionMask::Bias(_) => linear.forward(x),
+        None => linear.forward(x),
+    }
+}
+
+/// Dropout through the backend's mask kernel where the mask carries kernels (under autodiff:
+/// on Flex a parallel generator instead of Burn's one-element-at-a-time draws), Burn's `Dropout`
+/// otherwise. The same values either way: the input times a Bernoulli(1 − p) draw times 1/(1 − p).
+fn dropout<B: Backend, const D: usize>(
+    dropout: &Dropout,
+    x: Tensor<B, D>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, D> {
+    match mask {
+        // Only the explicit path's kernels are ever set under autodiff; evaluation (the fused
+        // path's `Blocked` included) has no dropout.
+        AttentionMask::Bias {
+            kernels: Some(kernels),
+            ..
+        } if dropout.prob > 0.0 => {
+            let shape = x.shape();
+            let keep =
+                (kernels.dropout_mask)(shape.num_elements(), 1.0 - dropout.prob, &x.device());
+            x * keep.reshape(shape)
+        }
+        _ => dropout.forward(x),
     }
 }
 
@@ -229,7 +292,11 @@ pub struct BertIntermediate<B: Backend> {
 
 impl<B: Backend> BertIntermediate<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.dense.forward(x);
+        self.activate(self.dense.forward(x))
+    }
+
+    /// The activation alone, in Burn's ops.
+    fn activate(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match self.activation {
             Activation::Gelu => gelu(x),
             Activation::GeluTanh => gelu_approximate(x),
@@ -249,13 +316,15 @@ impl<B: Backend> BertLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
         let context = self.attention.self_attn.forward(x.clone(), mask);
         let attended = self.attention.output.forward(context, x, mask);
-        let inner = match mask {
-            AttentionMask::Blocked { kernels, .. }
-                if self.intermediate.activation == Activation::Gelu =>
-            {
-                (kernels.gelu)(dense(&self.intermediate.dense, attended.clone(), mask))
+        let inner = match mask.kernels() {
+            Some(kernels) => {
+                let x = dense(&self.intermediate.dense, attended.clone(), mask);
+                match self.intermediate.activation {
+                    Activation::Gelu => (kernels.gelu)(x),
+                    _ => self.intermediate.activate(x),
+                }
             }
-            _ => self.intermediate.forward(attended.clone()),
+            None => self.intermediate.forward(attended.clone()),
         };
         self.output.forward(inner, attended, mask)
     }
@@ -370,7 +439,7 @@ impl<B: Backend> Bert<B> {
     }
 }
 
-impl<B: FrozenEncoderBackend> Bert<B> {
+impl<B: EncoderBackend> Bert<B> {
     /// Runs the encoder and returns every layer's hidden states (see [`BertOutput`]).
     pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
         let mut x = self
@@ -391,26 +460,38 @@ impl<B: FrozenEncoderBackend> Bert<B> {
     }
 
     /// The padding mask for this forward: the fused kernel only where no gradient is recorded
-    /// (it has no dropout), the additive bias otherwise.
+    /// (it has no dropout), the additive bias otherwise, with the backend's linear and GELU
+    /// kernels under autodiff.
     fn attention_mask(
         &self,
         attention_mask: Tensor<B, 2, Int>,
         dtype: FloatDType,
     ) -> AttentionMask<B> {
+        let heads = self
+            .encoder
+            .layer
+            .first()
+            .map_or(1, |layer| layer.attention.self_attn.num_heads);
         match self.attention_kernel {
             AttentionKernel::Fused if !B::ad_enabled(&attention_mask.device()) => {
-                let kernels = FrozenKernels::<B>::of_backend();
-                let heads = self
-                    .encoder
-                    .layer
-                    .first()
-                    .map_or(1, |layer| layer.attention.self_attn.num_heads);
+                let kernels = EncoderKernels::<B>::of_backend();
                 AttentionMask::Blocked {
                     padding: key_padding_mask(attention_mask, heads, kernels.mask_layout),
                     kernels,
                 }
             }
-            _ => AttentionMask::Bias(attention_mask_bias(attention_mask).cast(dtype)),
+            _ => {
+                let kernels =
+                    B::ad_enabled(&attention_mask.device()).then(EncoderKernels::<B>::of_backend);
+                let padding = kernels
+                    .filter(|k| k.training_attention.is_some())
+                    .map(|k| key_padding_mask(attention_mask.clone(), heads, k.mask_layout));
+                AttentionMask::Bias {
+                    bias: attention_mask_bias(attention_mask).cast(dtype),
+                    kernels,
+                    padding,
+                }
+            }
         }
     }
 
@@ -547,6 +628,119 @@ mod tests {
         let worst = want
             .iter()
             .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "fused vs explicit: max abs difference {worst}"
+        );
+    }
+
+    /// Fine-tuning on Flex runs the linear layers through this project's kernels and their
+    /// backward (`bertvision_shaders`' autodiff ops); NdArray has no kernels and runs Burn's ops.
+    /// The same weights, input and loss must give the same gradients. ReLU, not GELU: Burn's
+    /// default `gelu_backward` (NdArray's, CubeCL's) is the derivative of GELU's tanh
+    /// approximation, off by ~5e-4 relative here; the GELU kernel's backward is checked against
+    /// Flex's exact one in `shaders/tests/cpu_kernels.rs`.
+    #[test]
+    fn kernel_gradients_under_autodiff_match_burns_ops() {
+        use burn::backend::NdArray;
+        use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+        let _rng = crate::lock_flex_rng();
+        let device = Default::default();
+        let mut config = tiny_config();
+        config.hidden_act = "relu".to_string();
+        let flex = Bert::<Autodiff<Flex>>::init(&config, true, &device);
+        // Materialise the lazily initialised weights, then carry them over to NdArray.
+        let _ = flex.forward(padded_input(&device));
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let bytes = recorder.record(flex.clone().into_record(), ()).unwrap();
+        let ndarray_device = Default::default();
+        let ndarray = Bert::<Autodiff<NdArray<f32>>>::init(&config, true, &ndarray_device)
+            .load_record(recorder.load(bytes, &ndarray_device).unwrap());
+
+        fn gradients<B: burn::tensor::backend::AutodiffBackend + EncoderBackend>(
+            model: &Bert<B>,
+            device: &B::Device,
+        ) -> Vec<Vec<f32>> {
+            let out = model.forward(padded_input(device));
+            let last = out.last_hidden_state();
+            let probe = Tensor::<B, 3>::from_data(
+                TensorData::new(
+                    (0..last.shape().num_elements())
+                        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+                        .collect::<Vec<_>>(),
+                    last.dims(),
+                ),
+                device,
+            );
+            let grads = (last * probe).sum().backward();
+            let layer = &model.encoder.layer[0];
+            let grad2 = |t: Tensor<B, 2>| t.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            let grad1 = |t: Tensor<B, 1>| t.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            vec![
+                grad2(layer.attention.self_attn.query.weight.val()),
+                grad2(layer.intermediate.dense.weight.val()),
+                grad1(layer.intermediate.dense.bias.as_ref().unwrap().val()),
+                grad2(layer.output.dense.weight.val()),
+                grad1(layer.attention.output.dense.bias.as_ref().unwrap().val()),
+                grad2(model.embeddings.word_embeddings.weight.val()),
+            ]
+        }
+        let (got, want) = (
+            gradients(&flex, &device),
+            gradients(&ndarray, &ndarray_device),
+        );
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            let worst = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            // Both backends in f32 with their own matmul, softmax and LayerNorm: seen up to 5e-5
+            // of the largest gradient (a gradient off by 0.1% fails).
+            assert!(
+                worst <= 1e-4 * scale.max(1.0),
+                "gradient {i}: max abs difference {worst} (largest gradient {scale})"
+            );
+        }
+    }
+
+    /// Dropout under autodiff on Flex comes from the parallel mask kernel, seeded from Flex's
+    /// generator: the same seed gives the same forward, another seed another one.
+    #[test]
+    fn kernel_dropout_follows_the_backend_seed() {
+        let _rng = crate::lock_flex_rng();
+        let device = Default::default();
+        let mut config = tiny_config();
+        config.hidden_dropout_prob = 0.1;
+        config.attention_probs_dropout_prob = 0.1;
+        let model = Bert::<Autodiff<Flex>>::init(&config, false, &device);
+        // Initialise the (lazy) weights before seeding, so that every run draws only dropout.
+        let _ = model.forward(padded_input(&device));
+        let run = |seed| {
+            Autodiff::<Flex>::seed(&device, seed);
+            values(model.forward(padded_input(&device)))
+        };
+        let first = run(7);
+        assert!(first == run(7), "the same seed gave another forward");
+        assert!(first != run(8), "another seed gave the same forward");
+        // Without autodiff there is no dropout, on either path.
+        let frozen = model.valid();
+        let input = padded_input::<Flex>(&device);
+        let explicit = values(frozen.forward(input.clone()));
+        let fused = frozen.with_attention_kernel(AttentionKernel::Fused);
+        Flex::seed(&device, 9);
+        let once = values(fused.forward(input.clone()));
+        Flex::seed(&device, 10);
+        assert!(
+            once == values(fused.forward(input)),
+            "dropout in evaluation"
+        );
+        let worst = explicit
+            .iter()
+            .zip(&once)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(
