@@ -1,7 +1,8 @@
 //! CPU kernels for the BERT encoder on Burn's Flex backend: for the frozen encoder (evaluation,
 //! extraction, the encoder that feeds the AdapterPooler) multi-head self-attention, the exact
-//! GELU and the linear layers; for fine-tuning also the GELU's and linear layers' backward and
-//! dropout masks (through `Autodiff<Flex>`, `autodiff.rs`).
+//! GELU and the linear layers; for fine-tuning also the GELU's and linear layers' backward,
+//! dropout masks and self-attention with dropout and its backward (`training.rs`), all through
+//! `Autodiff<Flex>` (`autodiff.rs`).
 //!
 //! Why our own: a `perf` profile of Flex's encoder forward (README, "Speed") spent 20% of its
 //! samples in `module::attention`'s loop, which runs every (sequence, head) one after the other
