@@ -310,6 +310,24 @@ fn head_probabilities(
     }
 }
 
+/// Panics, naming `kernel` and the buffer, unless every buffer holds `shape.len()` elements and
+/// `key_padding` one flag per token.
+fn check_lengths(
+    kernel: &str,
+    shape: AttentionShape,
+    buffers: &[(&str, usize)],
+    key_padding: &[bool],
+) {
+    for (name, len) in buffers {
+        assert_eq!(*len, shape.len(), "{kernel}: {name} length for {shape:?}");
+    }
+    assert_eq!(
+        key_padding.len(),
+        shape.batch * shape.seq,
+        "{kernel}: key padding length"
+    );
+}
+
 /// Shapes of a self-attention call: `[batch, seq, heads·head_dim]` projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionShape {
@@ -367,21 +385,15 @@ pub fn self_attention(
         head_dim,
     } = shape;
     let hidden = shape.hidden();
-    for (name, len) in [
-        ("query", query.len()),
-        ("key", key.len()),
-        ("value", value.len()),
-    ] {
-        assert_eq!(
-            len,
-            shape.len(),
-            "self_attention: {name} length for {shape:?}"
-        );
-    }
-    assert_eq!(
-        key_padding.len(),
-        batch * seq,
-        "self_attention: key padding length"
+    check_lengths(
+        "self_attention",
+        shape,
+        &[
+            ("query", query.len()),
+            ("key", key.len()),
+            ("value", value.len()),
+        ],
+        key_padding,
     );
     let mut out = vec![0.0f32; shape.len()];
     if out.is_empty() {

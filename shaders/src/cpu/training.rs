@@ -21,23 +21,9 @@
 use rayon::prelude::*;
 
 use super::{
-    AttentionShape, DropoutStream, SharedOut, gemm_strided, head_probabilities, key_ranges,
+    AttentionShape, DropoutStream, SharedOut, check_lengths, gemm_strided, head_probabilities,
+    key_ranges,
 };
-
-fn check_lengths(shape: AttentionShape, buffers: &[(&str, usize)], key_padding: &[bool]) {
-    for (name, len) in buffers {
-        assert_eq!(
-            *len,
-            shape.len(),
-            "training attention: {name} length for {shape:?}"
-        );
-    }
-    assert_eq!(
-        key_padding.len(),
-        shape.batch * shape.seq,
-        "training attention: key padding length"
-    );
-}
 
 /// `rows × keys` block of `P ⊙ mask` for one (sequence, head): `probs` holds the block's rows
 /// with stride `seq`; `first` is the mask index of its element (0, 0).
@@ -89,6 +75,7 @@ pub fn attention_forward(
     } = shape;
     let hidden = shape.hidden();
     check_lengths(
+        "training attention",
         shape,
         &[
             ("query", query.len()),
@@ -168,6 +155,7 @@ pub fn attention_backward(
     } = shape;
     let hidden = shape.hidden();
     check_lengths(
+        "training attention",
         shape,
         &[
             ("query", query.len()),
