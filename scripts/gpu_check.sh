@@ -11,10 +11,11 @@
 #      tasks at once, so kernel compilation (CPU-bound) spreads over the cores. Beside it, encode
 #      parity: CUDA f32 and bf16 against CPU and transformers.
 #   C. With the time left, in this order: RTE with the head fed by a bf16 encoder and RTE with
-#      the fused head kernel and fused attention, a learning-rate sweep for minilm-l6, bert-base
-#      shapes, a per-kernel profile, bf16 bench rows. (Stage A's bench has the fused head rows,
-#      `head_step*_fused`, the fused-attention extraction row, `extract_fused_attention`, and
-#      `fused_path_checks`: both fused paths against the plain ones on a padded batch.)
+#      the fused head kernel and the backend's encoder kernels, a learning-rate sweep for
+#      minilm-l6, bert-base shapes, a per-kernel profile, bf16 bench rows. (Stage A's bench has
+#      the fused head rows, `head_step*_fused`, the encoder-kernels extraction row,
+#      `extract_fused_attention`, and `fused_path_checks`: both fast paths against the plain ones
+#      on a padded batch.)
 #
 # Environment: GPU_BUDGET_S (seconds the script may take, default 520), GPU_COLD=1 (no kept
 # autotune results), GPU_TABLE_TASKS (stage B's tasks; "" skips stage B), GPU_ENCODE=0 (no encode
@@ -194,16 +195,16 @@ done
 # learning-rate sweep, bert-base shapes (random weights), a kernel profile, bf16 bench rows.
 # RTE twice at once: the head fed by a bf16 encoder, and the head as the fused CubeCL kernel
 # (`--head-kernel fused`) with the encoder's attention as Burn's fused kernel where no gradient
-# flows (`--attention fused`); compare both with stage B's RTE (f32, plain head, explicit
-# attention). Fine-tuning runs the same code in all three, so BERT's dev metrics in RTE-fused
+# flows (`--encoder-kernels native`); compare both with stage B's RTE (f32, plain head, Burn's
+# ops). Fine-tuning runs the same code in all three, so BERT's dev metrics in RTE-fused
 # should match stage B's up to GPU run-to-run noise; a padding mask read wrongly by the
 # attention kernel (padded to 128 tokens) would move them far more.
 if [ "$(left)" -gt 220 ]; then
     slot run-RTE-bf16 210 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
-        --extract-dtype bf16 --out /tmp/runs/RTE-bf16
+        --encoder-dtype bf16 --out /tmp/runs/RTE-bf16
     BF16_PID=$PID
     slot run-RTE-fused 210 "$QUIET" "$BV" "${COMMON[@]}" --task RTE --data-dir "$GLUE" --pad-multiple 128 \
-        --head-kernel fused --attention fused --out /tmp/runs/RTE-fused
+        --head-kernel fused --encoder-kernels native --out /tmp/runs/RTE-fused
     finish run-RTE-bf16 "$BF16_PID"
     finish run-RTE-fused "$PID"
     for run in RTE-bf16 RTE-fused; do
@@ -239,7 +240,7 @@ try_slot bench-torch-bert-base 50 "$ROOT" python3 benchmarks/torch_bench.py --mo
 try_slot bench-rust-minilm-profiled 40 "$PROFILED" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128 \
     --batch 32 --repeats 2 --warmup 2 --out "$OUT/bench/rust-minilm-profiled.json"
 try_slot bench-rust-minilm-bf16 100 "$QUIET" "$BV" bench --model "$MODEL" --device cuda --seq-lens 128,384 \
-    --batch 32 --repeats 10 --warmup 3 --extract-dtype bf16 --out "$OUT/bench/rust-minilm-bf16.json"
+    --batch 32 --repeats 10 --warmup 3 --encoder-dtype bf16 --out "$OUT/bench/rust-minilm-bf16.json"
 
 # The autotune results of this session, to keep in benchmarks/ for the next one.
 tar czf "$OUT/cubecl-autotune.tgz" /tmp/cubecl/autotune 2>/dev/null

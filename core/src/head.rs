@@ -14,23 +14,30 @@
 //! last layer's hidden state (Gen-1), and the Tenney scalar mix (softmax(w)·γ over layers, before
 //! the adapter — implemented with trainable parameters, unlike the original PyTorch port).
 
-use bertvision_shaders::{AdapterHeadBackend, adapter_head};
+use bertvision_shaders::{AdapterHeadOps, adapter_head};
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
+/// How the AdapterPooler's per-token features become the task's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum HeadKind {
+    /// SQuAD: start and end logits per token (chosen by the task, not a flag).
+    #[cfg_attr(feature = "clap", value(skip))]
     Span,
+    /// The original GLUE head: weights per position over the padded sequence.
     Flatten,
+    /// Mean over the real tokens, then one linear map (padding-independent).
     MaskedMean,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LayerMix {
     /// Every layer goes through the adapter (the paper's best model).
     None,
@@ -153,6 +160,7 @@ pub struct AdapterPooler<B: Backend> {
 /// the order of sums (tested); they differ in kernels and in what the backward pass keeps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum HeadPath {
     /// One Linear + GELU per layer, concatenated, then the head. The default: its speed on a GPU
     /// is the one measured.
@@ -215,7 +223,7 @@ impl<B: Backend> HeadOutput<B> {
     }
 }
 
-impl<B: AdapterHeadBackend> AdapterPooler<B> {
+impl<B: AdapterHeadOps> AdapterPooler<B> {
     /// The head's output per token before its bias, `[batch, seq, outputs]`, through the fused
     /// op of `bertvision-shaders` (a CubeCL kernel on GPU backends): the `[batch, seq, layers,
     /// A]` adapter activations are never stored. `None` for the Tenney mix (its mixed layer is

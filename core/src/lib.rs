@@ -19,20 +19,21 @@ pub mod train;
 pub use bertvision_formats::{error, metrics, safetensors_header, tasks};
 pub use error::{Error, Result};
 
-/// A backend the head runs on: the fused AdapterPooler kernel where the backend has one
-/// (`bertvision-shaders`), the plain Burn ops elsewhere.
-pub use bertvision_shaders::AdapterHeadBackend;
+/// A backend the models run on: every op of `bertvision-shaders` (the encoder's linear layers,
+/// GELU, dropout and attention, the fused AdapterPooler head), each the backend's kernel where it
+/// has one and the op's plain-Burn reference elsewhere.
+pub use bertvision_shaders::KernelBackend;
 
-/// A backend the pipeline trains on: autodiff, with the head on it and on its inner backend.
+/// A backend the pipeline trains on: autodiff, with the ops on it and on its inner backend.
 pub trait TrainBackend:
-    burn::tensor::backend::AutodiffBackend<InnerBackend: AdapterHeadBackend> + AdapterHeadBackend
+    burn::tensor::backend::AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend
 {
 }
 
 impl<B> TrainBackend for B
 where
-    B: burn::tensor::backend::AutodiffBackend + AdapterHeadBackend,
-    B::InnerBackend: AdapterHeadBackend,
+    B: burn::tensor::backend::AutodiffBackend + KernelBackend,
+    B::InnerBackend: KernelBackend,
 {
 }
 

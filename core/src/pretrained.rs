@@ -1,6 +1,6 @@
 //! A loaded checkpoint: config, encoder and tokenizer together.
 
-use bertvision_shaders::attention::EncoderBackend;
+use bertvision_shaders::KernelBackend;
 use burn::tensor::backend::Backend;
 
 use crate::bert::{Bert, BertConfig, BertOutput, WeightSource, load_bert};
@@ -40,7 +40,7 @@ impl<B: Backend> Pretrained<B> {
     }
 }
 
-impl<B: EncoderBackend> Pretrained<B> {
+impl<B: KernelBackend> Pretrained<B> {
     /// Tokenises one text (or pair) and runs the encoder on it, unpadded. Without `max_len` an
     /// input longer than the model's position table is an error, not a silent cut.
     pub fn encode_one(

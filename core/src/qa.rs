@@ -100,7 +100,7 @@ pub struct QaModels<B: Backend> {
     pub tokenizer: BertTokenizer,
 }
 
-impl<B: crate::AdapterHeadBackend> QaModels<B> {
+impl<B: crate::KernelBackend> QaModels<B> {
     /// Validates and loads an export; every error names the file at fault.
     pub fn load(files: ExportFiles, device: &B::Device) -> Result<Self> {
         let config_text = files.config.text()?;

@@ -10,7 +10,7 @@ use burn::tensor::{Int, Tensor};
 use crate::bert::model::BertPooler;
 use crate::bert::{Bert, BertConfig, BertInput, BertOutput};
 use crate::head::HeadOutput;
-use bertvision_shaders::attention::EncoderBackend;
+use bertvision_shaders::KernelBackend;
 
 #[derive(Module, Debug)]
 pub struct BertTaskModel<B: Backend> {
@@ -47,7 +47,7 @@ impl<B: Backend> BertTaskModel<B> {
     }
 }
 
-impl<B: EncoderBackend> BertTaskModel<B> {
+impl<B: KernelBackend> BertTaskModel<B> {
     /// The encoder's hidden states and the task head's output.
     pub fn forward(&self, input: BertInput<B>) -> (BertOutput<B>, HeadOutput<B>) {
         let mask = input.attention_mask.clone();

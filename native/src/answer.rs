@@ -1,7 +1,7 @@
 //! `bertvision answer`: one question about one passage with an exported SQuAD model — BERT's,
 //! BERTVision's and the ensemble's answers, as the browser demo computes them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use bertvision_core::fsutil::write_atomic;
@@ -9,6 +9,72 @@ use bertvision_core::qa::{ExportFiles, QaAnswers, QaModels, QaQuery, answer};
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+
+use crate::backend::DeviceArg;
+
+#[derive(Debug, clap::Args)]
+pub struct AnswerArgs {
+    /// The export folder (`bert/` + `head.safetensors` + `head.json`).
+    #[arg(long)]
+    pub export: PathBuf,
+    /// The passage, as text.
+    #[arg(
+        long,
+        conflicts_with = "passage_file",
+        required_unless_present = "passage_file"
+    )]
+    pub passage: Option<String>,
+    /// Read the passage from a UTF-8 text file instead.
+    #[arg(long)]
+    pub passage_file: Option<PathBuf>,
+    /// The question.
+    #[arg(long)]
+    pub question: String,
+    /// Answer only when best span score − null score exceeds −threshold (0: the standard rule).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub null_threshold: f64,
+    /// Tokens per window (question and passage).
+    #[arg(long, default_value_t = 384)]
+    pub max_length: usize,
+    /// Tokens between the starts of a long passage's windows.
+    #[arg(long, default_value_t = 128)]
+    pub doc_stride: usize,
+    /// Questions are cut to this many tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_query_length: usize,
+    /// Also write every method's decision, probabilities and window logits as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// The backend: cpu (Flex with this project's kernels), ndarray, cuda, wgpu (the last two
+    /// need a build with `--features cuda` / `wgpu`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+/// `answer`: reads the passage and runs [`run`] on the chosen backend.
+pub fn main(args: &AnswerArgs) -> Result<()> {
+    let passage = match (&args.passage, &args.passage_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(file)) => bertvision_core::error::read_text(file)?,
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let req = AnswerRequest {
+        export: &args.export,
+        passage: &passage,
+        question: &args.question,
+        features: FeatureConfig {
+            max_len: args.max_length,
+            doc_stride: args.doc_stride,
+            max_query: args.max_query_length,
+        },
+        postprocess: PostprocessConfig {
+            null_threshold: args.null_threshold,
+            ..Default::default()
+        },
+        json: args.json.as_deref(),
+    };
+    with_backend!(args.device, |B, dev| run::<B>(&req, dev))
+}
 
 pub struct AnswerRequest<'a> {
     pub export: &'a Path,
@@ -26,7 +92,7 @@ fn host(t: Tensor<impl Backend, 2>) -> Result<Vec<f32>> {
         .map_err(|e| anyhow::anyhow!("reading logits back from the device: {e:?}"))
 }
 
-pub fn run<B: bertvision_core::AdapterHeadBackend>(
+pub fn run<B: bertvision_core::KernelBackend>(
     req: &AnswerRequest<'_>,
     device: B::Device,
 ) -> Result<()> {

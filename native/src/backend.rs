@@ -1,17 +1,18 @@
 //! Which Burn backend runs a command. Each backend is compiled in by a cargo feature; the
 //! command line picks one at run time with `--device`.
 
+use bertvision_core::bert::{EncoderDtype, EncoderKernels};
 use clap::ValueEnum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceArg {
-    /// The CPU through Burn's pure-Rust Flex backend (the browser app's fallback too): the same
-    /// numbers on every run with the same seed, bf16/f16 available, within 3% of ndarray's speed
-    /// or faster here (README, "Speed").
+    /// The CPU through Burn's pure-Rust Flex backend (the browser app's fallback too) with this
+    /// project's CPU kernels: the same numbers on every run with the same seed, bf16/f16
+    /// available.
     Cpu,
     /// The CPU through Burn's ndarray backend (multi-threaded; with `--features openblas`, BLAS
-    /// matmuls). Not bit-reproducible across runs (README, "Determinism").
+    /// matmuls). Not bit-reproducible across runs (`docs/performance.md`, "Determinism").
     Ndarray,
     /// NVIDIA GPU through CubeCL/CUDA (build with `--features cuda`).
     Cuda,
@@ -36,72 +37,28 @@ impl DeviceArg {
     }
 }
 
-/// How the encoder's attention runs where no gradient flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AttentionArg {
-    /// Scores, padding bias, softmax and the value product as separate tensor ops.
-    Explicit,
-    /// The backend's frozen-encoder kernels (Flex: this project's CPU attention and GELU
-    /// kernels, `bertvision_shaders::cpu`; CubeCL: Burn's autotuned attention).
-    Fused,
-}
-
-impl AttentionArg {
-    pub fn kernel(self) -> bertvision_core::bert::AttentionKernel {
-        use bertvision_core::bert::AttentionKernel;
-        match self {
-            AttentionArg::Explicit => AttentionKernel::Explicit,
-            AttentionArg::Fused => AttentionKernel::Fused,
-        }
-    }
-
-    /// Fused where it was measured faster and checked against transformers (Flex with this
-    /// project's CPU kernels, minilm-l6: 3.0x the explicit ops' speed at 128 tokens, 3.8x at 384;
-    /// README "Speed"); the explicit ops elsewhere. On CUDA (H200, f32) the autotune picks Burn's separate-ops fallback over the
-    /// flash kernels and the fused path ran at 0.82-0.88x of the explicit one.
-    pub fn default_for(device: DeviceArg) -> Self {
-        match device {
-            DeviceArg::Cpu => AttentionArg::Fused,
-            DeviceArg::Ndarray | DeviceArg::Cuda | DeviceArg::Wgpu => AttentionArg::Explicit,
-        }
+/// The encoder's ops where no gradient flows, unless `--encoder-kernels` says: the backend's own
+/// where they were measured faster and checked against transformers (Flex with this project's
+/// CPU kernels, minilm-l6: 3.0x Burn's ops at 128 tokens, 3.8x at 384; `docs/performance.md`),
+/// Burn's ops elsewhere. On CUDA (H200, f32) the autotune picks Burn's separate-ops fallback over
+/// the flash kernels, and the native path ran at 0.82-0.88x of Burn's ops.
+pub fn default_encoder_kernels(device: DeviceArg) -> EncoderKernels {
+    match device {
+        DeviceArg::Cpu => EncoderKernels::Native,
+        DeviceArg::Ndarray | DeviceArg::Cuda | DeviceArg::Wgpu => EncoderKernels::Burn,
     }
 }
 
-/// The float type the encoder's weights and activations are kept in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DtypeArg {
-    F32,
-    /// bfloat16: for a frozen encoder on a GPU (CUDA), or on `--device cpu`.
-    Bf16,
-    /// float16: GPUs only.
-    F16,
-}
-
-impl DtypeArg {
-    pub fn precision(self) -> bertvision_core::bert::Precision {
-        use bertvision_core::bert::Precision;
-        match self {
-            DtypeArg::F32 => Precision::F32,
-            DtypeArg::Bf16 => Precision::Bf16,
-            DtypeArg::F16 => Precision::F16,
-        }
+/// ndarray computes in f32/f64 only: refuse another encoder float type early instead of failing
+/// inside a kernel.
+pub fn check_encoder_dtype(dtype: EncoderDtype, device: DeviceArg) -> anyhow::Result<()> {
+    if !dtype.is_f32() && device == DeviceArg::Ndarray {
+        anyhow::bail!(
+            "{}: the ndarray backend computes in f32 only; use --device cpu or cuda",
+            dtype.name()
+        );
     }
-
-    pub fn float_dtype(self) -> burn::tensor::FloatDType {
-        self.precision().float_dtype()
-    }
-
-    /// ndarray computes in f32/f64 only; refuse early instead of failing inside a kernel.
-    pub fn check_device(self, device: DeviceArg) -> anyhow::Result<()> {
-        if self != DtypeArg::F32 && device == DeviceArg::Ndarray {
-            anyhow::bail!(
-                "{}: the ndarray backend computes in f32 only; use --device cpu or cuda",
-                self.precision().name()
-            );
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// CubeCL panics deep inside device setup when there is no driver; say it in one line instead.
@@ -127,14 +84,14 @@ pub type WgpuBackend = burn::backend::Wgpu<f32, i32>;
 
 /// Calls `$body` with a type alias `$B` for the chosen backend and `$device` bound to its
 /// device; a backend not compiled in is an error naming the feature to build with.
-#[macro_export]
+/// (Declared with `#[macro_use]` first in `main.rs`, so every command module sees it.)
 macro_rules! with_backend {
     ($arg:expr, |$B:ident, $device:ident| $body:expr) => {{
         match $arg {
-            $crate::backend::DeviceArg::Cpu => {
+            crate::backend::DeviceArg::Cpu => {
                 #[cfg(feature = "flex")]
                 {
-                    type $B = $crate::backend::CpuBackend;
+                    type $B = crate::backend::CpuBackend;
                     let $device = burn::backend::flex::FlexDevice;
                     $body
                 }
@@ -143,10 +100,10 @@ macro_rules! with_backend {
                     Err(anyhow::anyhow!("--device cpu: this binary was built without the `flex` feature"))
                 }
             }
-            $crate::backend::DeviceArg::Ndarray => {
+            crate::backend::DeviceArg::Ndarray => {
                 #[cfg(feature = "ndarray")]
                 {
-                    type $B = $crate::backend::NdarrayBackend;
+                    type $B = crate::backend::NdarrayBackend;
                     let $device = burn::backend::ndarray::NdArrayDevice::Cpu;
                     $body
                 }
@@ -155,11 +112,11 @@ macro_rules! with_backend {
                     Err(anyhow::anyhow!("--device ndarray: this binary was built without the `ndarray` feature"))
                 }
             }
-            $crate::backend::DeviceArg::Cuda => {
+            crate::backend::DeviceArg::Cuda => {
                 #[cfg(feature = "cuda")]
                 {
-                    $crate::backend::require_nvidia_driver()?;
-                    type $B = $crate::backend::CudaBackend;
+                    crate::backend::require_nvidia_driver()?;
+                    type $B = crate::backend::CudaBackend;
                     let $device = burn::backend::cuda::CudaDevice::default();
                     $body
                 }
@@ -168,10 +125,10 @@ macro_rules! with_backend {
                     Err(anyhow::anyhow!("--device cuda: this binary was built without CUDA; rebuild with `cargo build --release --features cuda`"))
                 }
             }
-            $crate::backend::DeviceArg::Wgpu => {
+            crate::backend::DeviceArg::Wgpu => {
                 #[cfg(feature = "wgpu")]
                 {
-                    type $B = $crate::backend::WgpuBackend;
+                    type $B = crate::backend::WgpuBackend;
                     let $device = burn::backend::wgpu::WgpuDevice::default();
                     $body
                 }

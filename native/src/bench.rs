@@ -2,45 +2,85 @@
 //! `benchmarks/torch_bench.py` measures PyTorch — same shapes, warm-up excluded, the device
 //! synchronised before each clock read, the median of repeats — and written as JSON.
 //!
-//! Rows: (a) `extract` — a forward pass returning every hidden state, attention as separate ops,
-//! and `extract_fused_attention`, with the backend's attention kernel; (b) `finetune_step` — BERT
-//! with a classification head, forward + backward + AdamW; (c) `head_step_streamed` — the frozen
-//! encoder's forward (no graph, `run`'s attention default for the device) feeding an AdapterPooler
-//! step, as `run` trains it; (c') `head_step` — the AdapterPooler step alone on hidden states
-//! already computed. `_fused` rows: the same with the fused AdapterPooler op. Beside the fused
-//! rows, `fused_path_checks`: how far each fused path lands from the plain one on this device.
+//! Rows: (a) `extract` — a forward pass returning every hidden state through Burn's ops, and
+//! `extract_fused_attention`, through the backend's encoder kernels (`--encoder-kernels
+//! native`); (b) `finetune_step` — BERT with a classification head, forward + backward + AdamW;
+//! (c) `head_step_streamed` — the frozen encoder's forward (no graph, `run`'s encoder default for
+//! the device) feeding an AdapterPooler step, as `run` trains it; (c') `head_step` — the
+//! AdapterPooler step alone on hidden states already computed. `_fused` rows: the same with the
+//! fused AdapterPooler op. Beside the fused rows, `fused_path_checks`: how far each fused path
+//! lands from the plain one on this device. (The row names are kept from earlier versions, so
+//! committed result files stay comparable.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use bertvision_core::bert::{AttentionKernel, Bert, BertConfig, BertInput};
+use bertvision_core::bert::{Bert, BertConfig, BertInput, EncoderDtype, EncoderKernels};
 use bertvision_core::fsutil::write_atomic;
 use bertvision_core::head::{AdapterPoolerConfig, HeadKind, HeadPath, LayerMix};
 use bertvision_core::models::ModelDir;
+use bertvision_core::pipeline::recipe::adapter_size;
 use bertvision_core::pretrained::Pretrained;
 use bertvision_core::task_model::{BertTaskModel, Targets, head_loss};
 use bertvision_core::train::{OptimizerConfig, TrainOptimizer};
-use bertvision_shaders::attention::EncoderBackend;
+use bertvision_shaders::{AdapterHeadOps, AttentionOps};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
-pub struct BenchRequest<'a> {
-    /// A known model name, a model directory, or `bert-base` / `bert-large` (random weights).
-    pub model: &'a str,
-    pub model_dir: Option<&'a Path>,
-    pub seq_lens: &'a [usize],
+use crate::backend::{DeviceArg, check_encoder_dtype, default_encoder_kernels};
+use crate::fetch::resolve_model_dir;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// minilm-l6, splade-tiny, a model directory, or bert-base / bert-large (random weights).
+    #[arg(long, default_value = "minilm-l6")]
+    pub model: String,
+    /// Sequence lengths to measure (every sequence padded to it).
+    #[arg(long, value_delimiter = ',', default_value = "128,384")]
+    pub seq_lens: Vec<usize>,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// Timed calls per row (the median is reported).
+    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    pub warmup: usize,
-    pub device: crate::backend::DeviceArg,
-    /// The frozen encoder's float type (extraction and streamed-head rows).
-    pub extract_dtype: crate::backend::DtypeArg,
-    /// Only these rows; empty = all.
-    pub rows: &'a [String],
-    pub out: Option<&'a Path>,
+    /// Untimed calls before the timed ones (at least 1; the first is reported on its own,
+    /// since on GPUs it includes kernel compilation and autotuning).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub warmup: u64,
+    /// The backend: cpu (Flex with this project's kernels), ndarray, cuda, wgpu (the last two
+    /// need a build with `--features cuda` / `wgpu`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// The frozen encoder's float type for the extraction and streamed-head rows (fine-tuning
+    /// and the head always train in f32).
+    #[arg(long, value_enum, default_value = "f32", alias = "extract-dtype")]
+    pub encoder_dtype: EncoderDtype,
+    /// Only these rows (e.g. `extract_fused_attention,finetune_step`: one row under a profiler);
+    /// default all.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
+    /// Write the JSON here (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `bench`: checks the flags, resolves the model and runs [`bench`] on the chosen backend.
+pub fn main(args: &BenchArgs, cache_dir: &Path) -> Result<()> {
+    check_encoder_dtype(args.encoder_dtype, args.device)?;
+    check_rows(&args.rows)?;
+    let model_dir = match args.model.as_str() {
+        "bert-base" | "bert-large" => None,
+        _ => Some(resolve_model_dir(&args.model, cache_dir)?),
+    };
+    with_backend!(args.device, |B, dev| bench::<burn::backend::Autodiff<B>>(
+        args,
+        model_dir.as_deref(),
+        dev
+    ))
 }
 
 /// Every row `bench` measures, in order.
@@ -62,7 +102,7 @@ pub fn check_rows(rows: &[String]) -> Result<()> {
     }
 }
 
-impl BenchRequest<'_> {
+impl BenchArgs {
     fn wants(&self, measure: &str) -> bool {
         self.rows.is_empty() || self.rows.iter().any(|r| r == measure)
     }
@@ -192,8 +232,9 @@ fn max_abs_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) ->
 /// The fused paths checked against the plain ones on this device, on a padded batch (row `i`
 /// keeps `seq - i * seq / (batch + 1)` tokens), so a kernel that misreads the padding mask shows
 /// here and not only in a task's metrics: the largest absolute difference over every hidden
-/// state (fused attention; explicit ops as reference) and over the head's logits (fused
-/// AdapterPooler; plain Burn ops as reference).
+/// state (the backend's encoder kernels; Burn's ops as reference) and over the head's logits
+/// (fused AdapterPooler; plain Burn ops as reference). The key names are kept from earlier
+/// versions (`fused_attention_max_abs_diff` is the encoder kernels' difference).
 fn fused_path_checks<B: bertvision_core::TrainBackend>(
     frozen: &Bert<B::InnerBackend>,
     head: &bertvision_core::head::AdapterPooler<B>,
@@ -206,15 +247,15 @@ fn fused_path_checks<B: bertvision_core::TrainBackend>(
         .map(|i| (seq - i * seq / (batch + 1)).max(1))
         .collect();
     let x = input_with_lengths::<B::InnerBackend>(&lengths, seq, vocab, device);
-    let states = |kernel| {
+    let states = |kernels| {
         frozen
             .clone()
-            .with_attention_kernel(kernel)
+            .with_encoder_kernels(kernels)
             .forward(x.clone())
             .hidden_states_f32()
     };
-    let explicit = states(AttentionKernel::Explicit);
-    let fused = states(AttentionKernel::Fused);
+    let explicit = states(EncoderKernels::Burn);
+    let fused = states(EncoderKernels::Native);
     let mut attention_diff = 0f64;
     for (e, f) in explicit.iter().zip(fused) {
         attention_diff = attention_diff.max(max_abs_diff(e.clone(), f)?);
@@ -234,23 +275,25 @@ fn fused_path_checks<B: bertvision_core::TrainBackend>(
     }))
 }
 
-pub fn bench<B: bertvision_core::TrainBackend>(
-    req: &BenchRequest<'_>,
-    device: B::Device,
-) -> Result<()> {
-    let (config, bert, weights): (BertConfig, Bert<B>, &str) =
-        match (shape_config(req.model), req.model_dir) {
-            (Some(config), _) => {
-                let bert = Bert::init(&config, true, &device);
-                (config, bert, "random")
-            }
-            (None, Some(dir)) => {
-                let loaded = Pretrained::<B>::load(&ModelDir::open(dir)?, &device)?;
-                (loaded.config, loaded.bert, "pretrained")
-            }
-            (None, None) => bail!("--model {}: unknown", req.model),
-        };
-    if let Some(&seq) = req
+/// The model the rows run: a checkpoint's weights, or random weights of bert-base's or
+/// bert-large's shapes.
+fn load_model<B: bertvision_core::TrainBackend>(
+    args: &BenchArgs,
+    model_dir: Option<&Path>,
+    device: &B::Device,
+) -> Result<(BertConfig, Bert<B>, &'static str)> {
+    let (config, bert, weights) = match (shape_config(&args.model), model_dir) {
+        (Some(config), _) => {
+            let bert = Bert::init(&config, true, device);
+            (config, bert, "random")
+        }
+        (None, Some(dir)) => {
+            let loaded = Pretrained::<B>::load(&ModelDir::open(dir)?, device)?;
+            (loaded.config, loaded.bert, "pretrained")
+        }
+        (None, None) => bail!("--model {}: unknown", args.model),
+    };
+    if let Some(&seq) = args
         .seq_lens
         .iter()
         .find(|&&s| s == 0 || s > config.max_position_embeddings)
@@ -260,219 +303,303 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             config.max_position_embeddings
         );
     }
+    Ok((config, bert, weights))
+}
+
+/// The measured rows, printed as they come.
+struct Rows {
+    model: String,
+    batch: usize,
+    rows: Vec<Row>,
+}
+
+impl Rows {
+    fn record(&mut self, measure: &'static str, seq_len: usize, t: Timing) {
+        let row = Row {
+            model: self.model.clone(),
+            measure,
+            seq_len,
+            batch: self.batch,
+            median_seconds: t.median,
+            min_seconds: t.min,
+            first_call_seconds: t.first,
+            sequences_per_second: self.batch as f64 / t.median,
+        };
+        eprintln!(
+            "  {:<20} seq {:>3}: {:>9.4} s median, {:>8.2} sequences/s (first call {:.2} s)",
+            measure, seq_len, t.median, row.sequences_per_second, t.first
+        );
+        self.rows.push(row);
+    }
+}
+
+/// Class-0 targets for a batch of `n`.
+fn targets<B: Backend>(n: usize, device: &B::Device) -> Targets<B> {
+    Targets::Class(Tensor::from_data(
+        TensorData::new(vec![0i64; n], [n]),
+        device,
+    ))
+}
+
+pub fn bench<B: bertvision_core::TrainBackend>(
+    args: &BenchArgs,
+    model_dir: Option<&Path>,
+    device: B::Device,
+) -> Result<()> {
+    let (config, bert, weights) = load_model::<B>(args, model_dir, &device)?;
     eprintln!(
         "bench {} ({weights} weights, {} layers, hidden {}) on {}, batch {}, {} repeats after {} warm-up",
-        req.model,
+        args.model,
         config.num_hidden_layers,
         config.hidden_size,
-        req.device.label(),
-        req.batch,
-        req.repeats,
-        req.warmup
+        args.device.label(),
+        args.batch,
+        args.repeats,
+        args.warmup
     );
     let head_config = AdapterPoolerConfig {
         hidden_size: config.hidden_size,
         num_states: config.num_hidden_states(),
-        adapter_size: if config.hidden_size <= 384 { 32 } else { 64 },
+        adapter_size: adapter_size(config.hidden_size),
         kind: HeadKind::MaskedMean,
         num_outputs: 2,
-        max_len: *req.seq_lens.iter().max().unwrap_or(&128),
+        max_len: *args.seq_lens.iter().max().unwrap_or(&128),
         shared_adapter: true,
         skip_last_layer: false,
         layer_mix: LayerMix::None,
     };
-    let mut rows = Vec::new();
-    let mut checks = Vec::new();
-    let n = req.batch;
-    let targets = || {
-        Targets::<B>::Class(Tensor::from_data(
-            TensorData::new(vec![0i64; n], [n]),
-            &device,
-        ))
-    };
-    // The streamed rows use `run`'s attention default for the device, as `run` would.
-    let streamed_attention = crate::backend::AttentionArg::default_for(req.device).kernel();
+    // The streamed rows use `run`'s encoder default for the device, as `run` would.
+    let streamed = default_encoder_kernels(args.device);
     let frozen = bert
         .valid()
-        .with_float_dtype(req.extract_dtype.float_dtype())
-        .with_attention_kernel(streamed_attention);
-    for &seq in req.seq_lens {
-        let mut record = |measure: &'static str, t: Timing| {
-            let row = Row {
-                model: req.model.to_string(),
-                measure,
-                seq_len: seq,
-                batch: n,
-                median_seconds: t.median,
-                min_seconds: t.min,
-                first_call_seconds: t.first,
-                sequences_per_second: n as f64 / t.median,
-            };
-            eprintln!(
-                "  {:<20} seq {:>3}: {:>9.4} s median, {:>8.2} sequences/s (first call {:.2} s)",
-                measure, seq, t.median, row.sequences_per_second, t.first
-            );
-            rows.push(row);
-        };
-
-        // (a) extraction: every hidden state, no graph; attention as separate ops and as the
-        // backend's fused attention (`run --attention`).
-        let x = input::<B::InnerBackend>(n, seq, config.vocab_size, &device);
-        for (measure, kernel) in [
-            ("extract", AttentionKernel::Explicit),
-            ("extract_fused_attention", AttentionKernel::Fused),
-        ] {
-            if !req.wants(measure) {
-                continue;
-            }
-            let frozen = frozen.clone().with_attention_kernel(kernel);
-            record(
-                measure,
-                time_median::<B::InnerBackend>(&device, req.warmup, req.repeats, || {
-                    let out = frozen.forward(x.clone());
-                    drop(out.hidden_states);
-                })?,
-            );
+        .with_float_dtype(args.encoder_dtype.float_dtype())
+        .with_encoder_kernels(streamed);
+    let mut rows = Rows {
+        model: args.model.clone(),
+        batch: args.batch,
+        rows: Vec::new(),
+    };
+    let mut checks = Vec::new();
+    for &seq in &args.seq_lens {
+        let x = input::<B::InnerBackend>(args.batch, seq, config.vocab_size, &device);
+        extraction_rows::<B>(args, &frozen, &x, seq, &mut rows, &device)?;
+        if args.wants("finetune_step") {
+            finetune_row::<B>(args, &bert, &config, seq, &mut rows, &device)?;
         }
-
-        // (b) one fine-tuning step.
-        if req.wants("finetune_step") {
-            let mut model = Some(BertTaskModel::new(bert.clone(), &config, 2, false, &device));
-            let mut optim =
-                TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
-            let xa = input::<B>(n, seq, config.vocab_size, &device);
-            record(
-                "finetune_step",
-                time_median::<B>(&device, req.warmup, req.repeats, || {
-                    let m = model.take().expect("model");
-                    let (_, out) = m.forward(xa.clone());
-                    let loss = head_loss(out, &targets());
-                    let (m, _) = optim.step(1e-5, m, loss);
-                    model = Some(m);
-                })?,
-            );
-        }
-
-        // (c) AdapterPooler steps: streamed from the frozen encoder, and on ready features.
-        let mut head = Some(head_config.init::<B>(&device));
-        let mut head_optim =
-            TrainOptimizer::new(head.as_ref().expect("head"), OptimizerConfig::default());
-        if req.wants("extract_fused_attention")
-            || req.wants("head_step_streamed_fused")
-            || req.wants("head_step_fused")
+        let mut head = HeadBench::<B>::new(&head_config, &device);
+        if args.wants("extract_fused_attention")
+            || args.wants("head_step_streamed_fused")
+            || args.wants("head_step_fused")
         {
-            let head = head.as_ref().expect("head");
-            let check = fused_path_checks::<B>(&frozen, head, seq, n, config.vocab_size, &device)?;
+            let check = fused_path_checks::<B>(
+                &frozen,
+                head.model(),
+                seq,
+                args.batch,
+                config.vocab_size,
+                &device,
+            )?;
             eprintln!("  fused paths vs plain, padded batch: {check}");
             checks.push(check);
         }
-        let mut head_step = |states: Vec<Tensor<B, 3>>, mask: Tensor<B, 2, Int>, path| {
-            let h = head.take().expect("head");
-            let loss = head_loss(h.forward_by(&states, mask, path), &targets());
-            let (h, _) = head_optim.step(1e-3, h, loss);
-            head = Some(h);
-        };
+        head.rows(args, &frozen, &x, seq, &mut rows, &device)?;
+    }
+    let report = report_json::<B>(args, &config, weights, streamed, &head_config, rows, checks);
+    let text = serde_json::to_string_pretty(&report)?;
+    match &args.out {
+        Some(path) => write_atomic(path, text.as_bytes())?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// (a) extraction: every hidden state, no graph; Burn's ops and the backend's encoder kernels
+/// (`run --encoder-kernels`).
+fn extraction_rows<B: bertvision_core::TrainBackend>(
+    args: &BenchArgs,
+    frozen: &Bert<B::InnerBackend>,
+    x: &BertInput<B::InnerBackend>,
+    seq: usize,
+    rows: &mut Rows,
+    device: &B::Device,
+) -> Result<()> {
+    for (measure, kernels) in [
+        ("extract", EncoderKernels::Burn),
+        ("extract_fused_attention", EncoderKernels::Native),
+    ] {
+        if !args.wants(measure) {
+            continue;
+        }
+        let frozen = frozen.clone().with_encoder_kernels(kernels);
+        let timing =
+            time_median::<B::InnerBackend>(device, args.warmup as usize, args.repeats, || {
+                let out = frozen.forward(x.clone());
+                drop(out.hidden_states);
+            })?;
+        rows.record(measure, seq, timing);
+    }
+    Ok(())
+}
+
+/// (b) one fine-tuning step: BERT with a classification head, forward, backward, AdamW.
+fn finetune_row<B: bertvision_core::TrainBackend>(
+    args: &BenchArgs,
+    bert: &Bert<B>,
+    config: &BertConfig,
+    seq: usize,
+    rows: &mut Rows,
+    device: &B::Device,
+) -> Result<()> {
+    let n = args.batch;
+    let mut model = Some(BertTaskModel::new(bert.clone(), config, 2, false, device));
+    let mut optim = TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
+    let xa = input::<B>(n, seq, config.vocab_size, device);
+    let timing = time_median::<B>(device, args.warmup as usize, args.repeats, || {
+        let m = model.take().expect("model");
+        let (_, out) = m.forward(xa.clone());
+        let loss = head_loss(out, &targets(n, device));
+        let (m, _) = optim.step(1e-5, m, loss);
+        model = Some(m);
+    })?;
+    rows.record("finetune_step", seq, timing);
+    Ok(())
+}
+
+/// (c) AdapterPooler steps, one model and optimizer through every head row of a length.
+struct HeadBench<B: bertvision_core::TrainBackend> {
+    head: Option<bertvision_core::head::AdapterPooler<B>>,
+    optim: TrainOptimizer<B, bertvision_core::head::AdapterPooler<B>>,
+}
+
+impl<B: bertvision_core::TrainBackend> HeadBench<B> {
+    fn new(config: &AdapterPoolerConfig, device: &B::Device) -> Self {
+        let head = config.init::<B>(device);
+        let optim = TrainOptimizer::new(&head, OptimizerConfig::default());
+        HeadBench {
+            head: Some(head),
+            optim,
+        }
+    }
+
+    fn model(&self) -> &bertvision_core::head::AdapterPooler<B> {
+        self.head.as_ref().expect("head")
+    }
+
+    fn step(&mut self, states: Vec<Tensor<B, 3>>, mask: Tensor<B, 2, Int>, path: HeadPath) {
+        let n = mask.dims()[0];
+        let h = self.head.take().expect("head");
+        let loss = head_loss(
+            h.forward_by(&states, mask.clone(), path),
+            &targets(n, &mask.device()),
+        );
+        let (h, _) = self.optim.step(1e-3, h, loss);
+        self.head = Some(h);
+    }
+
+    /// Streamed from the frozen encoder (as `run` trains it), and on ready features.
+    fn rows(
+        &mut self,
+        args: &BenchArgs,
+        frozen: &Bert<B::InnerBackend>,
+        x: &BertInput<B::InnerBackend>,
+        seq: usize,
+        rows: &mut Rows,
+        device: &B::Device,
+    ) -> Result<()> {
+        let (warmup, repeats) = (args.warmup as usize, args.repeats);
         let mask = Tensor::<B, 2, Int>::from_inner(x.attention_mask.clone());
+        let states = |x: &BertInput<B::InnerBackend>| -> Vec<Tensor<B, 3>> {
+            let out = frozen.forward(x.clone()).hidden_states_f32();
+            out.into_iter().map(Tensor::from_inner).collect()
+        };
         for (measure, path) in [
             ("head_step_streamed", HeadPath::Plain),
             ("head_step_streamed_fused", HeadPath::Fused),
         ] {
-            if !req.wants(measure) {
-                continue;
+            if args.wants(measure) {
+                let timing = time_median::<B>(device, warmup, repeats, || {
+                    self.step(states(x), mask.clone(), path)
+                })?;
+                rows.record(measure, seq, timing);
             }
-            record(
-                measure,
-                time_median::<B>(&device, req.warmup, req.repeats, || {
-                    let states = frozen
-                        .forward(x.clone())
-                        .hidden_states_f32()
-                        .into_iter()
-                        .map(Tensor::from_inner)
-                        .collect();
-                    head_step(states, mask.clone(), path);
-                })?,
-            );
         }
-        if !(req.wants("head_step") || req.wants("head_step_fused")) {
-            continue;
+        if !(args.wants("head_step") || args.wants("head_step_fused")) {
+            return Ok(());
         }
-        let ready: Vec<Tensor<B, 3>> = frozen
-            .forward(x.clone())
-            .hidden_states_f32()
-            .into_iter()
-            .map(Tensor::from_inner)
-            .collect();
+        let ready = states(x);
         for (measure, path) in [
             ("head_step", HeadPath::Plain),
             ("head_step_fused", HeadPath::Fused),
         ] {
-            if !req.wants(measure) {
-                continue;
+            if args.wants(measure) {
+                let timing = time_median::<B>(device, warmup, repeats, || {
+                    self.step(ready.clone(), mask.clone(), path)
+                })?;
+                rows.record(measure, seq, timing);
             }
-            record(
-                measure,
-                time_median::<B>(&device, req.warmup, req.repeats, || {
-                    head_step(ready.clone(), mask.clone(), path);
-                })?,
-            );
         }
+        Ok(())
     }
-    let report = serde_json::json!({
+}
+
+/// The JSON `bench` writes: machine, settings, what each kind of row ran, the rows, the checks.
+fn report_json<B: bertvision_core::TrainBackend>(
+    args: &BenchArgs,
+    config: &BertConfig,
+    weights: &str,
+    streamed: EncoderKernels,
+    head_config: &AdapterPoolerConfig,
+    rows: Rows,
+    checks: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let cpu_kernels = <B::InnerBackend as AttentionOps>::KERNEL;
+    serde_json::json!({
         "implementation": "bertvision (Rust, Burn 0.21.0)",
-        "model": req.model,
+        "model": args.model,
         "weights": weights,
         "config": {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads},
-        "device": req.device.label(),
+        "device": args.device.label(),
         "cpu": cpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "dtype": match req.extract_dtype.precision() {
-            p if p.is_f32() => "f32".to_string(),
-            p => format!(
-                "{} frozen encoder (extract, head_step_streamed); f32 training",
-                p.name()
-            ),
+        "dtype": match args.encoder_dtype {
+            d if d.is_f32() => "f32".to_string(),
+            d => format!("{} frozen encoder (extract, head_step_streamed); f32 training", d.name()),
         },
-        "batch": req.batch,
-        // `extract` uses the explicit ops, `extract_fused_attention` the backend's frozen-encoder
-        // kernels (`run --attention fused`).
-        "streamed_rows_attention": streamed_attention.name(),
-        "fused_attention_rows": if <B::InnerBackend as EncoderBackend>::HAS_CPU_KERNELS {
+        "batch": args.batch,
+        // `extract` runs Burn's ops, `extract_fused_attention` the backend's encoder kernels
+        // (`run --encoder-kernels native`).
+        "streamed_rows_encoder_kernels": streamed.name(),
+        "fused_attention_rows": if cpu_kernels {
             "the CPU kernels of shaders/ (attention, GELU, linear layers)"
         } else {
             "Burn's module::attention"
         },
-        "finetune_step_encoder": if <B::InnerBackend as EncoderBackend>::HAS_CPU_KERNELS {
+        "finetune_step_encoder": if cpu_kernels {
             "self-attention with dropout, linear layers, GELU and dropout masks through the CPU kernels of shaders/, each with its backward"
         } else {
             "Burn's ops"
         },
-        "repeats": req.repeats,
-        "warmup": req.warmup,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
         "head": {
             "adapter_size": head_config.adapter_size,
             "kind": "masked-mean",
             "params": head_config.num_params(),
             // The `_fused` rows: `run --head-kernel fused`.
-            "fused_rows": if B::HAS_KERNEL {
+            "fused_rows": if <B as AdapterHeadOps>::KERNEL {
                 "the fused CubeCL kernel of shaders/"
             } else {
                 "this backend has no kernel: the fused op's plain-Burn reference"
             },
         },
         "peak_memory_mb": peak_rss_mb(),
-        "peak_memory_kind": if req.device.is_host() {
+        "peak_memory_kind": if args.device.is_host() {
             "process peak RSS"
         } else {
             "process peak RSS (host only; sample device memory with the vendor tool)"
         },
         "profile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
-        "rows": rows,
+        "rows": rows.rows,
         "fused_path_checks": checks,
-    });
-    let text = serde_json::to_string_pretty(&report)?;
-    match req.out {
-        Some(path) => write_atomic(path, text.as_bytes())?,
-        None => println!("{text}"),
-    }
-    Ok(())
+    })
 }

@@ -11,16 +11,28 @@ use bertvision_core::squad::{FeatureConfig, SquadDataset, featurize};
 use bertvision_core::tasks::{TASKS, glue};
 use bertvision_core::tokenize::BertTokenizer;
 
-/// Prints the official metrics JSON (and writes it to `out` if given).
-pub fn evaluate_squad(
-    data: &Path,
-    predictions: &Path,
-    na_prob: Option<&Path>,
-    out: Option<&Path>,
-) -> Result<()> {
-    let dataset = SquadDataset::load(data)?;
-    let preds = load_predictions(predictions)?;
-    let na = na_prob.map(load_na_probs).transpose()?;
+#[derive(Debug, clap::Args)]
+pub struct EvaluateSquadArgs {
+    /// The dataset (official SQuAD JSON format).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// `{"question id": "answer text"}`, "" for no answer.
+    #[arg(long)]
+    pub predictions: PathBuf,
+    /// `{"question id": probability of no answer}`.
+    #[arg(long)]
+    pub na_prob: Option<PathBuf>,
+    /// Also write the metrics JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Prints the official metrics JSON (and writes it to `--out` if given).
+pub fn evaluate_squad(args: &EvaluateSquadArgs) -> Result<()> {
+    let dataset = SquadDataset::load(&args.data)?;
+    let preds = load_predictions(&args.predictions)?;
+    let na = args.na_prob.as_deref().map(load_na_probs).transpose()?;
+    let out = args.out.as_deref();
     let metrics = evaluate(&dataset, &preds, na.as_deref())?;
     let json = serde_json::to_string_pretty(&metrics)?;
     println!("{json}");
@@ -30,14 +42,37 @@ pub fn evaluate_squad(
     Ok(())
 }
 
-/// Loads every GLUE task found under `glue_dir` and featurises `squad` with `tokenizer`,
-/// printing counts, skipped rows and the label round trip; the full report goes to `out`.
-pub fn data_report(
-    glue_dir: Option<&Path>,
-    squad: Option<&Path>,
-    tokenizer: Option<PathBuf>,
-    out: Option<&Path>,
-) -> Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct DataReportArgs {
+    /// A GLUE folder (one sub-folder per task, as GLUE distributes them).
+    #[arg(long)]
+    pub glue_dir: Option<PathBuf>,
+    /// A SQuAD 2.0 JSON file to featurise.
+    #[arg(long)]
+    pub squad: Option<PathBuf>,
+    /// The model whose tokenizer featurises SQuAD.
+    #[arg(long, default_value = "minilm-l6")]
+    pub model: String,
+    /// Also write the full report as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Loads every GLUE task found under `--glue-dir` and featurises `--squad` with the model's
+/// tokenizer, printing counts, skipped rows and the label round trip; the full report goes to
+/// `--out`.
+pub fn data_report(args: &DataReportArgs, cache_dir: &Path) -> Result<()> {
+    let tokenizer = match &args.squad {
+        Some(_) => {
+            Some(crate::fetch::resolve_model_dir(&args.model, cache_dir)?.join("tokenizer.json"))
+        }
+        None => None,
+    };
+    let (glue_dir, squad, out) = (
+        args.glue_dir.as_deref(),
+        args.squad.as_deref(),
+        args.out.as_deref(),
+    );
     let mut report = serde_json::Map::new();
     if let Some(dir) = glue_dir {
         // A wrong folder must not pass as "no data": say what was expected.

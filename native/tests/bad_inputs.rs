@@ -399,7 +399,7 @@ fn cases(root: &Path) -> Vec<Case> {
                 "RTE",
                 "--device",
                 "ndarray",
-                "--extract-dtype",
+                "--encoder-dtype",
                 "bf16",
             ]),
             vec!["bf16", "ndarray", "--device cpu"],

@@ -109,7 +109,7 @@ fn bench_writes_every_measure_with_positive_timings() {
             "16",
             "--repeats",
             "1",
-            "--extract-dtype",
+            "--encoder-dtype",
             "bf16",
         ],
     );

@@ -204,10 +204,10 @@ fn two_processes_share_the_seeds_of_one_run() {
     assert_eq!(seeds, [1, 2]);
 }
 
-/// `--extract-dtype bf16` feeds the head from a bf16 copy of the frozen encoder: fine-tuning and
+/// `--encoder-dtype bf16` feeds the head from a bf16 copy of the frozen encoder: fine-tuning and
 /// BERT's own predictions are untouched (bit-identical to the f32 run, the CPU backend being
 /// deterministic), the head still learns, and the configuration records the choice. The same
-/// for `--head-kernel fused`, and for `--attention explicit` against the CPU default (fused).
+/// for `--head-kernel fused`, and for `--encoder-kernels burn` against the CPU default (native).
 #[test]
 fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -223,13 +223,13 @@ fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
     };
     let (f32_run, f32_dir) = run("f32", &[]);
     let config = std::fs::read_to_string(f32_dir.join("config.json")).unwrap();
-    assert!(config.contains(r#""attention": "fused""#), "{config}");
-    let (bf16_run, bf16_dir) = run("bf16", &["--extract-dtype", "bf16"]);
-    let config = std::fs::read_to_string(bf16_dir.join("config.json")).unwrap();
     assert!(
-        config.contains(r#""encoder_precision": "bf16""#),
+        config.contains(r#""encoder_kernels": "native""#),
         "{config}"
     );
+    let (bf16_run, bf16_dir) = run("bf16", &["--encoder-dtype", "bf16"]);
+    let config = std::fs::read_to_string(bf16_dir.join("config.json")).unwrap();
+    assert!(config.contains(r#""encoder_dtype": "bf16""#), "{config}");
     for key in ["finetune_loss", "metrics"] {
         let (a, b) = (&f32_run["seeds"][0][key], &bf16_run["seeds"][0][key]);
         if key == "metrics" {
@@ -276,12 +276,12 @@ fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
         "BERTVision {bv32} (plain) vs {bv_fused} (fused)"
     );
 
-    // `--attention explicit` (the CPU default is Burn's fused attention where no gradient flows):
-    // fine-tuning is the same program, bit for bit; evaluation and the frozen encoder differ by
-    // float rounding only.
-    let (explicit_run, explicit_dir) = run("explicit", &["--attention", "explicit"]);
+    // `--encoder-kernels burn` (the CPU default is this project's kernels where no gradient
+    // flows): fine-tuning is the same program, bit for bit; evaluation and the frozen encoder
+    // differ by float rounding only.
+    let (explicit_run, explicit_dir) = run("explicit", &["--encoder-kernels", "burn"]);
     let config = std::fs::read_to_string(explicit_dir.join("config.json")).unwrap();
-    assert!(!config.contains(r#""attention""#), "{config}");
+    assert!(!config.contains(r#""encoder_kernels""#), "{config}");
     assert_eq!(
         f32_run["seeds"][0]["finetune_loss"],
         explicit_run["seeds"][0]["finetune_loss"]
@@ -293,7 +293,7 @@ fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
             .unwrap();
         assert!(
             (fused - explicit).abs() <= 1e-4 * explicit.abs(),
-            "head loss {part}: fused attention {fused}, explicit {explicit}"
+            "head loss {part}: native kernels {fused}, Burn's ops {explicit}"
         );
     }
     for method in ["bert_extract", "bert_final", "bertvision"] {
@@ -303,7 +303,7 @@ fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
         );
         assert!(
             (fused - explicit).abs() <= 0.02,
-            "{method}: {fused} (fused attention) vs {explicit} (explicit)"
+            "{method}: {fused} (native kernels) vs {explicit} (Burn's ops)"
         );
     }
 }

@@ -1,195 +1,45 @@
-//! GPU kernels shared by the native binary and the browser app.
+//! The ops BERTVision hands to its backend, each with a plain-Burn reference, and the kernels
+//! behind them: CubeCL (one source for CUDA and WebGPU) and CPU kernels for Flex.
 //!
-//! # The fused AdapterPooler head
+//! # Layout: one folder per layer, imports only downwards
 //!
-//! BERTVision's head (core's `head.rs`, method.md §2) applies a Linear(hidden → A) + GELU to every
-//! token of every hidden-state layer and feeds the concatenated per-token activations to a linear
-//! head. Written with plain tensor ops, that materialises the `[tokens, layers, A]` activations
-//! (and, under autodiff, keeps them, their GELU input and the head's input for the backward pass).
-//! [`adapter_head`] computes the head's per-token output in one pass instead:
+//! | folder | what | imports |
+//! |---|---|---|
+//! | `ops/` | one trait per op (linear, GELU, dropout, attention, the fused AdapterPooler head) whose provided methods are the op's reference in Burn's ops; [`KernelBackend`], the one bound the models need | Burn |
+//! | `cpu/` | CPU kernels on plain `f32` slices (feature `flex`) | nothing of this crate |
+//! | `cube/` | CubeCL kernels (feature `cubecl`) | nothing of this crate |
+//! | `backend/` | each backend's overrides: `flex.rs` (tensors ↔ `cpu/`), `cube.rs` (`CubeBackend` and `Fusion` launching `cube/`), `autodiff.rs` (`Autodiff<B>`: one node per kernel, its backward from `B`), `ndarray.rs` | `ops/`, `cpu/`, `cube/` |
 //!
-//! ```text
-//! out[n, c] = Σ_l Σ_a head_weight[n % P, l·A + a, c] · gelu(adapter_bias[s, a] + Σ_d features[n, l, d] · adapter_weight[s, d, a])
-//! ```
+//! # Which implementation runs
 //!
-//! with `s = 0` for one shared adapter and `s = l` for one adapter per layer, and `P` head-weight
-//! blocks (1 for heads whose weights are the same at every position; the padded length `T` for
-//! the original GLUE head, whose weights depend on the position). The head's bias and the
-//! pooling over tokens stay outside: they are cheap and linear. Every head kind reduces to this:
-//! span logits are `out` itself, the flattened GLUE head sums `out` over positions, the masked
-//! mean head averages `out` over real tokens (pooling and a linear map commute).
+//! | backend | linear, GELU, dropout | attention | AdapterPooler head |
+//! |---|---|---|---|
+//! | Flex (f32) | `cpu/` kernels | `cpu/` kernels (mask shared by heads) | reference |
+//! | Flex (bf16/f16), ndarray | reference | reference (`module::attention`) | reference |
+//! | CubeCL (CUDA, wgpu), `Fusion` of it | reference | reference (`module::attention`, a dense per-head mask) | `cube/` kernels |
+//! | `Autodiff<B>` | `B`'s kernel as one node with its backward where `B` has one (`KERNEL`), else the reference under Burn's autodiff | the same | `B`'s forward, backward from recomputed activations |
 //!
-//! Backward (the `autodiff` feature) keeps only the inputs: a second kernel recomputes the GELU
-//! input per element and writes the activations and the gradient at the GELU input, and the
-//! weight gradients are tuned matmuls over those. Nothing of size `[tokens, layers, A]` lives
-//! between forward and backward.
-//!
-//! Backends: the [`AdapterHeadBackend`] trait's provided methods are the plain-Burn reference
-//! ([`reference`]); `CubeBackend` (CUDA, wgpu) and `Fusion<CubeBackend>` override them with the
-//! CubeCL kernels (feature `cubecl`), `Autodiff<B>` adds the backward (feature `autodiff`), and the
-//! CPU backends (features `flex`, `ndarray`) use the reference. The kernels are written once in
-//! CubeCL, so the same source runs on CUDA and on WebGPU; the tests compare them with the
-//! reference on Burn's wgpu backend (feature `wgpu-tests`).
+//! "Reference" is the op trait's provided method: Burn's own tensor ops. Every kernel is tested
+//! against it (`shaders/tests/`: the CubeCL kernels on Burn's wgpu backend over lavapipe with the
+//! `wgpu-tests` feature, the CPU kernels on Flex), and the encoder built on them against Hugging
+//! Face transformers (`tests/tests/parity.rs`).
 
-use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+pub mod ops;
 
-pub mod attention;
-#[cfg(feature = "autodiff")]
-mod autodiff;
 #[cfg(feature = "flex")]
 pub mod cpu;
+
 #[cfg(feature = "cubecl")]
 mod cube;
-#[cfg(feature = "cubecl")]
-mod kernel;
-pub mod reference;
 
-/// A backend that can run the fused AdapterPooler head. The provided methods are the plain-Burn
-/// reference; GPU backends override them.
-///
-/// Every such backend also has the encoder's kernels and the padding-mask layout its
-/// attention reads ([`attention::EncoderBackend`]), so one bound covers both.
-pub trait AdapterHeadBackend: attention::EncoderBackend {
-    /// Whether this backend runs the CubeCL kernels (else the op is the plain-Burn reference);
-    /// reported by `bench` beside its fused rows.
-    const HAS_KERNEL: bool = false;
+mod backend;
 
-    /// Per-token head output `[tokens, classes]`; shapes as in [`adapter_head`].
-    fn adapter_head_forward(
-        features: FloatTensor<Self>,
-        adapter_weight: FloatTensor<Self>,
-        adapter_bias: FloatTensor<Self>,
-        head_weight: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        let out = reference::forward::<Self>(
-            float(features),
-            float(adapter_weight),
-            float(adapter_bias),
-            float(head_weight),
-        );
-        out.into_primitive().tensor()
-    }
-
-    /// For the backward pass: the activations `gelu(pre)` and the gradient at the GELU input
-    /// `(Σ_c head_weight · grad_out) · gelu'(pre)`, both `[tokens, layers, A]`.
-    fn adapter_head_recompute(
-        features: FloatTensor<Self>,
-        adapter_weight: FloatTensor<Self>,
-        adapter_bias: FloatTensor<Self>,
-        head_weight: FloatTensor<Self>,
-        grad_out: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (activations, grad_pre) = reference::recompute::<Self>(
-            float(features),
-            float(adapter_weight),
-            float(adapter_bias),
-            float(head_weight),
-            float(grad_out),
-        );
-        (
-            activations.into_primitive().tensor(),
-            grad_pre.into_primitive().tensor(),
-        )
-    }
-}
-
-/// A float primitive as a tensor (the ops take primitives, the reference takes tensors).
-pub(crate) fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
-}
-
-/// Why [`adapter_head`] refused its inputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShapeError(pub String);
-
-impl std::fmt::Display for ShapeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "adapter head: {}", self.0)
-    }
-}
-
-impl std::error::Error for ShapeError {}
-
-/// Checks the shapes [`adapter_head`] takes.
-pub fn check_shapes(
-    features: [usize; 3],
-    adapter_weight: [usize; 3],
-    adapter_bias: [usize; 2],
-    head_weight: [usize; 3],
-) -> Result<(), ShapeError> {
-    let [tokens, layers, hidden] = features;
-    let [adapters, w_hidden, adapter] = adapter_weight;
-    let [positions, head_in, classes] = head_weight;
-    let problem = if adapters != 1 && adapters != layers {
-        Some(format!(
-            "{adapters} adapters for {layers} layers (want 1 or one per layer)"
-        ))
-    } else if w_hidden != hidden {
-        Some(format!(
-            "adapter weight reads {w_hidden} features, hidden states have {hidden}"
-        ))
-    } else if adapter_bias != [adapters, adapter] {
-        Some(format!(
-            "adapter bias {adapter_bias:?}, want [{adapters}, {adapter}]"
-        ))
-    } else if head_in != layers * adapter {
-        Some(format!(
-            "head weight reads {head_in} features per token, want layers × adapter = {}",
-            layers * adapter
-        ))
-    } else if positions == 0 || tokens % positions != 0 {
-        Some(format!(
-            "{tokens} tokens are not whole sequences of {positions} positions"
-        ))
-    } else if classes == 0 || adapter == 0 || hidden == 0 {
-        Some("an empty dimension".to_string())
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err(ShapeError(p)),
-        None => Ok(()),
-    }
-}
-
-/// The fused AdapterPooler head: per-token output `[tokens, classes]` (head bias not added).
-///
-/// * `features` — `[tokens, layers, hidden]`: every hidden-state layer of every token, tokens
-///   flattened from `[batch, seq]`.
-/// * `adapter_weight` — `[1 or layers, hidden, A]` (Burn's `Linear` layout, input first);
-///   `adapter_bias` — `[1 or layers, A]`.
-/// * `head_weight` — `[P, layers·A, classes]`: token `n` reads block `n % P`.
-pub fn adapter_head<B: AdapterHeadBackend>(
-    features: Tensor<B, 3>,
-    adapter_weight: Tensor<B, 3>,
-    adapter_bias: Tensor<B, 2>,
-    head_weight: Tensor<B, 3>,
-) -> Result<Tensor<B, 2>, ShapeError> {
-    check_shapes(
-        features.dims(),
-        adapter_weight.dims(),
-        adapter_bias.dims(),
-        head_weight.dims(),
-    )?;
-    Ok(Tensor::from_primitive(TensorPrimitive::Float(
-        B::adapter_head_forward(
-            features.into_primitive().tensor(),
-            adapter_weight.into_primitive().tensor(),
-            adapter_bias.into_primitive().tensor(),
-            head_weight.into_primitive().tensor(),
-        ),
-    )))
-}
-
-// The CPU backends use the reference (the provided methods). Flex implements `Backend` for its
-// default parameters only; NdArray is implemented for the element types this project uses.
-#[cfg(feature = "flex")]
-impl AdapterHeadBackend for burn::backend::Flex {}
-
-#[cfg(feature = "ndarray")]
-impl AdapterHeadBackend for burn::backend::NdArray<f32> {}
-
-#[cfg(feature = "ndarray")]
-impl AdapterHeadBackend for burn::backend::NdArray<f32, i32> {}
+pub use ops::KernelBackend;
+pub use ops::adapter_head::{AdapterHeadOps, ShapeError, adapter_head, check_shapes};
+pub use ops::attention::{
+    AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,
+    key_padding_mask, padding_bias,
+};
+pub use ops::dropout::DropoutOps;
+pub use ops::gelu::GeluOps;
+pub use ops::linear::{LinearGrads, LinearOps};

@@ -2,7 +2,8 @@
 //! autodiff for the gradients (CPU), and — with `--features wgpu-tests` — the CubeCL kernels on
 //! Burn's wgpu backend against the CPU reference, forward and gradients.
 
-use bertvision_shaders::{AdapterHeadBackend, adapter_head, reference};
+use bertvision_shaders::ops::adapter_head::reference;
+use bertvision_shaders::{AdapterHeadOps, adapter_head};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -222,7 +223,7 @@ fn reference_matches_the_formula_written_as_loops() {
 
 /// Output and the four gradients of `Σ out · weights` (weights fixed, so every output element
 /// gets a different gradient).
-fn forward_and_gradients<B: burn::tensor::backend::AutodiffBackend + AdapterHeadBackend>(
+fn forward_and_gradients<B: burn::tensor::backend::AutodiffBackend + AdapterHeadOps>(
     case: &Case,
     fused: bool,
     device: &B::Device,
@@ -322,7 +323,7 @@ mod wgpu {
 
     type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
 
-    fn kernel_forward<B: AdapterHeadBackend>(case: &Case, device: &B::Device) -> Vec<f32> {
+    fn kernel_forward<B: AdapterHeadOps>(case: &Case, device: &B::Device) -> Vec<f32> {
         let [f, w, b, h] = inputs(case);
         to_vec(
             adapter_head::<B>(

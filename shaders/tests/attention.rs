@@ -1,12 +1,12 @@
 //! Burn's fused attention (`module::attention`) with the encoder's padding mask
-//! ([`key_padding_mask`] in the backend's [`EncoderBackend::MASK_LAYOUT`]) against loops
+//! ([`key_padding_mask`] in the backend's [`AttentionOps::MASK_LAYOUT`]) against loops
 //! over the formula: on Flex (the CPU default) always, and — with `--features wgpu-tests` — on
 //! Burn's wgpu backend, through the autotuned op the binary uses and through each CubeCL
 //! strategy on its own (flash kernel, separate ops). Also the encoder's attention on Flex
-//! (`EncoderBackend::self_attention`, this crate's CPU kernel) against the formula and
-//! against Burn's op.
+//! (`AttentionOps::encoder_attention`, this crate's CPU kernel) against the formula and
+//! against Burn's op, and fine-tuning's attention against its reference.
 
-use bertvision_shaders::attention::{EncoderBackend, key_padding_mask};
+use bertvision_shaders::{AttentionInput, AttentionMask, AttentionOps, key_padding_mask};
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
@@ -124,11 +124,11 @@ fn padding<B: Backend>(case: &Case, device: &B::Device) -> Tensor<B, 2, Int> {
     Tensor::from_data(TensorData::new(ones, [case.batch(), case.seq]), device)
 }
 
-fn mask<B: EncoderBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
+fn mask<B: AttentionOps>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
     key_padding_mask(padding::<B>(case, device), case.heads, B::MASK_LAYOUT)
 }
 
-fn fused<B: EncoderBackend>(case: &Case, device: &B::Device) -> Vec<f32> {
+fn fused<B: AttentionOps>(case: &Case, device: &B::Device) -> Vec<f32> {
     let [q, k, v] = inputs::<B>(case, device);
     let mask = mask::<B>(case, device);
     let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
@@ -170,14 +170,20 @@ fn merged<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 3> {
 
 /// The backend's frozen-encoder attention (on Flex, `bertvision_shaders::cpu`'s kernel) on the
 /// merged layout, back in `[batch, heads, seq, head_dim]` for comparison.
-fn encoder_attention<B: EncoderBackend>(
+fn encoder_attention<B: AttentionOps>(
     case: &Case,
     padding: Tensor<B, 2, Int>,
     device: &B::Device,
 ) -> Vec<f32> {
-    let [q, k, v] = inputs::<B>(case, device).map(merged);
-    let mask = key_padding_mask(padding, case.heads, B::MASK_LAYOUT);
-    let out = B::self_attention(q, k, v, mask, case.heads);
+    let [query, key, value] = inputs::<B>(case, device).map(merged);
+    let mask = AttentionMask::Padding(key_padding_mask(padding, case.heads, B::MASK_LAYOUT));
+    let out = B::encoder_attention(AttentionInput {
+        query,
+        key,
+        value,
+        mask,
+        heads: case.heads,
+    });
     out.reshape([case.batch(), case.seq, case.heads, case.head_dim])
         .swap_dims(1, 2)
         .into_data()
@@ -226,25 +232,31 @@ fn flex_encoder_attention_keeps_other_float_types() {
     use burn::tensor::DType;
     let device = Default::default();
     let case = CASES[1];
-    let [q, k, v] = inputs::<Flex>(&case, &device).map(|t| merged(t).cast(DType::BF16));
-    let mask = key_padding_mask(
+    let [query, key, value] = inputs::<Flex>(&case, &device).map(|t| merged(t).cast(DType::BF16));
+    let mask = AttentionMask::Padding(key_padding_mask(
         padding::<Flex>(&case, &device),
         case.heads,
         Flex::MASK_LAYOUT,
-    );
-    let out = Flex::self_attention(q, k, v, mask, case.heads);
+    ));
+    let out = Flex::encoder_attention(AttentionInput {
+        query,
+        key,
+        value,
+        mask,
+        heads: case.heads,
+    });
     assert_eq!(out.dtype(), DType::BF16);
 }
 
-/// Fine-tuning's attention on Flex (`bertvision_shaders::cpu::training`: dropout on the
-/// probabilities, its own backward) against the same computation in Burn's ops, directly and
+/// Fine-tuning's attention on Flex (`bertvision_shaders::cpu::attention_forward`: dropout on
+/// the probabilities, its own backward) against the op's reference in Burn's ops, directly and
 /// through `Autodiff<Flex>` against Burn's autodiff of the explicit ops.
 mod training {
     use std::sync::Mutex;
 
-    use bertvision_shaders::attention::{
-        AttentionDropout, EncoderBackend, burn_attention_train_backward,
-        burn_attention_train_forward, key_padding_mask,
+    use bertvision_shaders::ops::attention::reference;
+    use bertvision_shaders::{
+        AttentionDropout, AttentionInput, AttentionMask, AttentionOps, DropoutOps, key_padding_mask,
     };
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::backend::Backend;
@@ -300,11 +312,25 @@ mod training {
         Tensor::from_data(TensorData::new(values(n, seed, 1.5), shape), device)
     }
 
-    fn padding<B: EncoderBackend>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
+    fn padding<B: AttentionOps>(case: &Case, device: &B::Device) -> Tensor<B, 4, Bool> {
         let ones: Vec<i64> = case.real.iter().flatten().map(|&r| i64::from(r)).collect();
         let mask =
             Tensor::<B, 2, Int>::from_data(TensorData::new(ones, [case.batch(), case.seq]), device);
         key_padding_mask(mask, case.heads, B::MASK_LAYOUT)
+    }
+
+    fn input<B: AttentionOps>(
+        case: &Case,
+        [query, key, value]: [Tensor<B, 3>; 3],
+        device: &B::Device,
+    ) -> AttentionInput<B> {
+        AttentionInput {
+            query,
+            key,
+            value,
+            mask: AttentionMask::Padding(padding::<B>(case, device)),
+            heads: case.heads,
+        }
     }
 
     fn assert_close<const D: usize>(what: &str, got: Tensor<Flex, D>, want: Tensor<Flex, D>) {
@@ -327,12 +353,12 @@ mod training {
     fn flex_training_attention_matches_burns_ops() {
         let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
         let device = Default::default();
-        const { assert!(Autodiff::<Flex>::HAS_TRAINING_ATTENTION) };
+        const { assert!(<Flex as AttentionOps>::KERNEL) };
         for case in cases() {
             for keep in [1.0, 0.9] {
                 let [q, k, v] = [1, 2, 3].map(|s| projection::<Flex>(&case, s, &device));
                 let grad = projection::<Flex>(&case, 4, &device);
-                let mask = padding::<Flex>(&case, &device);
+                let qkv = || input::<Flex>(&case, [q.clone(), k.clone(), v.clone()], &device);
                 let what = |part: &str| {
                     format!(
                         "{part}, {} heads, seq {}, keep {keep}",
@@ -341,42 +367,22 @@ mod training {
                 };
                 // Both draw their dropout seed the same way from Flex's generator.
                 Flex::seed(&device, 11);
-                let (out, residuals) = Flex::attention_train_forward(
-                    q.clone(),
-                    k.clone(),
-                    v.clone(),
-                    mask.clone(),
-                    case.heads,
-                    keep,
-                );
+                let (out, residuals) = Flex::encoder_attention_train_forward(qkv(), keep);
                 assert!(matches!(
                     (&residuals.dropout, keep < 1.0),
                     (AttentionDropout::Seed { .. }, true) | (AttentionDropout::None, false)
                 ));
                 Flex::seed(&device, 11);
-                let (want_out, want_residuals) = burn_attention_train_forward(
-                    q.clone(),
-                    k.clone(),
-                    v.clone(),
-                    mask,
-                    case.heads,
-                    keep,
-                );
+                let (want_out, want_residuals) =
+                    reference::attention_train_forward::<Flex>(qkv(), keep);
                 assert_close(&what("output"), out, want_out);
                 assert_close(
                     &what("probabilities"),
                     residuals.probs.clone(),
                     want_residuals.probs.clone(),
                 );
-                let got = Flex::attention_train_backward(
-                    q.clone(),
-                    k.clone(),
-                    v.clone(),
-                    residuals,
-                    grad.clone(),
-                    case.heads,
-                );
-                let want = burn_attention_train_backward(q, k, v, want_residuals, grad, case.heads);
+                let got = Flex::encoder_attention_train_backward(qkv(), residuals, grad.clone());
+                let want = reference::attention_train_backward(qkv(), want_residuals, grad);
                 for ((name, got), want) in ["query", "key", "value"].iter().zip(got).zip(want) {
                     assert_close(&what(&format!("{name} gradient")), got, want);
                 }
@@ -396,14 +402,8 @@ mod training {
             let [q, k, v] = [1, 2, 3].map(|s| projection::<A>(&case, s, &device).require_grad());
             let probe = projection::<A>(&case, 5, &device);
             Flex::seed(&device, 23);
-            let kernel = A::training_self_attention(
-                q.clone(),
-                k.clone(),
-                v.clone(),
-                padding::<A>(&case, &device),
-                case.heads,
-                keep,
-            );
+            let qkv = [q.clone(), k.clone(), v.clone()];
+            let kernel = A::encoder_attention_train(input::<A>(&case, qkv, &device), keep);
             let kernel_grads = (kernel.clone() * probe.clone()).sum().backward();
 
             let [batch, seq, hidden] = q.dims();

@@ -1,8 +1,10 @@
-//! The encoder kernels Flex runs instead of Burn's ops (`bertvision_shaders::cpu`, through
-//! `EncoderBackend`) against those ops: GELU and the linear layers here, forward and
+//! The encoder kernels Flex runs instead of Burn's ops (`bertvision_shaders::cpu`, through the
+//! op traits) against the ops' references: GELU and the linear layers here, forward and
 //! backward (and through `Autodiff<Flex>`), attention in `attention.rs`.
 
-use bertvision_shaders::attention::{EncoderBackend, burn_gelu_backward, burn_linear_backward};
+use bertvision_shaders::ops::gelu::reference::gelu_backward as burn_gelu_backward;
+use bertvision_shaders::ops::linear::reference::linear_backward as burn_linear_backward;
+use bertvision_shaders::{GeluOps, LinearOps};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 
@@ -43,7 +45,7 @@ fn flex_encoder_gelu_matches_burn() {
             "gelu({x}): {g} vs Burn's {w}"
         );
     }
-    const { assert!(Flex::HAS_CPU_KERNELS) };
+    const { assert!(<Flex as GeluOps>::KERNEL && <Flex as LinearOps>::KERNEL) };
 }
 
 /// Row-major weights, and weights that are a transposed view (as the loader leaves Hugging

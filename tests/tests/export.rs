@@ -141,7 +141,7 @@ fn results_fixtures_for_the_web_page() {
     );
 }
 
-/// The GPU results kept in the repository (README, "Results on a GPU") are complete runs in the
+/// The GPU results kept in the repository (README, "Results") are complete runs in the
 /// current format: 3 seeds, every method summarised, so the comparison page can show them.
 #[test]
 fn committed_gpu_results_parse() {

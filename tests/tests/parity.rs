@@ -6,10 +6,10 @@
 //! The bf16 encoder (weights and activations in bf16, as a frozen GPU encoder runs) is checked on
 //! the CPU `Flex` backend against the same f32 references with its own, looser tolerance.
 
-use bertvision_core::bert::AttentionKernel;
+use bertvision_core::bert::EncoderKernels;
 use bertvision_core::pretrained::Pretrained;
 use bertvision_core::tokenize::{Encoded, TokenBatch};
-use bertvision_shaders::attention::EncoderBackend;
+use bertvision_shaders::KernelBackend;
 use bertvision_tests::{fixture, model_dir};
 use burn::backend::{Flex, NdArray};
 use burn::tensor::backend::Backend;
@@ -99,17 +99,17 @@ fn check_model(name: &str) -> f32 {
     check_model_on::<NdArray<f32>>(
         name,
         FloatDType::F32,
-        AttentionKernel::Explicit,
+        EncoderKernels::Burn,
         Tolerance::Absolute(TOLERANCE),
     )
 }
 
-/// Runs every fixture case of `model` with the encoder's weights in `dtype` and its attention
-/// computed by `kernel`; returns the worst error seen.
-fn check_model_on<B: EncoderBackend>(
+/// Runs every fixture case of `model` with the encoder's weights in `dtype` and its ops run by
+/// `kernels`; returns the worst error seen.
+fn check_model_on<B: KernelBackend>(
     name: &str,
     dtype: FloatDType,
-    kernel: AttentionKernel,
+    kernels: EncoderKernels,
     tolerance: Tolerance,
 ) -> f32 {
     let device = Default::default();
@@ -117,7 +117,7 @@ fn check_model_on<B: EncoderBackend>(
     model.bert = model
         .bert
         .with_float_dtype(dtype)
-        .with_attention_kernel(kernel);
+        .with_encoder_kernels(kernels);
     let fx = Fixture::load(name);
     let mut worst = 0.0f32;
     for case in fx.meta["cases"].as_array().unwrap() {
@@ -177,7 +177,7 @@ fn check_model_on<B: EncoderBackend>(
         let (err, ok) = tolerance.error(&to_vec(ours), &reference);
         assert!(
             ok,
-            "{name}/{key} ({dtype:?}, {kernel:?}): hidden states differ by {err} ({tolerance:?})"
+            "{name}/{key} ({dtype:?}, {kernels:?}): hidden states differ by {err} ({tolerance:?})"
         );
         worst = worst.max(err);
         if let Some((_, pooled)) = fx.f32s(&format!("{key}.pooled")) {
@@ -187,13 +187,13 @@ fn check_model_on<B: EncoderBackend>(
             );
             assert!(
                 ok,
-                "{name}/{key} ({dtype:?}, {kernel:?}): pooled output differs by {err} ({tolerance:?})"
+                "{name}/{key} ({dtype:?}, {kernels:?}): pooled output differs by {err} ({tolerance:?})"
             );
             worst = worst.max(err);
         }
     }
     println!(
-        "{name} ({dtype:?}, {kernel:?} attention on {}): worst error over all cases {worst:e} ({tolerance:?})",
+        "{name} ({dtype:?}, {kernels:?} encoder kernels on {}): worst error over all cases {worst:e} ({tolerance:?})",
         std::any::type_name::<B>()
     );
     worst
@@ -213,24 +213,25 @@ fn splade_tiny_matches_transformers() {
 #[test]
 fn bf16_encoders_stay_close_to_transformers() {
     for name in ["splade-tiny", "minilm-l6"] {
-        for kernel in [AttentionKernel::Explicit, AttentionKernel::Fused] {
+        for kernels in [EncoderKernels::Burn, EncoderKernels::Native] {
             check_model_on::<Flex>(
                 name,
                 FloatDType::BF16,
-                kernel,
+                kernels,
                 Tolerance::Relative(BF16_RELATIVE_TOLERANCE),
             );
         }
     }
 }
 
-/// The backends' own attention (`--attention fused`, the CPU default of `run`), with the padding
-/// mask as each backend reads it: the padded batch and the 384-token case are in the fixtures.
+/// The backends' own encoder kernels (`--encoder-kernels native`, the CPU default of `run`),
+/// with the padding mask as each backend reads it: the padded batch and the 384-token case are
+/// in the fixtures.
 #[test]
-fn fused_attention_matches_transformers() {
+fn native_encoder_kernels_match_transformers() {
     for name in ["splade-tiny", "minilm-l6"] {
         let tolerance = Tolerance::Absolute(TOLERANCE);
-        check_model_on::<Flex>(name, FloatDType::F32, AttentionKernel::Fused, tolerance);
-        check_model_on::<NdArray<f32>>(name, FloatDType::F32, AttentionKernel::Fused, tolerance);
+        check_model_on::<Flex>(name, FloatDType::F32, EncoderKernels::Native, tolerance);
+        check_model_on::<NdArray<f32>>(name, FloatDType::F32, EncoderKernels::Native, tolerance);
     }
 }

@@ -189,7 +189,7 @@ async fn read<B: Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>, String> {
         .map_err(|e| format!("reading logits: {e:?}"))
 }
 
-async fn forward<B: bertvision_core::AdapterHeadBackend>(
+async fn forward<B: bertvision_core::KernelBackend>(
     models: &mut QaModels<B>,
     device: &B::Device,
     passage: &str,

@@ -41,72 +41,100 @@ fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1e6)
 }
 
-#[component]
-pub fn QaPage() -> impl IntoView {
-    let choice = RwSignal::new(BackendChoice::Auto);
-    let progress = RwSignal::new(Vec::<FileProgress>::new());
-    let backend = RwSignal::new(None::<String>);
-    let load_timings = RwSignal::new(None::<LoadTimings>);
-    let loading = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let samples = RwSignal::new(Vec::<DemoSample>::new());
-    let passage = RwSignal::new(String::new());
-    let question = RwSignal::new(String::new());
-    let gold = RwSignal::new(None::<Vec<String>>);
-    let threshold = RwSignal::new(0.0f64);
-    let busy = RwSignal::new(false);
-    let last = RwSignal::new(None::<LastRun>);
-    let strip_method = RwSignal::new(1usize);
+/// The page's state: every signal its parts read and write (signals are `Copy`, so the parts
+/// and the callbacks below each take the whole state by value).
+#[derive(Clone, Copy)]
+struct QaState {
+    choice: RwSignal<BackendChoice>,
+    progress: RwSignal<Vec<FileProgress>>,
+    backend: RwSignal<Option<String>>,
+    load_timings: RwSignal<Option<LoadTimings>>,
+    loading: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+    samples: RwSignal<Vec<DemoSample>>,
+    passage: RwSignal<String>,
+    question: RwSignal<String>,
+    gold: RwSignal<Option<Vec<String>>>,
+    threshold: RwSignal<f64>,
+    busy: RwSignal<bool>,
+    last: RwSignal<Option<LastRun>>,
+    strip_method: RwSignal<usize>,
+}
 
-    let answers = Memo::new(move |_| {
-        last.with(|l| {
-            l.as_ref().map(|l| {
-                let config = PostprocessConfig {
-                    null_threshold: threshold.get(),
-                    ..Default::default()
-                };
-                answer(&l.query, l.bert.clone(), l.bertvision.clone(), &config)
+impl QaState {
+    fn new() -> Self {
+        QaState {
+            choice: RwSignal::new(BackendChoice::Auto),
+            progress: RwSignal::new(Vec::new()),
+            backend: RwSignal::new(None),
+            load_timings: RwSignal::new(None),
+            loading: RwSignal::new(false),
+            error: RwSignal::new(None),
+            samples: RwSignal::new(Vec::new()),
+            passage: RwSignal::new(String::new()),
+            question: RwSignal::new(String::new()),
+            gold: RwSignal::new(None),
+            threshold: RwSignal::new(0.0),
+            busy: RwSignal::new(false),
+            last: RwSignal::new(None),
+            strip_method: RwSignal::new(1),
+        }
+    }
+
+    /// The decisions for the last question at the current threshold (no model run).
+    fn answers(self) -> Memo<Option<QaAnswers>> {
+        Memo::new(move |_| {
+            self.last.with(|l| {
+                l.as_ref().map(|l| {
+                    let config = PostprocessConfig {
+                        null_threshold: self.threshold.get(),
+                        ..Default::default()
+                    };
+                    answer(&l.query, l.bert.clone(), l.bertvision.clone(), &config)
+                })
             })
         })
-    });
+    }
 
-    let load_export = move |files: ExportFiles, download_ms: Option<f64>| {
+    fn load_export(self, files: ExportFiles, download_ms: Option<f64>) {
         let bytes = files.files().iter().map(|f| f.bytes.len() as u64).sum();
         spawn_local(async move {
             let t0 = now_ms();
-            match engine::load(files, choice.get_untracked()).await {
+            match engine::load(files, self.choice.get_untracked()).await {
                 Ok(label) => {
-                    backend.set(Some(label));
-                    load_timings.set(Some(LoadTimings {
+                    self.backend.set(Some(label));
+                    self.load_timings.set(Some(LoadTimings {
                         download_ms,
                         load_ms: now_ms() - t0,
                         bytes,
                     }));
-                    last.set(None);
-                    error.set(None);
+                    self.last.set(None);
+                    self.error.set(None);
                 }
                 Err(e) => {
                     // Nothing from a previous model may stay on screen as if it were current.
-                    backend.set(None);
-                    load_timings.set(None);
-                    last.set(None);
-                    error.set(Some(format!("could not load the model: {e}")));
+                    self.backend.set(None);
+                    self.load_timings.set(None);
+                    self.last.set(None);
+                    self.error
+                        .set(Some(format!("could not load the model: {e}")));
                 }
             }
-            loading.set(false);
+            self.loading.set(false);
         });
-    };
+    }
 
-    let load_served = move || {
-        loading.set(true);
-        error.set(None);
-        progress.set(Vec::new());
+    /// Downloads the served demo export, file by file with progress, then loads it.
+    fn load_served(self) {
+        self.loading.set(true);
+        self.error.set(None);
+        self.progress.set(Vec::new());
         spawn_local(async move {
             let t0 = now_ms();
             let mut files = Vec::new();
             for (i, rel) in ExportFiles::NAMES.iter().enumerate() {
                 let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
-                progress.update(|p| {
+                self.progress.update(|p| {
                     p.push(FileProgress {
                         name: name.clone(),
                         loaded: 0,
@@ -115,27 +143,25 @@ pub fn QaPage() -> impl IntoView {
                 });
                 let url = format!("{DEMO_MODEL}/{rel}");
                 let got = fetch_bytes(&url, |loaded, total| {
-                    progress.update(|p| {
+                    self.progress.update(|p| {
                         p[i].loaded = loaded;
                         p[i].total = total;
                     })
                 })
                 .await;
-                match got {
-                    Ok(Some(bytes)) => files.push(NamedBytes::new(url, bytes)),
-                    Ok(None) => {
-                        error.set(Some(format!(
-                            "no demo model is served here ({url} is missing): choose the exported files below"
-                        )));
-                        loading.set(false);
-                        return;
+                let failure = match got {
+                    Ok(Some(bytes)) => {
+                        files.push(NamedBytes::new(url, bytes));
+                        continue;
                     }
-                    Err(e) => {
-                        error.set(Some(e));
-                        loading.set(false);
-                        return;
-                    }
-                }
+                    Ok(None) => format!(
+                        "no demo model is served here ({url} is missing): choose the exported files below"
+                    ),
+                    Err(e) => e,
+                };
+                self.error.set(Some(failure));
+                self.loading.set(false);
+                return;
             }
             let download_ms = now_ms() - t0;
             let mut it = files.into_iter();
@@ -147,78 +173,66 @@ pub fn QaPage() -> impl IntoView {
                 head: next(),
                 head_config: next(),
             };
-            load_export(export, Some(download_ms));
+            self.load_export(export, Some(download_ms));
         });
-    };
+    }
 
-    let on_pick = on_files_chosen(move |picked| {
-        loading.set(true);
+    /// Loads the files a user picked.
+    fn load_picked(self, picked: Result<Vec<(String, Vec<u8>)>, String>) {
+        self.loading.set(true);
         match picked.and_then(engine::export_from_named) {
             Ok(export) => {
-                progress.set(
-                    export
-                        .files()
-                        .iter()
-                        .map(|f| FileProgress {
-                            name: f.name.display().to_string(),
-                            loaded: f.bytes.len() as u64,
-                            total: Some(f.bytes.len() as u64),
-                        })
-                        .collect(),
-                );
-                load_export(export, None);
+                let sizes: Vec<FileProgress> = export
+                    .files()
+                    .iter()
+                    .map(|f| FileProgress {
+                        name: f.name.display().to_string(),
+                        loaded: f.bytes.len() as u64,
+                        total: Some(f.bytes.len() as u64),
+                    })
+                    .collect();
+                self.progress.set(sizes);
+                self.load_export(export, None);
             }
             Err(e) => {
-                error.set(Some(e));
-                loading.set(false);
+                self.error.set(Some(e));
+                self.loading.set(false);
             }
         }
-    });
+    }
 
-    // On opening: the served samples (optional) and the served demo model.
-    spawn_local(async move {
-        match fetch_text("samples.json").await {
-            Ok(Some(text)) => match serde_json::from_str::<Vec<DemoSample>>(&text) {
-                Ok(s) => {
-                    if let Some(first) = s.first() {
-                        passage.set(first.context.clone());
-                        if let Some(q) = first.questions.first() {
-                            question.set(q.question.clone());
-                            gold.set(Some(q.answers.clone()));
-                        }
-                    }
-                    samples.set(s);
-                }
-                Err(e) => error.set(Some(format!("samples.json: {e}"))),
-            },
-            Ok(None) => {}
-            Err(e) => error.set(Some(e)),
-        }
-    });
-    load_served();
-
-    let ask = move || {
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        error.set(None);
-        let (p, q) = (passage.get_untracked(), question.get_untracked());
+    /// The served sample passages (optional), the first one shown.
+    fn load_samples(self) {
         spawn_local(async move {
-            match engine::ask(&p, &q, &FeatureConfig::default()).await {
-                Ok((query, bert, bertvision, timings)) => last.set(Some(LastRun {
-                    query,
-                    bert,
-                    bertvision,
-                    timings,
-                })),
-                Err(e) => error.set(Some(e)),
+            match fetch_text("samples.json").await {
+                Ok(Some(text)) => match serde_json::from_str::<Vec<DemoSample>>(&text) {
+                    Ok(s) => {
+                        if !s.is_empty() {
+                            self.show_sample(&s, 0, 0);
+                        }
+                        self.samples.set(s);
+                    }
+                    Err(e) => self.error.set(Some(format!("samples.json: {e}"))),
+                },
+                Ok(None) => {}
+                Err(e) => self.error.set(Some(e)),
             }
-            busy.set(false);
         });
-    };
+    }
 
-    let pick_sample = move |value: String| {
+    /// Passage `a` of `samples` and its question `b`, with the gold answers.
+    fn show_sample(self, samples: &[DemoSample], a: usize, b: usize) {
+        if let Some(sample) = samples.get(a) {
+            self.passage.set(sample.context.clone());
+            if let Some(q) = sample.questions.get(b) {
+                self.question.set(q.question.clone());
+                self.gold.set(Some(q.answers.clone()));
+            }
+        }
+    }
+
+    /// The sample selector's value, `passage:question`.
+    fn pick_sample(self, value: String) {
         let mut parts = value.split(':');
         let (Some(Ok(a)), Some(Ok(b))) = (
             parts.next().map(str::parse::<usize>),
@@ -226,17 +240,58 @@ pub fn QaPage() -> impl IntoView {
         ) else {
             return;
         };
-        samples.with_untracked(|s| {
-            if let Some(sample) = s.get(a) {
-                passage.set(sample.context.clone());
-                if let Some(q) = sample.questions.get(b) {
-                    question.set(q.question.clone());
-                    gold.set(Some(q.answers.clone()));
-                }
-            }
-        });
-    };
+        self.samples.with_untracked(|s| self.show_sample(s, a, b));
+    }
 
+    /// Runs both models on the passage and question.
+    fn ask(self) {
+        if self.busy.get_untracked() {
+            return;
+        }
+        self.busy.set(true);
+        self.error.set(None);
+        let (p, q) = (self.passage.get_untracked(), self.question.get_untracked());
+        spawn_local(async move {
+            match engine::ask(&p, &q, &FeatureConfig::default()).await {
+                Ok((query, bert, bertvision, timings)) => self.last.set(Some(LastRun {
+                    query,
+                    bert,
+                    bertvision,
+                    timings,
+                })),
+                Err(e) => self.error.set(Some(e)),
+            }
+            self.busy.set(false);
+        });
+    }
+}
+
+#[component]
+pub fn QaPage() -> impl IntoView {
+    let state = QaState::new();
+    let answers = state.answers();
+    // On opening: the served samples (optional) and the served demo model.
+    state.load_samples();
+    state.load_served();
+    view! {
+        {model_card(state)}
+        {move || state.error.get().map(|e| view! { <div class="error" id="error">{e}</div> })}
+        {question_card(state)}
+        {move || answers.get().map(|a| answers_view(state, a))}
+    }
+}
+
+/// The backend selector, the demo model's download progress and what it runs on.
+fn model_card(state: QaState) -> impl IntoView {
+    let QaState {
+        choice,
+        progress,
+        backend,
+        load_timings,
+        loading,
+        ..
+    } = state;
+    let on_pick = on_files_chosen(move |picked| state.load_picked(picked));
     view! {
         <section class="card">
             <h2>"Model"</h2>
@@ -252,7 +307,7 @@ pub fn QaPage() -> impl IntoView {
                         <option value="cpu">"CPU (Flex)"</option>
                     </select>
                 </label>
-                <button on:click=move |_| load_served() disabled=move || loading.get()>"Load the demo model"</button>
+                <button on:click=move |_| state.load_served() disabled=move || loading.get()>"Load the demo model"</button>
                 <label class="file">"or choose the exported files "
                     <input id="model-files" type="file" multiple on:change=on_pick/>
                 </label>
@@ -283,14 +338,27 @@ pub fn QaPage() -> impl IntoView {
                 ))}
             </p>
         </section>
+    }
+}
 
-        {move || error.get().map(|e| view! { <div class="error" id="error">{e}</div> })}
-
+/// The sample selector, the passage, the question, the threshold and the gold answers.
+fn question_card(state: QaState) -> impl IntoView {
+    let QaState {
+        samples,
+        passage,
+        question,
+        gold,
+        threshold,
+        busy,
+        backend,
+        ..
+    } = state;
+    view! {
         <section class="card">
             <h2>"Passage and question"</h2>
             <Show when=move || !samples.get().is_empty()>
                 <label>"Sample from SQuAD 2.0 dev "
-                    <select id="sample" on:change=move |ev| pick_sample(event_target_value(&ev))>
+                    <select id="sample" on:change=move |ev| state.pick_sample(event_target_value(&ev))>
                         {move || samples.get().into_iter().enumerate().flat_map(|(a, s)| {
                             s.questions.into_iter().enumerate().map(move |(b, q)| {
                                 let label = format!("{} — {}{}", s.title.replace('_', " "), q.question, if q.answers.is_empty() { " (unanswerable)" } else { "" });
@@ -306,8 +374,8 @@ pub fn QaPage() -> impl IntoView {
                 <input id="question" type="text" placeholder="Ask a question about the passage"
                     prop:value=move || question.get()
                     on:input=move |ev| { question.set(event_target_value(&ev)); gold.set(None); }
-                    on:keydown=move |ev| if ev.key() == "Enter" { ask() }/>
-                <button id="ask" class="primary" on:click=move |_| ask()
+                    on:keydown=move |ev| if ev.key() == "Enter" { state.ask() }/>
+                <button id="ask" class="primary" on:click=move |_| state.ask()
                     disabled=move || busy.get() || backend.get().is_none()>
                     {move || if busy.get() { "Answering…" } else { "Answer" }}
                 </button>
@@ -329,48 +397,63 @@ pub fn QaPage() -> impl IntoView {
                 }}</p>
             })}
         </section>
+    }
+}
 
-        {move || answers.get().map(|a| {
-            let timings = last.with_untracked(|l| l.as_ref().map(|l| l.timings)).unwrap_or_default();
-            // What the end-to-end test compares with the native code's logits.
-            let logits_json = serde_json::json!({
-                "bert": last.with_untracked(|l| l.as_ref().map(|l| l.bert.clone())),
-                "bertvision": last.with_untracked(|l| l.as_ref().map(|l| l.bertvision.clone())),
-                "answers": a.methods.iter().map(|m| m.prediction.text.clone()).collect::<Vec<_>>(),
-            })
-            .to_string();
-            let cards = a.methods.iter().enumerate().map(|(i, m)| answer_card(i, m)).collect_view();
-            let marked = highlighted(&passage.get_untracked(), &a);
-            let windows = a.windows;
-            view! {
-                <section class="answers">
-                    {cards}
-                </section>
-                <p class="timings" id="timings">
-                    {format!("tokenisation {:.1} ms · forward pass (both models, one encoder pass, {} window{}) {:.1} ms · on {}",
-                        timings.tokenize_ms, windows, if windows == 1 { "" } else { "s" }, timings.forward_ms,
-                        backend.get_untracked().unwrap_or_default())}
-                </p>
-                <section class="card">
-                    <h2>"In the passage"</h2>
-                    <p class="legend">
-                        <span class="hl hl-0">"BERT"</span> " " <span class="hl hl-1">"BERTVision"</span> " " <span class="hl hl-2">"Ensemble"</span>
-                        <span class="muted">" (dashed: best span, rejected as no answer)"</span>
-                    </p>
-                    <div class="passage">{marked}</div>
-                </section>
-                <section class="card">
-                    <h2>"Start / end probabilities"</h2>
-                    <div class="row">
-                        {(0..3).map(|i| view! {
-                            <button class:active=move || strip_method.get() == i on:click=move |_| strip_method.set(i)>{METHOD_LABELS[i]}</button>
-                        }).collect_view()}
-                    </div>
-                    {move || strip(&a, strip_method.get())}
-                </section>
-                <pre id="logits-json" hidden>{logits_json}</pre>
-            }
-        })}
+/// The three answers, the timings, the spans in the passage and the probability strips.
+fn answers_view(state: QaState, a: QaAnswers) -> impl IntoView {
+    let QaState {
+        last,
+        backend,
+        passage,
+        strip_method,
+        ..
+    } = state;
+    let timings = last
+        .with_untracked(|l| l.as_ref().map(|l| l.timings))
+        .unwrap_or_default();
+    // What the end-to-end test compares with the native code's logits.
+    let logits_json = serde_json::json!({
+        "bert": last.with_untracked(|l| l.as_ref().map(|l| l.bert.clone())),
+        "bertvision": last.with_untracked(|l| l.as_ref().map(|l| l.bertvision.clone())),
+        "answers": a.methods.iter().map(|m| m.prediction.text.clone()).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let cards = a
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| answer_card(i, m))
+        .collect_view();
+    let marked = highlighted(&passage.get_untracked(), &a);
+    let windows = a.windows;
+    view! {
+        <section class="answers">
+            {cards}
+        </section>
+        <p class="timings" id="timings">
+            {format!("tokenisation {:.1} ms · forward pass (both models, one encoder pass, {} window{}) {:.1} ms · on {}",
+                timings.tokenize_ms, windows, if windows == 1 { "" } else { "s" }, timings.forward_ms,
+                backend.get_untracked().unwrap_or_default())}
+        </p>
+        <section class="card">
+            <h2>"In the passage"</h2>
+            <p class="legend">
+                <span class="hl hl-0">"BERT"</span> " " <span class="hl hl-1">"BERTVision"</span> " " <span class="hl hl-2">"Ensemble"</span>
+                <span class="muted">" (dashed: best span, rejected as no answer)"</span>
+            </p>
+            <div class="passage">{marked}</div>
+        </section>
+        <section class="card">
+            <h2>"Start / end probabilities"</h2>
+            <div class="row">
+                {(0..3).map(|i| view! {
+                    <button class:active=move || strip_method.get() == i on:click=move |_| strip_method.set(i)>{METHOD_LABELS[i]}</button>
+                }).collect_view()}
+            </div>
+            {move || strip(&a, strip_method.get())}
+        </section>
+        <pre id="logits-json" hidden>{logits_json}</pre>
     }
 }
 

@@ -1,25 +1,22 @@
-//! The BERT encoder, written layer by layer so that every layer's output is available.
+//! The BERT encoder's module tree, written layer by layer so that every layer's output is
+//! available (the layers' forward passes are in [`super::layer`]).
 //!
 //! Field names follow Hugging Face's parameter names (`embeddings.word_embeddings`,
 //! `encoder.layer.N.attention.self_attn.query`, ...), so a checkpoint maps onto this tree with
-//! three renames only (see [`super::weights`]). BERT is post-LN: each sub-layer adds its residual
-//! and then normalises.
+//! three renames only (see [`super::weights`]).
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, FloatDType, Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 
-use bertvision_shaders::attention::{EncoderBackend, EncoderKernels, key_padding_mask};
+use bertvision_formats::bert_config::{Activation, BertConfig};
 
-use super::config::{Activation, BertConfig};
-
-/// Value added to attention scores of padding keys; Hugging Face uses the dtype's minimum.
-const MASKED_SCORE: f32 = f32::MIN;
+use super::options::EncoderKernels;
 
 /// Token ids of a (padded) batch; all three are `[batch, seq]`.
 #[derive(Debug, Clone)]
@@ -101,180 +98,12 @@ pub struct BertSelfAttention<B: Backend> {
     pub num_heads: usize,
 }
 
-impl<B: Backend> BertSelfAttention<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
-        let [batch, seq, hidden] = x.dims();
-        let head_dim = hidden / self.num_heads;
-        let heads = |t: Tensor<B, 3>| {
-            t.reshape([batch, seq, self.num_heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        match mask {
-            // Each projection is split into heads as soon as it is made: on Burn's fusion
-            // backends the order of the ops decides which kernels are fused and compiled (with
-            // q, k and v projected first, the forced-WebGPU browser test on SwiftShader ran over
-            // its 120-s limit twice; in this order its forward took 49.8 s and 46.9 s).
-            AttentionMask::Bias {
-                kernels: Some(kernels),
-                padding: Some(padding),
-                ..
-            } if let Some(attend) = kernels.training_attention => {
-                let q = dense(&self.query, x.clone(), mask);
-                let k = dense(&self.key, x.clone(), mask);
-                let v = dense(&self.value, x, mask);
-                attend(
-                    q,
-                    k,
-                    v,
-                    padding.clone(),
-                    self.num_heads,
-                    1.0 - self.dropout.prob,
-                )
-            }
-            AttentionMask::Bias { bias, .. } => {
-                let q = heads(dense(&self.query, x.clone(), mask));
-                let k = heads(dense(&self.key, x.clone(), mask));
-                let v = heads(dense(&self.value, x, mask));
-                let scores =
-                    q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + bias.clone();
-                let context = dropout(&self.dropout, softmax(scores, 3), mask).matmul(v);
-                context.swap_dims(1, 2).reshape([batch, seq, hidden])
-            }
-            AttentionMask::Blocked { padding, kernels } => {
-                let q = dense(&self.query, x.clone(), mask);
-                let k = dense(&self.key, x.clone(), mask);
-                let v = dense(&self.value, x, mask);
-                (kernels.self_attention)(q, k, v, padding.clone(), self.num_heads)
-            }
-        }
-    }
-}
-
-/// How self-attention is computed where no gradient flows (evaluation, the frozen encoder that
-/// feeds the AdapterPooler). Under autodiff this setting does not apply: the encoder runs the
-/// backend's training attention where it has one (Flex: `bertvision_shaders::cpu::training`, with
-/// dropout and its own backward), else the explicit ops with dropout.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttentionKernel {
-    /// Scores, additive padding bias, softmax and the value product as separate tensor ops: the
-    /// `[batch, heads, seq, seq]` scores are materialised in every layer.
-    #[default]
-    Explicit,
-    /// The backend's frozen-encoder kernels (`bertvision_shaders::attention`): on Flex (CPU) this
-    /// project's attention, GELU and linear-layer kernels (`bertvision_shaders::cpu`: every
-    /// (sequence, head) in parallel, no head split or merge copies, keys cut at the last real
-    /// one, vectorised softmax and GELU, one gemm per linear layer over the whole batch); on
-    /// CubeCL backends Burn's `module::attention`, which autotunes between a flash-attention
-    /// kernel and the separate ops, and Burn's other ops. Padding is passed as a boolean mask,
-    /// since CubeCL's flash kernel ignores an additive bias.
-    Fused,
-}
-
-impl AttentionKernel {
-    pub fn is_explicit(&self) -> bool {
-        *self == AttentionKernel::Explicit
-    }
-
-    /// The name used on the command line and in config.json.
-    pub fn name(self) -> &'static str {
-        match self {
-            AttentionKernel::Explicit => "explicit",
-            AttentionKernel::Fused => "fused",
-        }
-    }
-}
-
-/// The padding mask in the form the chosen attention kernel reads, built once per forward and
-/// shared by every layer, with the backend kernels the layers use.
-#[derive(Debug, Clone)]
-pub enum AttentionMask<B: Backend> {
-    /// Explicit attention (the form that applies attention dropout).
-    Bias {
-        /// `[batch, 1, 1, seq]`: 0 for real keys, a large negative value for padding keys.
-        bias: Tensor<B, 4>,
-        /// Under autodiff, the backend's linear-layer, GELU and dropout kernels, which carry
-        /// their own backward (`bertvision_shaders`' autodiff ops: CPU kernels on Flex, Burn's
-        /// ops elsewhere); `None` where no gradient is recorded, so that the explicit forward
-        /// stays Burn's ops throughout (the reference the fused path is checked against).
-        kernels: Option<EncoderKernels<B>>,
-        /// Where those kernels include fine-tuning's attention (Flex): the key-padding mask it
-        /// reads, in its layout.
-        padding: Option<Tensor<B, 4, Bool>>,
-    },
-    /// True where the key is padding, laid out as the backend's attention reads it, and the
-    /// backend's frozen-encoder kernels that read it (`bertvision_shaders::attention`).
-    Blocked {
-        padding: Tensor<B, 4, Bool>,
-        kernels: EncoderKernels<B>,
-    },
-}
-
 /// `dense` + dropout, then LayerNorm of (that + residual).
 #[derive(Module, Debug)]
 pub struct BertDenseNorm<B: Backend> {
     pub dense: Linear<B>,
     pub layer_norm: LayerNorm<B>,
     pub dropout: Dropout,
-}
-
-impl<B: Backend> BertDenseNorm<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        residual: Tensor<B, 3>,
-        mask: &AttentionMask<B>,
-    ) -> Tensor<B, 3> {
-        self.layer_norm
-            .forward(dropout(&self.dropout, dense(&self.dense, x, mask), mask) + residual)
-    }
-}
-
-impl<B: Backend> AttentionMask<B> {
-    /// The backend kernels this forward's layers use, if any.
-    fn kernels(&self) -> Option<&EncoderKernels<B>> {
-        match self {
-            AttentionMask::Blocked { kernels, .. } => Some(kernels),
-            AttentionMask::Bias { kernels, .. } => kernels.as_ref(),
-        }
-    }
-}
-
-/// A linear layer of the encoder: the backend's kernel where the mask carries them, Burn's
-/// `Linear` otherwise.
-fn dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
-    match mask.kernels() {
-        Some(kernels) => (kernels.linear)(
-            x,
-            linear.weight.val(),
-            linear.bias.as_ref().map(|b| b.val()),
-        ),
-        None => linear.forward(x),
-    }
-}
-
-/// Dropout through the backend's mask kernel where the mask carries kernels (under autodiff:
-/// on Flex a parallel generator instead of Burn's one-element-at-a-time draws), Burn's `Dropout`
-/// otherwise. The same values either way: the input times a Bernoulli(1 − p) draw times 1/(1 − p).
-fn dropout<B: Backend, const D: usize>(
-    dropout: &Dropout,
-    x: Tensor<B, D>,
-    mask: &AttentionMask<B>,
-) -> Tensor<B, D> {
-    match mask {
-        // Only the explicit path's kernels are ever set under autodiff; evaluation (the fused
-        // path's `Blocked` included) has no dropout.
-        AttentionMask::Bias {
-            kernels: Some(kernels),
-            ..
-        } if dropout.prob > 0.0 => {
-            let shape = x.shape();
-            let keep =
-                (kernels.dropout_mask)(shape.num_elements(), 1.0 - dropout.prob, &x.device());
-            x * keep.reshape(shape)
-        }
-        _ => dropout.forward(x),
-    }
 }
 
 #[derive(Module, Debug)]
@@ -290,44 +119,11 @@ pub struct BertIntermediate<B: Backend> {
     pub activation: Activation,
 }
 
-impl<B: Backend> BertIntermediate<B> {
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.activate(self.dense.forward(x))
-    }
-
-    /// The activation alone, in Burn's ops.
-    fn activate(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        match self.activation {
-            Activation::Gelu => gelu(x),
-            Activation::GeluTanh => gelu_approximate(x),
-            Activation::Relu => relu(x),
-        }
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct BertLayer<B: Backend> {
     pub attention: BertAttention<B>,
     pub intermediate: BertIntermediate<B>,
     pub output: BertDenseNorm<B>,
-}
-
-impl<B: Backend> BertLayer<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
-        let context = self.attention.self_attn.forward(x.clone(), mask);
-        let attended = self.attention.output.forward(context, x, mask);
-        let inner = match mask.kernels() {
-            Some(kernels) => {
-                let x = dense(&self.intermediate.dense, attended.clone(), mask);
-                match self.intermediate.activation {
-                    Activation::Gelu => (kernels.gelu)(x),
-                    _ => self.intermediate.activate(x),
-                }
-            }
-            None => self.intermediate.forward(attended.clone()),
-        };
-        self.output.forward(inner, attended, mask)
-    }
 }
 
 #[derive(Module, Debug)]
@@ -353,9 +149,9 @@ pub struct Bert<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     pub encoder: BertEncoder<B>,
     pub pooler: Option<BertPooler<B>>,
-    /// Not a weight: how the encoder runs where no gradient is recorded.
+    /// Not a weight: whose ops the encoder runs where no gradient is recorded.
     #[module(skip)]
-    attention_kernel: AttentionKernel,
+    encoder_kernels: EncoderKernels,
 }
 
 impl<B: Backend> Bert<B> {
@@ -410,7 +206,7 @@ impl<B: Backend> Bert<B> {
             pooler: with_pooler.then(|| BertPooler {
                 dense: linear(h, h),
             }),
-            attention_kernel: AttentionKernel::Explicit,
+            encoder_kernels: EncoderKernels::Burn,
         }
     }
 
@@ -421,9 +217,15 @@ impl<B: Backend> Bert<B> {
         self.map(&mut CastWeights(dtype))
     }
 
-    /// How attention runs where no gradient is recorded.
-    pub fn attention_kernel(&self) -> AttentionKernel {
-        self.attention_kernel
+    /// Whose ops the encoder runs where no gradient is recorded.
+    pub fn encoder_kernels(&self) -> EncoderKernels {
+        self.encoder_kernels
+    }
+
+    /// The same encoder run by `kernels` where no gradient is recorded.
+    pub fn with_encoder_kernels(mut self, kernels: EncoderKernels) -> Self {
+        self.encoder_kernels = kernels;
+        self
     }
 
     pub fn num_layers(&self) -> usize {
@@ -439,102 +241,6 @@ impl<B: Backend> Bert<B> {
     }
 }
 
-impl<B: EncoderBackend> Bert<B> {
-    /// Runs the encoder and returns every layer's hidden states (see [`BertOutput`]).
-    pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
-        let mut x = self
-            .embeddings
-            .forward(input.input_ids, input.token_type_ids);
-        let mask = self.attention_mask(input.attention_mask, x.dtype().into());
-        let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
-        hidden_states.push(x.clone());
-        for layer in &self.encoder.layer {
-            x = layer.forward(x, &mask);
-            hidden_states.push(x.clone());
-        }
-        let pooled = self.pooler.as_ref().map(|p| p.forward(x));
-        BertOutput {
-            hidden_states,
-            pooled,
-        }
-    }
-
-    /// The padding mask for this forward: the fused kernel only where no gradient is recorded
-    /// (it has no dropout), the additive bias otherwise, with the backend's linear and GELU
-    /// kernels under autodiff.
-    fn attention_mask(
-        &self,
-        attention_mask: Tensor<B, 2, Int>,
-        dtype: FloatDType,
-    ) -> AttentionMask<B> {
-        let heads = self
-            .encoder
-            .layer
-            .first()
-            .map_or(1, |layer| layer.attention.self_attn.num_heads);
-        match self.attention_kernel {
-            AttentionKernel::Fused if !B::ad_enabled(&attention_mask.device()) => {
-                let kernels = EncoderKernels::<B>::of_backend();
-                AttentionMask::Blocked {
-                    padding: key_padding_mask(attention_mask, heads, kernels.mask_layout),
-                    kernels,
-                }
-            }
-            _ => {
-                let kernels =
-                    B::ad_enabled(&attention_mask.device()).then(EncoderKernels::<B>::of_backend);
-                let padding = kernels
-                    .filter(|k| k.training_attention.is_some())
-                    .map(|k| key_padding_mask(attention_mask.clone(), heads, k.mask_layout));
-                AttentionMask::Bias {
-                    bias: attention_mask_bias(attention_mask).cast(dtype),
-                    kernels,
-                    padding,
-                }
-            }
-        }
-    }
-
-    /// The same encoder run by `kernel` where no gradient is recorded.
-    pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
-        self.attention_kernel = kernel;
-        self
-    }
-}
-
-/// The float type a frozen encoder computes in (`f32` everywhere unless asked).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    Bf16,
-    F16,
-}
-
-impl Precision {
-    pub fn float_dtype(self) -> FloatDType {
-        match self {
-            Precision::F32 => FloatDType::F32,
-            Precision::Bf16 => FloatDType::BF16,
-            Precision::F16 => FloatDType::F16,
-        }
-    }
-
-    pub fn is_f32(&self) -> bool {
-        *self == Precision::F32
-    }
-
-    /// The name used on the command line and in config.json.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-            Precision::F16 => "f16",
-        }
-    }
-}
-
 /// Casts float parameters, keeping their ids (so optimizer state and records still match).
 struct CastWeights(FloatDType);
 
@@ -545,18 +251,10 @@ impl<B: Backend> ModuleMapper<B> for CastWeights {
     }
 }
 
-/// `[batch, seq]` 1/0 mask to the additive `[batch, 1, 1, seq]` bias of the attention scores.
-pub fn attention_mask_bias<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
-    let [batch, seq] = attention_mask.dims();
-    let padding = attention_mask.equal_elem(0);
-    Tensor::<B, 2>::zeros([batch, seq], &padding.device())
-        .mask_fill(padding, MASKED_SCORE)
-        .reshape([batch, 1, 1, seq])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bertvision_shaders::KernelBackend;
     use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use burn::tensor::TensorData;
@@ -589,42 +287,42 @@ mod tests {
     }
 
     /// The choice is not a weight: it must survive what the pipeline does to a model (inner
-    /// backend, checkpoint load, dtype cast), or the fused kernel would silently go unused.
+    /// backend, checkpoint load, dtype cast), or the native kernels would silently go unused.
     #[test]
-    fn the_attention_kernel_survives_valid_load_and_cast() {
+    fn the_encoder_kernels_survive_valid_load_and_cast() {
         let _rng = crate::lock_flex_rng();
         let device = Default::default();
         let trained = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device)
-            .with_attention_kernel(AttentionKernel::Fused);
-        assert_eq!(trained.attention_kernel(), AttentionKernel::Fused);
+            .with_encoder_kernels(EncoderKernels::Native);
+        assert_eq!(trained.encoder_kernels(), EncoderKernels::Native);
         let inner = trained.valid();
-        assert_eq!(inner.attention_kernel(), AttentionKernel::Fused);
+        assert_eq!(inner.encoder_kernels(), EncoderKernels::Native);
         let loaded = Bert::<Flex>::init(&tiny_config(), false, &device)
-            .with_attention_kernel(AttentionKernel::Fused)
+            .with_encoder_kernels(EncoderKernels::Native)
             .load_record(inner.clone().into_record());
-        assert_eq!(loaded.attention_kernel(), AttentionKernel::Fused);
+        assert_eq!(loaded.encoder_kernels(), EncoderKernels::Native);
         let cast = inner.with_float_dtype(FloatDType::BF16);
-        assert_eq!(cast.attention_kernel(), AttentionKernel::Fused);
+        assert_eq!(cast.encoder_kernels(), EncoderKernels::Native);
     }
 
-    /// Where a gradient is recorded the fused setting changes nothing (the explicit ops, with
-    /// dropout, run); where none is, the fused kernel gives the explicit result on a padded batch.
+    /// Where a gradient is recorded the setting changes nothing (the backend's training ops run
+    /// either way); where none is, the native kernels give Burn's result on a padded batch.
     #[test]
-    fn fused_attention_applies_only_without_gradients_and_matches_the_explicit_ops() {
+    fn native_kernels_apply_only_without_gradients_and_match_burns_ops() {
         let _rng = crate::lock_flex_rng();
         let device = Default::default();
-        let explicit = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device);
+        let burn_ops = Bert::<Autodiff<Flex>>::init(&tiny_config(), false, &device);
         let input = padded_input::<Autodiff<Flex>>(&device);
         // Parameters are initialised lazily on first use: run the model before cloning it, so
         // that both copies hold the same weights.
-        let want = values(explicit.forward(input.clone()));
-        let fused = explicit
+        let want = values(burn_ops.forward(input.clone()));
+        let native = burn_ops
             .clone()
-            .with_attention_kernel(AttentionKernel::Fused);
-        assert_eq!(want, values(fused.forward(input)));
+            .with_encoder_kernels(EncoderKernels::Native);
+        assert_eq!(want, values(native.forward(input)));
         let input = padded_input::<Flex>(&device);
-        let want = values(explicit.valid().forward(input.clone()));
-        let got = values(fused.valid().forward(input));
+        let want = values(burn_ops.valid().forward(input.clone()));
+        let got = values(native.valid().forward(input));
         let worst = want
             .iter()
             .zip(&got)
@@ -632,7 +330,7 @@ mod tests {
             .fold(0.0f32, f32::max);
         assert!(
             worst < 1e-5,
-            "fused vs explicit: max abs difference {worst}"
+            "native kernels vs Burn's ops: max abs difference {worst}"
         );
     }
 
@@ -659,7 +357,7 @@ mod tests {
         let ndarray = Bert::<Autodiff<NdArray<f32>>>::init(&config, true, &ndarray_device)
             .load_record(recorder.load(bytes, &ndarray_device).unwrap());
 
-        fn gradients<B: burn::tensor::backend::AutodiffBackend + EncoderBackend>(
+        fn gradients<B: burn::tensor::backend::AutodiffBackend + KernelBackend>(
             model: &Bert<B>,
             device: &B::Device,
         ) -> Vec<Vec<f32>> {
@@ -729,23 +427,23 @@ mod tests {
         // Without autodiff there is no dropout, on either path.
         let frozen = model.valid();
         let input = padded_input::<Flex>(&device);
-        let explicit = values(frozen.forward(input.clone()));
-        let fused = frozen.with_attention_kernel(AttentionKernel::Fused);
+        let burn_ops = values(frozen.forward(input.clone()));
+        let native = frozen.with_encoder_kernels(EncoderKernels::Native);
         Flex::seed(&device, 9);
-        let once = values(fused.forward(input.clone()));
+        let once = values(native.forward(input.clone()));
         Flex::seed(&device, 10);
         assert!(
-            once == values(fused.forward(input)),
+            once == values(native.forward(input)),
             "dropout in evaluation"
         );
-        let worst = explicit
+        let worst = burn_ops
             .iter()
             .zip(&once)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(
             worst < 1e-5,
-            "fused vs explicit: max abs difference {worst}"
+            "native kernels vs Burn's ops: max abs difference {worst}"
         );
     }
 }

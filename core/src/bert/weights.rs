@@ -14,7 +14,8 @@ use burn_store::{
     ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
 };
 
-use super::config::BertConfig;
+use bertvision_formats::bert_config::BertConfig;
+
 use super::model::Bert;
 use crate::error::{Error, Result};
 use crate::safetensors_header::{SafetensorsHeader, TensorInfo};

@@ -1,8 +1,11 @@
-//! Every recipe value of a run, serialised beside its results.
+//! Every recipe value of a run, serialised beside its results (`config.json`), and the checks
+//! a configuration must pass before any work starts.
 
 use serde::{Deserialize, Serialize};
 
-use crate::bert::{AttentionKernel, Precision};
+use super::recipe::Recipe;
+use crate::bert::{BertConfig, EncoderDtype, EncoderKernels};
+use crate::error::{Error, Result};
 use crate::head::{HeadKind, HeadPath, LayerMix};
 use crate::squad::{FeatureConfig, PostprocessConfig};
 use crate::train::OptimizerConfig;
@@ -31,11 +34,15 @@ pub struct HeadConfig {
     pub optimizer: OptimizerConfig,
     /// The float type of the frozen encoder that feeds the head (training and prediction);
     /// BERT's own predictions stay f32. Left out of config.json when f32, so older run folders
-    /// still resume.
-    #[serde(default, skip_serializing_if = "Precision::is_f32")]
-    pub encoder_precision: Precision,
+    /// still resume (and read under its old name, `encoder_precision`).
+    #[serde(
+        default,
+        alias = "encoder_precision",
+        skip_serializing_if = "EncoderDtype::is_f32"
+    )]
+    pub encoder_dtype: EncoderDtype,
     /// Plain ops or the fused kernel for the head (training and prediction); left out of
-    /// config.json when plain, like `encoder_precision`.
+    /// config.json when plain, like `encoder_dtype`.
     #[serde(default, skip_serializing_if = "HeadPath::is_plain")]
     pub path: HeadPath,
 }
@@ -81,9 +88,174 @@ pub struct RunConfig {
     pub eval_articles: usize,
     pub squad_features: FeatureConfig,
     pub squad_postprocess: PostprocessConfig,
-    /// How the encoder's attention runs where no gradient flows (evaluation, the frozen encoder
-    /// that feeds the head); fine-tuning always uses the explicit ops, which carry dropout.
-    /// Left out of config.json when explicit, so older run folders still resume.
-    #[serde(default, skip_serializing_if = "AttentionKernel::is_explicit")]
-    pub attention: AttentionKernel,
+    /// Whose ops the encoder runs where no gradient flows (evaluation, the frozen encoder that
+    /// feeds the head); fine-tuning always runs the backend's training ops. Left out of
+    /// config.json when Burn's, so older run folders still resume (and read under its old name,
+    /// `attention`, with the old values `explicit` and `fused`).
+    #[serde(
+        default,
+        alias = "attention",
+        skip_serializing_if = "EncoderKernels::is_burn"
+    )]
+    pub encoder_kernels: EncoderKernels,
+}
+
+impl RunConfig {
+    /// The recipe's defaults for `task` on a model of `bert`'s size (`Recipe::for_model`), one
+    /// seed, no slices: what `bertvision run` starts from before applying its flags.
+    pub fn new(task: &crate::tasks::TaskSpec, model: &str, bert: &BertConfig) -> Self {
+        let recipe = Recipe::for_model(bert, task);
+        let optimizer = OptimizerConfig::default();
+        RunConfig {
+            task: task.name.to_string(),
+            model: model.to_string(),
+            seeds: vec![1],
+            max_len: task.max_len,
+            finetune: FinetuneConfig {
+                lr: recipe.lr,
+                batch_size: recipe.batch_size,
+                epochs: recipe.epochs,
+                warmup_ratio: 0.1,
+                optimizer,
+            },
+            extract_at: 1.0,
+            head: HeadConfig {
+                lr: recipe.head_lr,
+                batch_size: recipe.head_batch_size,
+                epochs: recipe.head_epochs,
+                warmup_ratio: 0.1,
+                adapter_size: recipe.adapter_size,
+                kind: HeadKind::MaskedMean,
+                shared_adapter: true,
+                skip_last_layer: false,
+                layer_mix: LayerMix::None,
+                optimizer,
+                encoder_dtype: EncoderDtype::F32,
+                path: HeadPath::Plain,
+            },
+            ensemble: vec![EnsembleRule::Max, EnsembleRule::Mean],
+            eval_batch_size: 64,
+            checkpoint_every: 100,
+            limit_train: None,
+            limit_eval: None,
+            eval_articles: 6,
+            squad_features: FeatureConfig {
+                max_len: task.max_len,
+                doc_stride: 128,
+                max_query: 64,
+            },
+            squad_postprocess: PostprocessConfig::default(),
+            encoder_kernels: EncoderKernels::Burn,
+        }
+    }
+
+    /// Refuses settings that cannot run, naming the flag of `bertvision run` that sets each.
+    pub fn validate(&self, bert: &BertConfig) -> Result<()> {
+        let usage = |message: String| Err(Error::usage(message));
+        if self.max_len > bert.max_position_embeddings {
+            return usage(format!(
+                "--max-length {} exceeds the model's {} positions",
+                self.max_len, bert.max_position_embeddings
+            ));
+        }
+        if self.seeds.is_empty() {
+            return usage("--seeds: give at least one seed".into());
+        }
+        if let Some(seed) = self
+            .seeds
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| self.seeds[..i].contains(s).then_some(s))
+        {
+            return usage(format!("--seeds: seed {seed} is given twice"));
+        }
+        for (name, v) in [
+            ("lr", self.finetune.lr),
+            ("epochs", self.finetune.epochs),
+            ("head-lr", self.head.lr),
+            ("head-epochs", self.head.epochs),
+            ("extract-at", self.extract_at),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return usage(format!("--{name} must be positive, got {v}"));
+            }
+        }
+        if self.extract_at > self.finetune.epochs {
+            return usage(format!(
+                "--extract-at {} is past the end of fine-tuning (--epochs {})",
+                self.extract_at, self.finetune.epochs
+            ));
+        }
+        for (name, v) in [
+            ("batch-size", self.finetune.batch_size),
+            ("head-batch-size", self.head.batch_size),
+            ("adapter-size", self.head.adapter_size),
+            ("eval-batch-size", self.eval_batch_size),
+            ("checkpoint-every", self.checkpoint_every),
+        ] {
+            if v == 0 {
+                return usage(format!("--{name} must be at least 1"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.finetune.warmup_ratio) {
+            return usage("--warmup-ratio must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> (RunConfig, BertConfig) {
+        let bert = BertConfig::from_json(std::path::Path::new("config.json"), "{}").unwrap();
+        let task = crate::tasks::task("RTE").unwrap();
+        (RunConfig::new(task, "m", &bert), bert)
+    }
+
+    /// `config.json` files written before the rename (`attention: fused`, `encoder_precision`)
+    /// read as the same configuration, so their run folders still resume; the defaults (Burn's
+    /// ops, f32) are left out, as before.
+    #[test]
+    fn config_json_reads_the_old_names() {
+        let (mut config, bert) = config();
+        config.validate(&bert).unwrap();
+        let json = serde_json::to_string_pretty(&config).unwrap();
+        assert!(!json.contains("encoder_kernels") && !json.contains("encoder_dtype"));
+        config.encoder_kernels = EncoderKernels::Native;
+        config.head.encoder_dtype = EncoderDtype::Bf16;
+        let json = serde_json::to_string_pretty(&config).unwrap();
+        let old = json
+            .replace(r#""encoder_kernels": "native""#, r#""attention": "fused""#)
+            .replace(
+                r#""encoder_dtype": "bf16""#,
+                r#""encoder_precision": "bf16""#,
+            );
+        assert_ne!(old, json);
+        assert_eq!(serde_json::from_str::<RunConfig>(&old).unwrap(), config);
+        let burn = json.replace(
+            r#""encoder_kernels": "native""#,
+            r#""attention": "explicit""#,
+        );
+        let read: RunConfig = serde_json::from_str(&burn).unwrap();
+        assert_eq!(read.encoder_kernels, EncoderKernels::Burn);
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let (config, bert) = config();
+        let refused = |edit: fn(&mut RunConfig), flag: &str| {
+            let mut c = config.clone();
+            edit(&mut c);
+            let message = c.validate(&bert).unwrap_err().to_string();
+            assert!(message.contains(flag), "{flag}: {message}");
+        };
+        refused(|c| c.seeds = vec![1, 2, 1], "--seeds");
+        refused(|c| c.finetune.lr = f64::NAN, "--lr");
+        refused(|c| c.extract_at = 3.0, "--extract-at");
+        refused(|c| c.head.adapter_size = 0, "--adapter-size");
+        refused(|c| c.max_len = 100_000, "--max-length");
+        refused(|c| c.finetune.warmup_ratio = 1.0, "--warmup-ratio");
+    }
 }

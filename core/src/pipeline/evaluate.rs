@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation::softmax};
 
-use super::Progress;
 use super::batch::{Padding, make_batch};
 use super::config::EnsembleRule;
 use super::data::{EvalSplit, Sample, Target};
+use super::progress::Progress;
 use crate::bert::BertInput;
 use crate::error::{Error, Result};
 use crate::head::HeadOutput;

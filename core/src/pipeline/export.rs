@@ -163,3 +163,28 @@ pub fn load_head<B: Backend>(
     )?;
     Ok(head)
 }
+
+/// Phase 4 of a seed: BERT at the extraction point with its task head as a Hugging Face
+/// directory (`seed-N/export/bert/`) and the AdapterPooler beside it, for `answer`, `predict`
+/// and the browser app.
+pub(super) fn export_seed<B: crate::TrainBackend>(
+    ctx: &super::context::RunContext<'_>,
+    files: &super::context::SeedFiles,
+    bert_extract: &BertTaskModel<B::InnerBackend>,
+    bert_config: &BertConfig,
+    head: &super::head_training::TrainedHead<B>,
+) -> Result<()> {
+    let info = TaskHeadInfo {
+        task: ctx.task.name.to_string(),
+        span: ctx.span(),
+        num_outputs: ctx.task.num_outputs(),
+    };
+    export_bert(
+        bert_extract,
+        bert_config,
+        &info,
+        &ctx.model_dir.tokenizer,
+        &files.export.join("bert"),
+    )?;
+    export_head(&head.model, &head.config, &files.export)
+}

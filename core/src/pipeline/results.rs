@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use super::{SeedResult, Summary};
+use super::context::SeedResult;
 use crate::bert::BertConfig;
 use crate::error::{Error, Result};
 
@@ -43,7 +43,7 @@ pub struct RunResults {
     pub data_notes: Vec<String>,
     pub seeds: Vec<SeedResult>,
     /// method → split → metric → mean/sd over seeds.
-    pub summary: BTreeMap<String, BTreeMap<String, BTreeMap<String, Summary>>>,
+    pub summary: SummaryTable,
     /// Seconds per phase, summed over seeds.
     pub wall_seconds: BTreeMap<String, f64>,
     pub versions: BTreeMap<String, String>,
@@ -72,6 +72,50 @@ impl RunResults {
     }
 }
 
+/// Mean, sample standard deviation and count of one metric over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+/// method → split → metric → summary over seeds.
+pub type SummaryTable = BTreeMap<String, BTreeMap<String, BTreeMap<String, Summary>>>;
+
+/// Each metric's [`Summary`] over `seeds`.
+pub fn summarise(seeds: &[SeedResult]) -> SummaryTable {
+    let mut values: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    for s in seeds {
+        for (method, splits) in &s.metrics {
+            for (split, ms) in splits {
+                for (metric, v) in ms {
+                    values
+                        .entry((method.clone(), split.clone(), metric.clone()))
+                        .or_default()
+                        .push(*v);
+                }
+            }
+        }
+    }
+    let mut out = SummaryTable::new();
+    for ((method, split, metric), v) in values {
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        out.entry(method)
+            .or_default()
+            .entry(split)
+            .or_default()
+            .insert(metric, Summary { mean, sd, n });
+    }
+    out
+}
+
 /// Exact match and F1 (0–100, the official definitions) of one method over a set of rows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SliceScore {
@@ -82,7 +126,7 @@ pub struct SliceScore {
 
 /// Scores `method`'s answers on `rows` the way the official SQuAD 2.0 script does (best over
 /// gold answers; an unanswerable question scores 1 only for the empty answer).
-pub fn slice_score(rows: &[&super::SquadRow], method: &str) -> SliceScore {
+pub fn slice_score(rows: &[&super::context::SquadRow], method: &str) -> SliceScore {
     use crate::squad::eval::{compute_exact, compute_f1};
     let (mut exact, mut f1) = (0.0, 0.0);
     for row in rows {
@@ -112,7 +156,7 @@ pub fn slice_score(rows: &[&super::SquadRow], method: &str) -> SliceScore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::SquadRow;
+    use crate::pipeline::context::SquadRow;
 
     fn row(gold: &[&str], bert: &str) -> SquadRow {
         SquadRow {

@@ -8,7 +8,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 
-use super::Progress;
+use super::progress::Progress;
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::train::{

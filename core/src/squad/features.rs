@@ -4,10 +4,10 @@
 //! answer, or 0/0 (the CLS token) for unanswerable questions and for windows that do not contain
 //! the whole answer.
 
-use super::data::SquadExample;
-use super::eval::normalize_answer;
 use crate::error::{Error, Result};
 use crate::tokenize::{BertTokenizer, Encoded};
+use bertvision_formats::squad::data::SquadExample;
+use bertvision_formats::squad::eval::normalize_answer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureConfig {

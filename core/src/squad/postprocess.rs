@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use super::data::SquadExample;
 use super::features::{SquadFeature, span_text};
+use bertvision_formats::squad::data::SquadExample;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PostprocessConfig {

@@ -4,21 +4,28 @@
 //!   inputs — the recompute op gives activations and GELU-input gradients, tuned matmuls give the
 //!   weight gradients.
 //! - The encoder's self-attention with dropout, linear layers and GELU, where the inner backend
-//!   has CPU kernels (Flex): forward and backward through the kernels (`cpu.rs`,
-//!   `cpu/training.rs`), so that fine-tuning gets them too; dropout masks from the inner
-//!   backend's mask kernel, as constants. Elsewhere Burn's own autodiff ops, as before (core's
-//!   encoder calls the attention node only where `HAS_TRAINING_ATTENTION`).
+//!   has a kernel for the op (its trait's `KERNEL`: Flex): one node whose forward and backward
+//!   are the inner backend's methods (the CPU kernels), so that fine-tuning gets them too;
+//!   dropout masks from the inner backend's mask op, as constants. Elsewhere the op's reference
+//!   under Burn's own autodiff.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 
-use crate::attention::{AttentionResiduals, EncoderBackend, MaskLayout};
-use crate::{AdapterHeadBackend, float, reference};
+use crate::ops::adapter_head::{AdapterHeadOps, reference};
+use crate::ops::attention::{
+    self, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,
+};
+use crate::ops::dropout::DropoutOps;
+use crate::ops::gelu::{self, GeluOps};
+use crate::ops::linear::{self, LinearOps};
+use crate::ops::tensor::{float, primitive};
 
 /// The four inputs, kept as they came (the features are the frozen encoder's output, alive for
 /// the step anyway; the weights are small).
@@ -27,7 +34,7 @@ type Inputs<B> = [FloatTensor<B>; 4];
 #[derive(Debug)]
 struct AdapterHeadBackward;
 
-impl<B: AdapterHeadBackend> Backward<B, 4> for AdapterHeadBackward {
+impl<B: AdapterHeadOps> Backward<B, 4> for AdapterHeadBackward {
     type State = Inputs<B>;
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
@@ -54,14 +61,10 @@ impl<B: AdapterHeadBackend> Backward<B, 4> for AdapterHeadBackward {
             node_features.is_some(),
         );
         // Only the parents that require a gradient get one.
-        let primitive = |t: Tensor<B, 3>| t.into_primitive().tensor();
         for (node, grad) in [
             (node_features, grads_of.features.map(primitive)),
             (node_adapter, Some(primitive(grads_of.adapter_weight))),
-            (
-                node_bias,
-                Some(grads_of.adapter_bias.into_primitive().tensor()),
-            ),
+            (node_bias, Some(primitive(grads_of.adapter_bias))),
             (node_head, Some(primitive(grads_of.head_weight))),
         ] {
             if let (Some(node), Some(grad)) = (node, grad) {
@@ -71,10 +74,10 @@ impl<B: AdapterHeadBackend> Backward<B, 4> for AdapterHeadBackward {
     }
 }
 
-impl<B: AdapterHeadBackend, C: CheckpointStrategy> AdapterHeadBackend for Autodiff<B, C> {
-    const HAS_KERNEL: bool = B::HAS_KERNEL;
+impl<B: AdapterHeadOps, C: CheckpointStrategy> AdapterHeadOps for Autodiff<B, C> {
+    const KERNEL: bool = <B as AdapterHeadOps>::KERNEL;
 
-    fn adapter_head_forward(
+    fn adapter_head(
         features: FloatTensor<Self>,
         adapter_weight: FloatTensor<Self>,
         adapter_bias: FloatTensor<Self>,
@@ -92,7 +95,7 @@ impl<B: AdapterHeadBackend, C: CheckpointStrategy> AdapterHeadBackend for Autodi
             adapter_bias.primitive,
             head_weight.primitive,
         ];
-        let out = |[f, w, b, h]: Inputs<B>| B::adapter_head_forward(f, w, b, h);
+        let out = |[f, w, b, h]: Inputs<B>| B::adapter_head(f, w, b, h);
         match AdapterHeadBackward
             .prepare::<C>(nodes)
             .compute_bound()
@@ -104,58 +107,100 @@ impl<B: AdapterHeadBackend, C: CheckpointStrategy> AdapterHeadBackend for Autodi
     }
 }
 
-impl<B: EncoderBackend, C: CheckpointStrategy> EncoderBackend for Autodiff<B, C> {
-    const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
-    const HAS_TRAINING_ATTENTION: bool = B::HAS_CPU_KERNELS;
-
-    fn training_self_attention(
-        query: Tensor<Self, 3>,
-        key: Tensor<Self, 3>,
-        value: Tensor<Self, 3>,
-        padding: Tensor<Self, 4, Bool>,
-        heads: usize,
-        keep: f64,
-    ) -> Tensor<Self, 3> {
-        let [query, key, value] = [query, key, value].map(|t| t.into_primitive().tensor());
-        let nodes = [query.node.clone(), key.node.clone(), value.node.clone()];
-        // The mask carries no gradient: Autodiff's bool tensors are the inner backend's.
-        let padding = Tensor::<B, 4, Bool>::from_primitive(padding.into_primitive());
-        let inputs = [query, key, value].map(|t| t.primitive);
-        let [q, k, v] = inputs.clone().map(float::<B, 3>);
-        let (out, residuals) = B::attention_train_forward(q, k, v, padding, heads, keep);
-        let out = out.into_primitive().tensor();
-        let prepared = AttentionBackward { heads }
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateful();
-        let out = match prepared {
-            OpsKind::Tracked(prep) => prep.finish((inputs, residuals), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        float(out)
-    }
-
+impl<B: LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
     fn encoder_linear(
         x: Tensor<Self, 3>,
         weight: Tensor<Self, 2>,
         bias: Option<Tensor<Self, 1>>,
     ) -> Tensor<Self, 3> {
         match bias {
-            Some(bias) if B::HAS_CPU_KERNELS => tracked_linear::<B, C>(x, weight, bias),
-            bias => burn::tensor::module::linear(x, weight, bias),
+            Some(bias) if <B as LinearOps>::KERNEL => tracked_linear::<B, C>(x, weight, bias),
+            bias => linear::reference::linear(x, weight, bias),
         }
     }
+}
 
+impl<B: GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
+    fn encoder_gelu(x: Tensor<Self, 3>) -> Tensor<Self, 3> {
+        if <B as GeluOps>::KERNEL {
+            tracked_gelu::<B, C>(x)
+        } else {
+            gelu::reference::gelu(x)
+        }
+    }
+}
+
+impl<B: DropoutOps, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
     fn encoder_dropout_mask(len: usize, keep: f64, device: &Self::Device) -> Tensor<Self, 1> {
         // A constant: no gradient flows into the mask.
         Tensor::from_inner(B::encoder_dropout_mask(len, keep, device))
     }
+}
 
-    fn encoder_gelu(x: Tensor<Self, 3>) -> Tensor<Self, 3> {
-        if B::HAS_CPU_KERNELS {
-            tracked_gelu::<B, C>(x)
-        } else {
-            burn::tensor::activation::gelu(x)
+impl<B: AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff<B, C> {
+    const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
+
+    /// `B`'s mask where `B`'s kernel will read it (masks carry no gradient: Autodiff's bool
+    /// tensors are the inner backend's, and a bias is a constant).
+    fn encoder_attention_mask(
+        attention_mask: Tensor<Self, 2, Int>,
+        heads: usize,
+        dtype: FloatDType,
+        training: bool,
+    ) -> AttentionMask<Self> {
+        let inner = attention_mask.inner();
+        match B::encoder_attention_mask(inner, heads, dtype, training) {
+            AttentionMask::Bias(bias) => AttentionMask::Bias(Tensor::from_inner(bias)),
+            AttentionMask::Padding(padding) => {
+                AttentionMask::Padding(Tensor::from_primitive(padding.into_primitive()))
+            }
+        }
+    }
+
+    fn encoder_attention_train(input: AttentionInput<Self>, keep: f64) -> Tensor<Self, 3> {
+        if !<B as AttentionOps>::KERNEL {
+            return attention::reference::attention_train_forward(input, keep).0;
+        }
+        let AttentionInput {
+            query,
+            key,
+            value,
+            mask,
+            heads,
+        } = input;
+        let [query, key, value] = [query, key, value].map(primitive);
+        let nodes = [query.node.clone(), key.node.clone(), value.node.clone()];
+        let inputs = [query, key, value].map(|t| t.primitive);
+        let [q, k, v] = inputs.clone().map(float::<B, 3>);
+        let mask = inner_mask(mask);
+        let inner_input = AttentionInput {
+            query: q,
+            key: k,
+            value: v,
+            mask,
+            heads,
+        };
+        let (out, residuals) = B::encoder_attention_train_forward(inner_input, keep);
+        let prepared = AttentionBackward { heads }
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful();
+        let out = match prepared {
+            OpsKind::Tracked(prep) => prep.finish((inputs, residuals), primitive(out)),
+            OpsKind::UnTracked(prep) => prep.finish(primitive(out)),
+        };
+        float(out)
+    }
+}
+
+/// An autodiff mask as the inner backend's (it carries no gradient).
+fn inner_mask<B: Backend, C: CheckpointStrategy>(
+    mask: AttentionMask<Autodiff<B, C>>,
+) -> AttentionMask<B> {
+    match mask {
+        AttentionMask::Bias(bias) => AttentionMask::Bias(bias.inner()),
+        AttentionMask::Padding(padding) => {
+            AttentionMask::Padding(Tensor::from_primitive(padding.into_primitive()))
         }
     }
 }
@@ -167,7 +212,7 @@ type LinearState<B> = (FloatTensor<B>, FloatTensor<B>);
 #[derive(Debug)]
 struct LinearBackward;
 
-impl<B: EncoderBackend> Backward<B, 3> for LinearBackward {
+impl<B: LinearOps> Backward<B, 3> for LinearBackward {
     type State = LinearState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
@@ -177,25 +222,25 @@ impl<B: EncoderBackend> Backward<B, 3> for LinearBackward {
         let grads_of =
             B::encoder_linear_backward(float(x), float(weight), float(grad), node_x.is_some());
         if let (Some(node), Some(grad)) = (node_x, grads_of.input) {
-            grads.register::<B>(node.id, grad.into_primitive().tensor());
+            grads.register::<B>(node.id, primitive(grad));
         }
         if let Some(node) = node_weight {
-            grads.register::<B>(node.id, grads_of.weight.into_primitive().tensor());
+            grads.register::<B>(node.id, primitive(grads_of.weight));
         }
         if let Some(node) = node_bias {
-            grads.register::<B>(node.id, grads_of.bias.into_primitive().tensor());
+            grads.register::<B>(node.id, primitive(grads_of.bias));
         }
     }
 }
 
-fn tracked_linear<B: EncoderBackend, C: CheckpointStrategy>(
+fn tracked_linear<B: LinearOps, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 3>,
     weight: Tensor<Autodiff<B, C>, 2>,
     bias: Tensor<Autodiff<B, C>, 1>,
 ) -> Tensor<Autodiff<B, C>, 3> {
-    let x = x.into_primitive().tensor();
-    let weight = weight.into_primitive().tensor();
-    let bias = bias.into_primitive().tensor();
+    let x = primitive(x);
+    let weight = primitive(weight);
+    let bias = primitive(bias);
     let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
     let out = B::encoder_linear(
         float(x.primitive.clone()),
@@ -218,7 +263,7 @@ fn tracked_linear<B: EncoderBackend, C: CheckpointStrategy>(
 #[derive(Debug)]
 struct GeluBackward;
 
-impl<B: EncoderBackend> Backward<B, 1> for GeluBackward {
+impl<B: GeluOps> Backward<B, 1> for GeluBackward {
     /// GELU's input.
     type State = FloatTensor<B>;
 
@@ -227,15 +272,15 @@ impl<B: EncoderBackend> Backward<B, 1> for GeluBackward {
         let [node] = ops.parents;
         if let Some(node) = node {
             let grad = B::encoder_gelu_backward(float(ops.state), float(grad));
-            grads.register::<B>(node.id, grad.into_primitive().tensor());
+            grads.register::<B>(node.id, primitive(grad));
         }
     }
 }
 
-fn tracked_gelu<B: EncoderBackend, C: CheckpointStrategy>(
+fn tracked_gelu<B: GeluOps, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 3>,
 ) -> Tensor<Autodiff<B, C>, 3> {
-    let x = x.into_primitive().tensor();
+    let x = primitive(x);
     let out = B::encoder_gelu(float(x.primitive.clone()))
         .into_primitive()
         .tensor();
@@ -255,24 +300,24 @@ struct AttentionBackward {
     heads: usize,
 }
 
-impl<B: EncoderBackend> Backward<B, 3> for AttentionBackward {
-    /// The query, key and value, and the forward's residuals (probabilities, padding, dropout).
+impl<B: AttentionOps> Backward<B, 3> for AttentionBackward {
+    /// The query, key and value, and the forward's residuals (probabilities, mask, dropout).
     type State = ([FloatTensor<B>; 3], AttentionResiduals<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
         let ([query, key, value], residuals) = ops.state;
-        let grads_of = B::attention_train_backward(
-            float(query),
-            float(key),
-            float(value),
-            residuals,
-            float(grad),
-            self.heads,
-        );
+        let input = AttentionInput {
+            query: float(query),
+            key: float(key),
+            value: float(value),
+            mask: residuals.mask.clone(),
+            heads: self.heads,
+        };
+        let grads_of = B::encoder_attention_train_backward(input, residuals, float(grad));
         for (node, grad) in ops.parents.into_iter().zip(grads_of) {
             if let Some(node) = node {
-                grads.register::<B>(node.id, grad.into_primitive().tensor());
+                grads.register::<B>(node.id, primitive(grad));
             }
         }
     }

@@ -14,16 +14,15 @@
 //! dQ = s·dS·K   dK = s·dSᵀ·Q
 //! ```
 //!
-//! Tested against the same formulas in Burn's ops (`crate::attention::burn_attention_train_*`,
+//! Tested against the same formulas in Burn's ops (the reference of `ops::attention`, in
 //! `shaders/tests/attention.rs`), and through `Autodiff<Flex>` against Burn's autodiff of the
 //! explicit ops.
 
 use rayon::prelude::*;
 
-use super::{
-    AttentionShape, DropoutStream, SharedOut, check_lengths, gemm_strided, head_probabilities,
-    key_ranges,
-};
+use super::attention::{AttentionShape, check_lengths, head_probabilities, key_ranges};
+use super::dropout::DropoutStream;
+use super::gemm::{SharedOut, gemm_strided};
 
 /// `rows × keys` block of `P ⊙ mask` for one (sequence, head): `probs` holds the block's rows
 /// with stride `seq`; `first` is the mask index of its element (0, 0).

@@ -1,6 +1,8 @@
-//! The kernels behind Burn's CubeCL backends: `CubeBackend` launches them; `Fusion<B>` records
-//! them as custom operations in its stream (so the tensors around them still fuse) and runs the
-//! inner backend's version when the stream executes.
+//! Burn's CubeCL backends (CUDA, wgpu): the fused AdapterPooler head through the kernels of
+//! `cube/adapter_head.rs` — `CubeBackend` launches them; `Fusion<B>` records them as custom
+//! operations in its stream (so the tensors around them still fuse) and runs the inner
+//! backend's version when the stream executes. Attention reads a dense per-head mask (CubeCL's
+//! flash kernels misread a broadcast one, `ops/attention.rs`); every other op is the reference.
 
 use burn::tensor::Shape;
 use burn::tensor::ops::FloatTensor;
@@ -10,8 +12,12 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
-use crate::AdapterHeadBackend;
-use crate::kernel::{adapter_head_forward_kernel, adapter_head_recompute_kernel};
+use crate::cube::adapter_head::{adapter_head_forward_kernel, adapter_head_recompute_kernel};
+use crate::ops::adapter_head::AdapterHeadOps;
+use crate::ops::attention::{AttentionOps, MaskLayout};
+use crate::ops::dropout::DropoutOps;
+use crate::ops::gelu::GeluOps;
+use crate::ops::linear::LinearOps;
 
 /// Units per cube the forward kernel aims at (adapter size × tokens).
 const FORWARD_UNITS_PER_CUBE: usize = 256;
@@ -28,16 +34,16 @@ fn contiguous<R: CubeRuntime>(tensors: [CubeTensor<R>; 4]) -> [CubeTensor<R>; 4]
     tensors.map(into_contiguous)
 }
 
-impl<R, F, I, BT> AdapterHeadBackend for CubeBackend<R, F, I, BT>
+impl<R, F, I, BT> AdapterHeadOps for CubeBackend<R, F, I, BT>
 where
     R: CubeRuntime,
     F: FloatElement,
     I: IntElement,
     BT: BoolElement,
 {
-    const HAS_KERNEL: bool = true;
+    const KERNEL: bool = true;
 
-    fn adapter_head_forward(
+    fn adapter_head(
         features: FloatTensor<Self>,
         adapter_weight: FloatTensor<Self>,
         adapter_bias: FloatTensor<Self>,
@@ -52,11 +58,11 @@ where
         if classes > adapter || adapter > max_units {
             // The cube reduction gives each class to one adapter unit; shapes outside it (never
             // BERTVision's: C ≤ 3, A ≥ 8) take the reference path.
-            return crate::reference::forward::<Self>(
-                crate::float(features),
-                crate::float(adapter_weight),
-                crate::float(adapter_bias),
-                crate::float(head_weight),
+            return crate::ops::adapter_head::reference::forward::<Self>(
+                crate::ops::tensor::float(features),
+                crate::ops::tensor::float(adapter_weight),
+                crate::ops::tensor::float(adapter_bias),
+                crate::ops::tensor::float(head_weight),
             )
             .into_primitive()
             .tensor();
@@ -159,7 +165,7 @@ mod fusion {
         _backend: core::marker::PhantomData<B>,
     }
 
-    impl<B: FusionBackend + AdapterHeadBackend> Operation<B::FusionRuntime> for HeadOp<B> {
+    impl<B: FusionBackend + AdapterHeadOps> Operation<B::FusionRuntime> for HeadOp<B> {
         fn execute(&self, handles: &mut Handles<B>) {
             let inputs: Vec<_> = self
                 .desc
@@ -174,7 +180,7 @@ mod fusion {
                 }
                 (Kind::Forward, Err(inputs)) => {
                     let [f, w, b, h] = <[_; 4]>::try_from(inputs).expect("four inputs");
-                    vec![B::adapter_head_forward(f, w, b, h)]
+                    vec![B::adapter_head(f, w, b, h)]
                 }
                 _ => unreachable!("inputs recorded by this module"),
             };
@@ -184,10 +190,10 @@ mod fusion {
         }
     }
 
-    impl<B: FusionBackend + AdapterHeadBackend> AdapterHeadBackend for Fusion<B> {
-        const HAS_KERNEL: bool = B::HAS_KERNEL;
+    impl<B: FusionBackend + AdapterHeadOps> AdapterHeadOps for Fusion<B> {
+        const KERNEL: bool = B::KERNEL;
 
-        fn adapter_head_forward(
+        fn adapter_head(
             features: FloatTensor<Self>,
             adapter_weight: FloatTensor<Self>,
             adapter_bias: FloatTensor<Self>,
@@ -277,4 +283,40 @@ mod fusion {
             (activations, grad_pre)
         }
     }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AttentionOps
+    for CubeBackend<R, F, I, BT>
+{
+    const MASK_LAYOUT: MaskLayout = MaskLayout::PerHead;
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LinearOps
+    for CubeBackend<R, F, I, BT>
+{
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> GeluOps
+    for CubeBackend<R, F, I, BT>
+{
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DropoutOps
+    for CubeBackend<R, F, I, BT>
+{
+}
+
+mod fusion_encoder {
+    use super::*;
+    use burn_fusion::{Fusion, FusionBackend};
+
+    impl<B: FusionBackend + AttentionOps> AttentionOps for Fusion<B> {
+        const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
+    }
+
+    impl<B: FusionBackend> LinearOps for Fusion<B> {}
+
+    impl<B: FusionBackend> GeluOps for Fusion<B> {}
+
+    impl<B: FusionBackend> DropoutOps for Fusion<B> {}
 }

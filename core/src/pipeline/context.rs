@@ -1,0 +1,181 @@
+//! What the phases of a seed share: the run's context, the seed's files, the seed's result, and
+//! reading and writing them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::batch::Padding;
+use super::config::RunConfig;
+use super::data::{Sample, TaskData};
+use super::methods::MetricTable;
+use super::progress::Progress;
+use super::trainer::{LoopSpec, LossCurve};
+use crate::bert::BertConfig;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::head::{AdapterPoolerConfig, HeadKind};
+use crate::models::ModelDir;
+use crate::tasks::{TaskKind, TaskSpec};
+use crate::train::Checkpoint;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub metrics: MetricTable,
+    pub finetune_loss: LossCurve,
+    pub head_loss: LossCurve,
+    /// Seconds per phase (fine-tuning, head training, evaluation, export) of the last process
+    /// that ran it; a resumed phase counts only its own process's time.
+    pub wall_seconds: BTreeMap<String, f64>,
+    /// Each hidden-state layer's weight in the AdapterPooler, embeddings first
+    /// (`AdapterPooler::layer_share`).
+    #[serde(default)]
+    pub head_layer_share: Vec<f64>,
+    /// SQuAD splits: one row per question with every method's answer.
+    #[serde(default)]
+    pub squad_examples: BTreeMap<String, Vec<SquadRow>>,
+}
+
+/// One evaluated SQuAD question and what each method answered ("" = no answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SquadRow {
+    pub id: String,
+    pub question: String,
+    /// Gold answers; empty for unanswerable questions.
+    pub gold: Vec<String>,
+    /// Length of the passage in white-space separated words.
+    pub context_words: usize,
+    pub answers: BTreeMap<String, String>,
+}
+
+/// Everything a seed needs.
+pub struct RunContext<'a> {
+    pub config: &'a RunConfig,
+    pub task: &'static TaskSpec,
+    pub model_dir: &'a ModelDir,
+    pub data: &'a TaskData,
+    pub pad_id: u32,
+    /// Batch lengths are rounded up to a multiple of this (1 on CPU; larger on GPUs).
+    pub pad_multiple: usize,
+    pub out_dir: &'a Path,
+}
+
+impl RunContext<'_> {
+    pub fn seed_dir(&self, seed: u64) -> PathBuf {
+        self.out_dir.join(format!("seed-{seed}"))
+    }
+
+    pub fn head_config(&self, bert: &BertConfig) -> AdapterPoolerConfig {
+        let h = &self.config.head;
+        AdapterPoolerConfig {
+            hidden_size: bert.hidden_size,
+            num_states: bert.num_hidden_states(),
+            adapter_size: h.adapter_size,
+            kind: if self.span() { HeadKind::Span } else { h.kind },
+            num_outputs: self.task.num_outputs(),
+            max_len: self.config.max_len,
+            shared_adapter: h.shared_adapter,
+            skip_last_layer: h.skip_last_layer,
+            layer_mix: h.layer_mix,
+        }
+    }
+
+    pub(super) fn padding(&self) -> Padding {
+        Padding {
+            pad_id: self.pad_id,
+            fixed: None,
+            multiple: self.pad_multiple,
+        }
+    }
+
+    /// Heads with position-specific weights see every input padded to the fixed length.
+    pub(super) fn head_padding(&self, head: &AdapterPoolerConfig) -> Padding {
+        Padding {
+            fixed: (head.kind == HeadKind::Flatten).then_some(self.config.max_len),
+            ..self.padding()
+        }
+    }
+
+    pub(super) fn span(&self) -> bool {
+        self.task.kind == TaskKind::Span
+    }
+}
+
+/// Where one seed keeps its files (all under `seed-N/`).
+pub(super) struct SeedFiles {
+    pub dir: PathBuf,
+    /// BERT with its task head at the extraction point and at the end of fine-tuning.
+    pub bert_extract: PathBuf,
+    pub bert_final: PathBuf,
+    pub finetune_loss: PathBuf,
+    pub finetune_checkpoint: PathBuf,
+    pub head: PathBuf,
+    pub head_loss: PathBuf,
+    pub head_checkpoint: PathBuf,
+    pub predictions: PathBuf,
+    pub export: PathBuf,
+    pub result: PathBuf,
+}
+
+impl SeedFiles {
+    pub(super) fn new(dir: PathBuf) -> Self {
+        let file = |name: &str| dir.join(name);
+        SeedFiles {
+            bert_extract: file("bert-extract.bin"),
+            bert_final: file("bert-final.bin"),
+            finetune_loss: file("finetune-loss.json"),
+            finetune_checkpoint: file("finetune.ckpt"),
+            head: file("head-final.bin"),
+            head_loss: file("head-loss.json"),
+            head_checkpoint: file("head.ckpt"),
+            predictions: file("predictions"),
+            export: file("export"),
+            result: file("result.json"),
+            dir,
+        }
+    }
+}
+
+pub(super) fn gather<'s>(samples: &'s [Sample], indices: &[usize]) -> Vec<&'s Sample> {
+    indices.iter().map(|&i| &samples[i]).collect()
+}
+
+pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(crate::error::parse_json(path, &text)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("plain data")
+            .as_bytes(),
+    )
+}
+
+/// Writes a finished phase's module and loss curve, then drops its resumable checkpoint (only
+/// now, so a kill in between still finds it).
+pub(super) fn save_phase<B: Backend, M: burn::module::Module<B>>(
+    module: &M,
+    curve: &LossCurve,
+    [module_path, loss_path]: [&Path; 2],
+    spec: &LoopSpec,
+    seconds: f64,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    write_atomic(module_path, &Checkpoint::module_bytes(module)?)?;
+    write_json(loss_path, curve)?;
+    spec.discard_checkpoint();
+    progress.log(&format!(
+        "{}: {} steps ({seconds:.1} s), loss {:.4} -> {:.4}",
+        spec.name, curve.steps, curve.first_tenth, curve.last_tenth
+    ));
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! `report.md` and the method descriptions of `results.json`: what a run's numbers mean, in
+//! words.
+
+use std::collections::BTreeMap;
+
+use super::config::{EnsembleRule, RunConfig};
+use super::methods::{BERT_EXTRACT, BERT_FINAL, BERTVISION, ensemble_name};
+use super::results::SummaryTable;
+use crate::tasks::{TaskKind, TaskSpec};
+
+/// A checkpoint's name in the report, e.g. "1e" for one epoch, "0.5e" for half of one.
+pub fn epochs_label(e: f64) -> String {
+    if e.fract() == 0.0 {
+        format!("{e:.0}e")
+    } else {
+        format!("{e}e")
+    }
+}
+
+/// Method key → what it is, for `results.json`'s `methods`.
+pub fn method_descriptions(config: &RunConfig) -> BTreeMap<String, String> {
+    let extract = epochs_label(config.extract_at);
+    [
+        (
+            BERT_EXTRACT.to_string(),
+            format!("BERT fine-tuned {extract} (the checkpoint the head reads)"),
+        ),
+        (
+            BERT_FINAL.to_string(),
+            format!("BERT fine-tuned {}", epochs_label(config.finetune.epochs)),
+        ),
+        (
+            BERTVISION.to_string(),
+            format!("AdapterPooler on the hidden states of BERT-{extract}"),
+        ),
+        (
+            ensemble_name(EnsembleRule::Max),
+            "element-wise max of the BERT-extract and BERTVision probabilities (the paper's rule)"
+                .to_string(),
+        ),
+        (
+            ensemble_name(EnsembleRule::Mean),
+            "mean of the BERT-extract and BERTVision probabilities".to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// What `report_markdown` is made of.
+pub struct ReportInput<'a> {
+    pub task: &'a TaskSpec,
+    pub config: &'a RunConfig,
+    pub summary: &'a SummaryTable,
+    pub bert_params: usize,
+    pub head_params: usize,
+    pub wall: &'a BTreeMap<String, f64>,
+    pub seeds: usize,
+}
+
+/// The run's table (mean ± sd over seeds) per evaluation split, parameter counts, wall times.
+pub fn report_markdown(r: &ReportInput<'_>) -> String {
+    let config = r.config;
+    let mut md = format!(
+        "# BERTVision on {} with {}\n\n{} seed(s): {:?}. Fine-tuning {} epochs (lr {:.1e}, batch {}), head on BERT-{} hidden states (lr {:.1e}, {} epochs, A = {}, {:?}).\n\n",
+        r.task.name,
+        config.model,
+        r.seeds,
+        config.seeds,
+        config.finetune.epochs,
+        config.finetune.lr,
+        config.finetune.batch_size,
+        epochs_label(config.extract_at),
+        config.head.lr,
+        config.head.epochs,
+        config.head.adapter_size,
+        config.head.kind
+    );
+    let splits: Vec<&String> = r
+        .summary
+        .get(BERTVISION)
+        .map(|s| s.keys().collect())
+        .unwrap_or_default();
+    for split in splits {
+        md.push_str(&split_table(r, split));
+    }
+    md.push_str(&format!(
+        "AdapterPooler: {} parameters = {:.3}% of BERT's {}.\n\nWall time (s): {}\n",
+        r.head_params,
+        100.0 * r.head_params as f64 / r.bert_params as f64,
+        r.bert_params,
+        r.wall
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    md
+}
+
+/// One split's table: a row per method, a column per metric.
+fn split_table(r: &ReportInput<'_>, split: &str) -> String {
+    let config = r.config;
+    let (bert, head) = (r.bert_params, r.head_params);
+    let methods = [
+        (
+            BERT_EXTRACT.to_string(),
+            format!("BERT-{}", epochs_label(config.extract_at)),
+            bert,
+        ),
+        (
+            BERT_FINAL.to_string(),
+            format!("BERT-{}", epochs_label(config.finetune.epochs)),
+            bert,
+        ),
+        (
+            BERTVISION.to_string(),
+            format!("BERTVision-{}", epochs_label(config.extract_at)),
+            head,
+        ),
+        (
+            ensemble_name(EnsembleRule::Max),
+            "Ensemble (max)".to_string(),
+            bert + head,
+        ),
+        (
+            ensemble_name(EnsembleRule::Mean),
+            "Ensemble (mean)".to_string(),
+            bert + head,
+        ),
+    ];
+    let metric_names: Vec<&str> = if r.task.kind == TaskKind::Span {
+        vec!["exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1"]
+    } else {
+        r.task.metrics.iter().map(|m| m.name()).collect()
+    };
+    let mut md = format!("## {split}\n\n| method | trainable params |");
+    for m in &metric_names {
+        md.push_str(&format!(" {m} |"));
+    }
+    md.push_str("\n|---|---:|");
+    md.push_str(&"---:|".repeat(metric_names.len()));
+    md.push('\n');
+    for (key, label, params) in &methods {
+        let Some(ms) = r.summary.get(key).and_then(|s| s.get(split)) else {
+            continue;
+        };
+        md.push_str(&format!("| {label} | {params} |"));
+        for m in &metric_names {
+            match ms.get(*m) {
+                Some(s) if r.seeds > 1 => md.push_str(&format!(" {:.4} ± {:.4} |", s.mean, s.sd)),
+                Some(s) => md.push_str(&format!(" {:.4} |", s.mean)),
+                None => md.push_str(" – |"),
+            }
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
+}

@@ -1,0 +1,237 @@
+//! A whole run of one task: the run folder (one configuration per folder), the data, every seed
+//! (claimed through a lock, so several processes of one command share the seeds), and the
+//! results over seeds (`results.json`, `report.md`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::config::RunConfig;
+use super::context::{RunContext, SeedResult, write_json};
+use super::data::{DataSource, TaskData, load_task_data};
+use super::progress::Progress;
+use super::report::{ReportInput, method_descriptions, report_markdown};
+use super::results::{ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults, summarise};
+use super::seed::run_seed;
+use crate::bert::BertConfig;
+use crate::error::{Error, Result};
+use crate::fsutil::{WorkLock, write_atomic};
+use crate::models::ModelDir;
+use crate::tasks::TaskSpec;
+use crate::tokenize::BertTokenizer;
+
+/// What a run needs besides its configuration: where the model, the data and the results are,
+/// and the device it runs on.
+pub struct RunRequest<'a> {
+    /// Validated (`RunConfig::validate`).
+    pub config: &'a RunConfig,
+    pub task: &'static TaskSpec,
+    pub model_dir: &'a ModelDir,
+    pub bert_config: &'a BertConfig,
+    pub source: &'a DataSource,
+    pub out_dir: &'a Path,
+    /// The device and backend, as reported ("cpu (flex)").
+    pub device_label: &'a str,
+    /// Batch lengths are rounded up to a multiple of this (1 on CPU; larger on GPUs).
+    pub pad_multiple: usize,
+}
+
+/// What a finished run wrote.
+pub struct RunOutcome {
+    pub results: RunResults,
+    pub results_path: PathBuf,
+    /// `report.md`'s text.
+    pub report: String,
+}
+
+/// Runs (or resumes) every seed of `req` and writes the results over seeds.
+pub fn run_task<B: crate::TrainBackend>(
+    req: &RunRequest<'_>,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome> {
+    claim_folder(req.out_dir, req.config, progress)?;
+    let started = Instant::now();
+    let mut tokenizer = BertTokenizer::from_file(&req.model_dir.tokenizer)?;
+    let data = load_data(req, &mut tokenizer, progress)?;
+    let data_seconds = started.elapsed().as_secs_f64();
+    let ctx = RunContext {
+        config: req.config,
+        task: req.task,
+        model_dir: req.model_dir,
+        data: &data,
+        pad_id: tokenizer.pad_id(),
+        pad_multiple: req.pad_multiple,
+        out_dir: req.out_dir,
+    };
+    let params = parameter_counts(&ctx, req.bert_config);
+    progress.log(&format!(
+        "{}: BERT {} parameters, AdapterPooler {} ({:.3}% of BERT); {} training examples on {}",
+        req.task.name,
+        params.bert,
+        params.head,
+        100.0 * params.head_share_of_bert,
+        data.train.len(),
+        req.device_label
+    ));
+    let seeds = run_seeds::<B>(&ctx, device, progress)?;
+    let mut wall: BTreeMap<String, f64> = BTreeMap::new();
+    wall.insert("data".into(), data_seconds);
+    for s in &seeds {
+        for (k, v) in &s.wall_seconds {
+            *wall.entry(k.clone()).or_default() += v;
+        }
+    }
+    wall.insert("total_this_process".into(), started.elapsed().as_secs_f64());
+    let results = assemble_results(req, &data, params, seeds, wall);
+    let results_path = req.out_dir.join("results.json");
+    write_json(&results_path, &results)?;
+    let report = report_markdown(&ReportInput {
+        task: req.task,
+        config: req.config,
+        summary: &results.summary,
+        bert_params: results.parameters.bert,
+        head_params: results.parameters.head,
+        wall: &results.wall_seconds,
+        seeds: results.seeds.len(),
+    });
+    write_atomic(&req.out_dir.join("report.md"), report.as_bytes())?;
+    Ok(RunOutcome {
+        results,
+        results_path,
+        report,
+    })
+}
+
+/// Makes `out` the folder of `config`'s run: a new folder gets `config.json`; a folder of the
+/// same configuration is resumed (also when its `config.json` spells an older version's names);
+/// one of another configuration is refused, since resuming it would mix results.
+fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let path = out.join("config.json");
+    let json = serde_json::to_string_pretty(config).expect("plain data");
+    match std::fs::read_to_string(&path) {
+        Ok(existing) => {
+            let same = existing == json
+                || serde_json::from_str::<RunConfig>(&existing).is_ok_and(|old| old == *config);
+            if !same {
+                return Err(Error::usage(format!(
+                    "{} holds a run with a different configuration; use another --out or delete it",
+                    out.display()
+                )));
+            }
+            progress.log(&format!("resuming the run in {}", out.display()));
+            Ok(())
+        }
+        Err(_) => write_atomic(&path, json.as_bytes()),
+    }
+}
+
+/// Loads and tokenises the task's data, logs what the loaders noted, and writes the exact SQuAD
+/// questions evaluated beside the results (so the official evaluator can be run on our files).
+fn load_data(
+    req: &RunRequest<'_>,
+    tokenizer: &mut BertTokenizer,
+    progress: &mut dyn Progress,
+) -> Result<TaskData> {
+    let config = req.config;
+    let data = load_task_data(
+        req.task,
+        req.source,
+        tokenizer,
+        config.max_len,
+        &config.squad_features,
+        config.limit_train,
+        config.limit_eval,
+    )?;
+    for note in &data.notes {
+        progress.log(note);
+    }
+    for split in &data.eval {
+        if let Some((dataset, _, _)) = &split.squad {
+            write_atomic(
+                &req.out_dir.join(format!("{}.squad.json", split.name)),
+                dataset.to_json().as_bytes(),
+            )?;
+        }
+    }
+    Ok(data)
+}
+
+fn parameter_counts(ctx: &RunContext<'_>, bert: &BertConfig) -> ParameterCounts {
+    let (bert_params, head_params) = (bert.num_params(true), ctx.head_config(bert).num_params());
+    ParameterCounts {
+        bert: bert_params,
+        head: head_params,
+        head_share_of_bert: head_params as f64 / bert_params as f64,
+    }
+}
+
+/// Every seed's result, in the configuration's order. Seeds are claimed through a lock in
+/// their folder, so the same command started several times (on one GPU, or on several sharing a
+/// disk) splits the seeds between processes; a seed another live process holds is run (that is,
+/// read back or resumed) once it lets go.
+fn run_seeds<B: crate::TrainBackend>(
+    ctx: &RunContext<'_>,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<Vec<SeedResult>> {
+    let mut done: BTreeMap<u64, SeedResult> = BTreeMap::new();
+    let mut held_elsewhere = Vec::new();
+    for &seed in &ctx.config.seeds {
+        match WorkLock::try_acquire(&ctx.seed_dir(seed))? {
+            Some(_claim) => {
+                done.insert(seed, run_seed::<B>(ctx, seed, device, progress)?);
+            }
+            None => {
+                progress.log(&format!("seed {seed}: another process is running it"));
+                held_elsewhere.push(seed);
+            }
+        }
+    }
+    for seed in held_elsewhere {
+        let _claim = WorkLock::acquire(&ctx.seed_dir(seed))?;
+        done.insert(seed, run_seed::<B>(ctx, seed, device, progress)?);
+    }
+    Ok(ctx
+        .config
+        .seeds
+        .iter()
+        .filter_map(|s| done.remove(s))
+        .collect())
+}
+
+fn assemble_results(
+    req: &RunRequest<'_>,
+    data: &TaskData,
+    parameters: ParameterCounts,
+    seeds: Vec<SeedResult>,
+    wall_seconds: BTreeMap<String, f64>,
+) -> RunResults {
+    RunResults {
+        format: RESULTS_FORMAT.to_string(),
+        task: req.task.name.to_string(),
+        model: ModelInfo {
+            spec: req.config.model.clone(),
+            dir: req.model_dir.root.display().to_string(),
+            config: req.bert_config.clone(),
+        },
+        device: req.device_label.to_string(),
+        config: req.config.clone(),
+        methods: method_descriptions(req.config),
+        parameters,
+        data_notes: data.notes.clone(),
+        summary: summarise(&seeds),
+        seeds,
+        wall_seconds,
+        versions: [
+            (
+                "bertvision".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            ("burn".to_string(), "0.21.0".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
