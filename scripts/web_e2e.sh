@@ -17,7 +17,8 @@ if [ -z "$BV" ]; then
     BV=${CARGO_TARGET_DIR:-target}/debug/bertvision
 fi
 "$BV" run --task SQuAD2 --model splade-tiny --seeds 1 --limit-train 400 --limit-eval 120 \
-    --max-length 192 --doc-stride 64 --epochs 1 --eval-articles 6 --data "$DATA" --out "$WORK/squad" \
+    --max-length 192 --doc-stride 64 --epochs 1 --extract-at 0.5,1 --eval-every-epochs 0.25 \
+    --eval-articles 6 --data "$DATA" --out "$WORK/squad" \
     > "$WORK/squad.log" 2>&1 || { tail -5 "$WORK/squad.log"; exit 1; }
 
 (cd web && trunk build --release)

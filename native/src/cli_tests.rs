@@ -132,7 +132,7 @@ fn old_flag_spellings_still_parse() {
         panic!("a run")
     };
     assert_eq!(run.head.encoder_kernels, Some(EncoderKernels::Native));
-    assert_eq!(run.head.encoder_dtype, EncoderDtype::Bf16);
+    assert_eq!(run.head.encoder_dtype, Some(EncoderDtype::Bf16));
     let Command::Run(run) = parse(&[
         "bertvision",
         "run",

@@ -12,6 +12,7 @@ mod encode;
 mod fetch;
 mod progress;
 mod run;
+mod train_head;
 mod web_assets;
 
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
     /// The whole pipeline: fine-tune BERT, train the AdapterPooler on streamed hidden states,
     /// evaluate BERT / BERTVision / ensembles over seeds, export the weights.
     Run(Box<run::RunArgs>),
+    /// New AdapterPoolers on a finished run's kept checkpoints (another head configuration,
+    /// other points or seeds, less data), never fine-tuning again.
+    TrainHead(Box<train_head::TrainHeadArgs>),
     /// The official SQuAD 2.0 evaluation: exact, f1, HasAns/NoAns breakdown, best thresholds.
     EvaluateSquad(data_cmds::EvaluateSquadArgs),
     /// Answer a question about a passage with an exported SQuAD model (`<run>/seed-N/export`):
@@ -125,6 +129,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::FetchModels(args) => fetch::main(&args, &cache_dir),
         Command::Encode(args) => encode::main(&args, &cache_dir),
         Command::Run(args) => run::main(&args, &cache_dir),
+        Command::TrainHead(args) => train_head::main(&args, &cache_dir),
         Command::EvaluateSquad(args) => data_cmds::evaluate_squad(&args),
         Command::Answer(args) => answer::main(&args),
         Command::Bench(args) => bench::main(&args, &cache_dir),

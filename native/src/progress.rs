@@ -110,9 +110,10 @@ impl Progress for Bars {
     }
 
     fn log(&mut self, line: &str) {
+        // indicatif prints above its bar only where it draws one (a terminal).
         match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            Some(b) if self.terminal => b.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 }

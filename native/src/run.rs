@@ -109,9 +109,20 @@ pub struct FinetuneArgs {
     /// Global gradient-norm clip (0 disables); also the head's.
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
-    /// The fine-tuning checkpoint (in epochs) whose hidden states train the head.
-    #[arg(long, default_value_t = 1.0)]
-    pub extract_at: f64,
+    /// The fine-tuning checkpoints (in epochs, a list allowed: `0.1,0.2,0.5,1`) whose hidden
+    /// states train heads; one fine-tuning keeps them all. BERT is evaluated at each, a head
+    /// trained on each, the ensembles scored at each (`bert@<p>`, `bertvision@<p>`, …); the
+    /// last point is the run's `bert_extract` and `bertvision`.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub extract_at: Vec<f64>,
+    /// Also score BERT on the evaluation splits every this many epochs of fine-tuning
+    /// (`bert@<p>`), keeping no checkpoint there: the dense BERT curve.
+    #[arg(long)]
+    pub eval_every_epochs: Option<f64>,
+    /// Fine-tune and train the heads on this share of the training examples: a random sample
+    /// without replacement, seeded by the seed (the original's --shard).
+    #[arg(long)]
+    pub train_fraction: Option<f64>,
     /// Optimizer steps between resumable checkpoints.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
@@ -122,7 +133,8 @@ pub struct FinetuneArgs {
     pub pad_multiple: Option<usize>,
 }
 
-/// The AdapterPooler and the frozen encoder that feeds it.
+/// The AdapterPooler and the frozen encoder that feeds it (`run`, and `train-head`, where a
+/// flag left out keeps the run's setting).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "AdapterPooler")]
 pub struct HeadArgs {
@@ -138,33 +150,66 @@ pub struct HeadArgs {
     /// Adapter width A (default 32 up to hidden 384, else 64).
     #[arg(long)]
     pub adapter_size: Option<usize>,
-    /// GLUE head: masked mean over real tokens, or the original flatten over the padded sequence.
-    #[arg(long, value_enum, default_value = "masked-mean")]
-    pub head_kind: HeadKind,
+    /// GLUE head: masked-mean over real tokens (default), or the original flatten over the
+    /// padded sequence.
+    #[arg(long, value_enum)]
+    pub head_kind: Option<HeadKind>,
     /// One adapter per layer instead of one shared adapter.
     #[arg(long)]
     pub unshared_adapters: bool,
     /// Concatenate the last layer's hidden state to each token's adapter features.
     #[arg(long)]
     pub skip_last_layer: bool,
-    /// How the layers are combined before the adapter: none (each layer adapted, the paper's)
-    /// or Tenney et al.'s scalar mix.
-    #[arg(long, value_enum, default_value = "none")]
-    pub layer_mix: LayerMix,
-    /// The frozen encoder's float type (it feeds the head in training and prediction): bf16/f16
-    /// on GPUs and `--device cpu`. BERT itself always trains and predicts in f32.
-    #[arg(long, value_enum, default_value = "f32", alias = "extract-dtype")]
-    pub encoder_dtype: EncoderDtype,
-    /// The head as plain ops, or as the fused CubeCL kernel (projection + GELU + head in one
-    /// pass; on the CPU backends its plain-Burn reference). Same numbers up to the order of sums.
-    #[arg(long, value_enum, default_value = "plain")]
-    pub head_kernel: HeadPath,
+    /// How the layers are combined before the adapter: none (default: each layer adapted, the
+    /// paper's) or Tenney et al.'s scalar mix.
+    #[arg(long, value_enum)]
+    pub layer_mix: Option<LayerMix>,
+    /// The frozen encoder's float type (it feeds the head in training and prediction): f32
+    /// (default), or bf16/f16 on GPUs and `--device cpu`. BERT itself always trains and
+    /// predicts in f32.
+    #[arg(long, value_enum, alias = "extract-dtype")]
+    pub encoder_dtype: Option<EncoderDtype>,
+    /// The head as plain ops (default), or as the fused CubeCL kernel (projection + GELU + head
+    /// in one pass; on the CPU backends its plain-Burn reference). Same numbers up to the order
+    /// of sums.
+    #[arg(long, value_enum)]
+    pub head_kernel: Option<HeadPath>,
     /// Whose ops the encoder runs where no gradient flows (evaluation, the frozen encoder
     /// feeding the head): Burn's tensor ops, or the backend's own kernels (CPU: this project's
     /// attention, linear and GELU kernels; CubeCL: Burn's autotuned attention). Fine-tuning
     /// always runs the backend's training ops. Default: native on `--device cpu`, burn elsewhere.
     #[arg(long, value_enum, alias = "attention")]
     pub encoder_kernels: Option<EncoderKernels>,
+    /// Also train heads on these shares of the training data (a seeded random sample without
+    /// replacement, nested: 0.1 inside 0.3) at every extraction point, BERT having seen all of
+    /// it: the less-data curve (`bertvision@<p>/<f>`). The head on all the data is always trained.
+    #[arg(long, value_delimiter = ',')]
+    pub head_train_fraction: Vec<f64>,
+}
+
+impl HeadArgs {
+    /// The flags given, over `config`'s values (the recipe's for `run`, the run's for
+    /// `train-head`).
+    pub fn apply(&self, config: &mut RunConfig) {
+        let h = &mut config.head;
+        h.lr = self.head_lr.unwrap_or(h.lr);
+        h.batch_size = self.head_batch_size.unwrap_or(h.batch_size);
+        h.epochs = self.head_epochs.unwrap_or(h.epochs);
+        h.adapter_size = self.adapter_size.unwrap_or(h.adapter_size);
+        h.kind = self.head_kind.unwrap_or(h.kind);
+        h.shared_adapter &= !self.unshared_adapters;
+        h.skip_last_layer |= self.skip_last_layer;
+        h.layer_mix = self.layer_mix.unwrap_or(h.layer_mix);
+        h.encoder_dtype = self.encoder_dtype.unwrap_or(h.encoder_dtype);
+        h.path = self.head_kernel.unwrap_or(h.path);
+        if !self.head_train_fraction.is_empty() {
+            let mut fractions = self.head_train_fraction.clone();
+            fractions.sort_by(f64::total_cmp);
+            fractions.retain(|&f| f != 1.0);
+            h.train_fractions = fractions;
+        }
+        config.encoder_kernels = self.encoder_kernels.unwrap_or(config.encoder_kernels);
+    }
 }
 
 /// Evaluation and the SQuAD decisions.
@@ -222,24 +267,15 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     f.epochs = ft.epochs.unwrap_or(f.epochs);
     f.warmup_ratio = ft.warmup_ratio;
     f.optimizer = optimizer;
-    config.extract_at = ft.extract_at;
+    config.extract_at = ft.extract_at.clone();
+    config.extract_at.sort_by(f64::total_cmp);
+    config.eval_every_epochs = ft.eval_every_epochs;
+    config.train_fraction = ft.train_fraction.filter(|&f| f != 1.0);
     config.checkpoint_every = ft.checkpoint_every;
-    let h = &mut config.head;
-    h.lr = head.head_lr.unwrap_or(h.lr);
-    h.batch_size = head.head_batch_size.unwrap_or(h.batch_size);
-    h.epochs = head.head_epochs.unwrap_or(h.epochs);
-    h.warmup_ratio = ft.warmup_ratio;
-    h.adapter_size = head.adapter_size.unwrap_or(h.adapter_size);
-    h.kind = head.head_kind;
-    h.shared_adapter = !head.unshared_adapters;
-    h.skip_last_layer = head.skip_last_layer;
-    h.layer_mix = head.layer_mix;
-    h.optimizer = optimizer;
-    h.encoder_dtype = head.encoder_dtype;
-    h.path = head.head_kernel;
-    config.encoder_kernels = head
-        .encoder_kernels
-        .unwrap_or(crate::backend::default_encoder_kernels(args.device));
+    config.head.warmup_ratio = ft.warmup_ratio;
+    config.head.optimizer = optimizer;
+    config.encoder_kernels = crate::backend::default_encoder_kernels(args.device);
+    head.apply(&mut config);
     config.ensemble = parse_rules(&eval.ensemble)?;
     config.eval_batch_size = eval.eval_batch_size;
     config.squad_postprocess.n_best = eval.n_best;
@@ -258,7 +294,7 @@ fn default_glue_dir() -> Option<PathBuf> {
     .find(|p| p.is_dir())
 }
 
-fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
+pub fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
     if task.kind == TaskKind::Span {
         if let (Some(train), Some(eval)) = (&args.train_file, &args.eval_file) {
             return Ok(DataSource::SquadFiles {
@@ -296,7 +332,8 @@ fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
 /// `run`: resolves the model and runs [`run`] on the chosen backend (with autodiff).
 pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
     let model_dir = crate::fetch::resolve_model_dir(&args.model, cache_dir)?;
-    crate::backend::check_encoder_dtype(args.head.encoder_dtype, args.device)?;
+    let dtype = args.head.encoder_dtype.unwrap_or_default();
+    crate::backend::check_encoder_dtype(dtype, args.device)?;
     with_backend!(args.device, |B, dev| run::<burn::backend::Autodiff<B>>(
         args, &model_dir, dev
     ))
@@ -331,6 +368,7 @@ pub fn run<B: bertvision_core::TrainBackend>(
             .finetune
             .pad_multiple
             .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
+        from_run: None,
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

@@ -132,6 +132,16 @@ const report = {};
   check(bars >= 10, `compare: ${bars} bars drawn`);
   check((await page.$$("section.run g.whisker")).length > 0, "compare: error bars drawn (several seeds)");
   check((await page.$$("table.examples tbody tr")).length > 0, "compare: SQuAD per-question table");
+  // The curves of a run with several extraction points, and the methods shown at another point.
+  const curves = (await page.$$("section.run .curve svg")).length;
+  check(curves >= 2, `compare: ${curves} curves drawn`);
+  const labels = await page.$$eval("section.run table.metrics td:first-child", (els) => els.map((e) => e.textContent));
+  check(labels.some((l) => l === "BERT-1e") && labels.some((l) => l === "BERTVision-1e"), `compare: methods named by their point (${labels.join(", ")})`);
+  await page.selectOption("section.run select.point-select", { index: 0 });
+  const atHalf = await page.$$eval("section.run table.metrics td:first-child", (els) => els.map((e) => e.textContent));
+  check(atHalf.some((l) => l === "BERTVision-0.5e"), `compare: the 0.5-epoch point chosen (${atHalf.join(", ")})`);
+  await page.screenshot({ path: join(shots, "compare-curves.png"), fullPage: true });
+  await page.selectOption("section.run select.point-select", { index: 1 });
   await page.selectOption("select.agree-filter", "disagree");
   await page.screenshot({ path: join(shots, "compare.png"), fullPage: true });
   await page.setInputFiles("#results-files", oldResults);

@@ -2,6 +2,9 @@
 //! listed in `results/index.json`, or picked) as charts and tables per task.
 
 use bertvision_core::pipeline::SquadRow;
+use bertvision_core::pipeline::charts::run_charts;
+use bertvision_core::pipeline::methods::{BERT, method_at, point_label};
+use bertvision_core::pipeline::report::epochs_label;
 use bertvision_core::pipeline::results::{RunResults, slice_score};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -9,17 +12,64 @@ use leptos::task::spawn_local;
 use crate::charts::{Bar, bar_chart};
 use crate::fetch::{fetch_text, on_files_chosen};
 
-/// Methods in display order: key, short label, colour.
-const METHODS: [(&str, &str, &str); 5] = [
-    ("bert_extract", "BERT-1e", "#2563eb"),
-    ("bert_final", "BERT-final", "#1e3a8a"),
-    ("bertvision", "BERTVision", "#ea580c"),
-    ("ensemble_max", "Ens. max", "#16a34a"),
-    ("ensemble_mean", "Ens. mean", "#65a30d"),
+/// Methods in display order: key, colour.
+const METHODS: [(&str, &str); 5] = [
+    ("bert_extract", "#2563eb"),
+    ("bert_final", "#1e3a8a"),
+    ("bertvision", "#ea580c"),
+    ("ensemble_max", "#16a34a"),
+    ("ensemble_mean", "#65a30d"),
 ];
 
-fn label_of(key: &str) -> &str {
-    METHODS.iter().find(|m| m.0 == key).map_or(key, |m| m.1)
+/// A method's short label, named by its real extraction point (`BERT-0.5e`, `BERTVision-1e`).
+fn label_of(run: &RunResults, key: &str) -> String {
+    let (point, epochs) = (run.config.last_point(), run.config.finetune.epochs);
+    let e = epochs_label;
+    match key {
+        "bert_extract" => format!("BERT-{}", e(point)),
+        "bert_final" => format!("BERT-{}", e(epochs)),
+        "bertvision" => format!("BERTVision-{}", e(point)),
+        "ensemble_max" => "Ens. max".to_string(),
+        "ensemble_mean" => "Ens. mean".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Which point (and share of the data for the heads) the bars and the table show.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Choice {
+    point: f64,
+    fraction: f64,
+}
+
+/// The results key a main method has at `choice` (`bert_extract` → `bert@0.5`, `bertvision` →
+/// `bertvision@0.5/0.1`); `bert_final` stays itself.
+fn key_at(run: &RunResults, key: &str, choice: Choice) -> String {
+    let at = |m: &str, f: f64| method_at(m, choice.point, f);
+    let keyed = match key {
+        "bert_extract" => at(BERT, 1.0),
+        "bert_final" => return key.to_string(),
+        other => at(other, choice.fraction),
+    };
+    if run.summary.contains_key(&keyed) {
+        keyed
+    } else {
+        key.to_string()
+    }
+}
+
+/// The label of a main method at `choice`.
+fn label_at(run: &RunResults, key: &str, choice: Choice) -> String {
+    let data = if choice.fraction < 1.0 && key != "bert_extract" && key != "bert_final" {
+        format!(" ({} data)", choice.fraction)
+    } else {
+        String::new()
+    };
+    match key {
+        "bert_extract" => format!("BERT-{}", epochs_label(choice.point)),
+        "bertvision" => format!("BERTVision-{}{data}", epochs_label(choice.point)),
+        other => format!("{}{data}", label_of(run, other)),
+    }
 }
 
 fn parse(name: &str, text: &str) -> Result<RunResults, String> {
@@ -105,6 +155,101 @@ fn percent_or_raw(v: f64) -> String {
 }
 
 fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
+    let choices = choices_of(&run);
+    let main = Choice {
+        point: run.config.last_point(),
+        fraction: 1.0,
+    };
+    let choice = RwSignal::new(main);
+    let squad = run
+        .seeds
+        .first()
+        .and_then(|s| s.squad_examples.values().next().cloned());
+    let curves = match run_charts(&run) {
+        Ok(charts) => charts
+            .into_iter()
+            .filter(|c| !c.file.ends_with("-loss.svg") || run.config.extract_at.len() > 1)
+            .map(|c| view! { <div class="curve" title=c.title.clone() inner_html=c.svg></div> })
+            .collect_view()
+            .into_any(),
+        Err(e) => view! { <div class="error compare-error">{e.to_string()}</div> }.into_any(),
+    };
+    let header = format!(
+        "{} · {} · {} seed{} · {}",
+        run.task,
+        display_model(&run),
+        run.seeds.len(),
+        if run.seeds.len() == 1 { "" } else { "s" },
+        run.device
+    );
+    let task = run.task.clone();
+    let run = StoredValue::new(run);
+    let picker = (choices.len() > 1).then(|| {
+        let options = choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| view! { <option value=i.to_string() selected=*c == main>{choice_label(*c)}</option> })
+            .collect_view();
+        view! {
+            <label class="point-choice">"Show the methods at "
+                <select class="point-select" on:change=move |ev| {
+                    if let Some(c) = event_target_value(&ev).parse::<usize>().ok().and_then(|i| choices.get(i)) {
+                        choice.set(*c);
+                    }
+                }>{options}</select>
+            </label>
+        }
+    });
+    view! {
+        <section class="card run" data-task=task>
+            <h2>{header}</h2>
+            <p class="muted source">{name}</p>
+            {picker}
+            {move || run.with_value(|r| methods_view(r, choice.get()))}
+            {run.with_value(layers_view)}
+            <div class="charts curves">{curves}</div>
+            {squad.map(|rows| run.with_value(|r| squad_table(r, rows)))}
+        </section>
+    }
+}
+
+/// The model as named on the command line (a known model's name, a folder's last part).
+fn display_model(run: &RunResults) -> String {
+    let spec = &run.model.spec;
+    std::path::Path::new(spec)
+        .file_name()
+        .map_or(spec.clone(), |f| f.to_string_lossy().into_owned())
+}
+
+/// Every (point, fraction) the run has heads for: the extraction points × the head fractions.
+fn choices_of(run: &RunResults) -> Vec<Choice> {
+    let mut fractions = vec![1.0];
+    fractions.extend(run.config.head.train_fractions.iter().copied());
+    run.config
+        .extract_at
+        .iter()
+        .flat_map(|&point| {
+            fractions
+                .iter()
+                .map(move |&fraction| Choice { point, fraction })
+        })
+        .collect()
+}
+
+fn choice_label(c: Choice) -> String {
+    if c.fraction < 1.0 {
+        format!(
+            "{} epochs, heads on {} of the data",
+            point_label(c.point),
+            point_label(c.fraction)
+        )
+    } else {
+        format!("{} epochs", point_label(c.point))
+    }
+}
+
+/// The split and metrics a run's charts and tables show.
+fn split_and_metrics(run: &RunResults) -> (String, Vec<String>) {
     let split = run
         .summary
         .get("bertvision")
@@ -125,15 +270,25 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
                     .unwrap_or_default()
             })
     };
+    (split, metric_names)
+}
+
+/// The bars and the table of every method at `choice`.
+fn methods_view(run: &RunResults, choice: Choice) -> impl IntoView + use<> {
+    let (split, metric_names) = split_and_metrics(run);
     let charts = metric_names
         .iter()
         .map(|metric| {
             let bars = METHODS
                 .iter()
-                .filter_map(|(key, label, color)| {
-                    let s = run.summary.get(*key)?.get(&split)?.get(metric)?;
+                .filter_map(|(key, color)| {
+                    let s = run
+                        .summary
+                        .get(&key_at(run, key, choice))?
+                        .get(&split)?
+                        .get(metric)?;
                     Some(Bar {
-                        label: label.to_string(),
+                        label: label_at(run, key, choice),
                         value: s.mean,
                         error: s.sd,
                         color,
@@ -143,44 +298,103 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
             bar_chart(format!("{metric} ({split})"), bars, percent_or_raw)
         })
         .collect_view();
-
-    // Training time per method: BERT up to its checkpoint, the head on its own.
-    let n = run.seeds.len().max(1) as f64;
-    let mean_wall = |phase: &str| {
-        run.seeds
-            .iter()
-            .filter_map(|s| s.wall_seconds.get(phase))
-            .sum::<f64>()
-            / n
-    };
-    let (finetune, head) = (mean_wall("finetune"), mean_wall("head"));
-    let frac = run.config.extract_at / run.config.finetune.epochs.max(1e-9);
     let rows = METHODS
         .iter()
-        .filter(|(key, _, _)| run.summary.contains_key(*key))
-        .map(|(key, label, _)| {
-            let (params, time) = match *key {
-                "bert_extract" => (run.parameters.bert.to_string(), format!("{:.0} s", finetune * frac)),
-                "bert_final" => (run.parameters.bert.to_string(), format!("{finetune:.0} s")),
-                "bertvision" => (
-                    format!("{} ({:.2}% of BERT)", run.parameters.head, 100.0 * run.parameters.head_share_of_bert),
-                    format!("{head:.0} s (+ BERT-1e)"),
-                ),
-                _ => ("–".to_string(), "–".to_string()),
-            };
+        .filter(|(key, _)| run.summary.contains_key(&key_at(run, key, choice)))
+        .map(|(key, _)| {
+            let (params, time) = cost_cells(run, key, choice);
             let cells = metric_names
                 .iter()
                 .map(|m| {
-                    let s = run.summary.get(*key).and_then(|s| s.get(&split)).and_then(|s| s.get(m));
+                    let s = run.summary.get(&key_at(run, key, choice)).and_then(|s| s.get(&split)).and_then(|s| s.get(m));
                     view! { <td class="num">{s.map_or("–".to_string(), |s| if s.n > 1 {
                         format!("{} ± {}", percent_or_raw(s.mean), percent_or_raw(s.sd))
                     } else { percent_or_raw(s.mean) })}</td> }
                 })
                 .collect_view();
-            view! { <tr><td>{label.to_string()}</td><td class="num">{params}</td><td class="num">{time}</td>{cells}</tr> }
+            view! { <tr><td>{label_at(run, key, choice)}</td><td class="num">{params}</td><td class="num">{time}</td>{cells}</tr> }
         })
         .collect_view();
+    view! {
+        <div class="charts">{charts}</div>
+        <table class="metrics">
+            <thead><tr><th>"method"</th><th>"trainable params"</th><th>"training time"</th>
+                {metric_names.iter().map(|m| view! { <th>{m.clone()}</th> }).collect_view()}</tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}
 
+/// Mean over seeds of a phase's recorded seconds.
+fn mean_wall(run: &RunResults, phase: &str) -> Option<f64> {
+    let v: Vec<f64> = run
+        .seeds
+        .iter()
+        .filter_map(|s| s.wall_seconds.get(phase).copied())
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Mean over seeds of what `point` cost: (fine-tuning seconds up to it, the head's seconds).
+fn point_seconds(run: &RunResults, point: f64) -> (Option<f64>, Option<f64>) {
+    let costs: Vec<_> = run
+        .seeds
+        .iter()
+        .filter_map(|s| s.costs.iter().find(|c| c.at == point))
+        .collect();
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    (
+        mean(costs.iter().filter_map(|c| c.finetune_seconds).collect()),
+        mean(costs.iter().filter_map(|c| c.head_seconds).collect()),
+    )
+}
+
+/// Parameters and training time of a method at `choice`: BERT up to its checkpoint (from the
+/// recorded costs, else the share of the fine-tuning time), the head on its own.
+fn cost_cells(run: &RunResults, key: &str, choice: Choice) -> (String, String) {
+    let seconds = |s: Option<f64>| s.map_or("–".to_string(), |s| format!("{s:.0} s"));
+    let finetune = mean_wall(run, "finetune");
+    let (at_point, head) = point_seconds(run, choice.point);
+    let share = choice.point / run.config.finetune.epochs.max(1e-9);
+    let bert_time = at_point.or(finetune.map(|f| f * share));
+    let head_time = head.or_else(|| mean_wall(run, "head"));
+    match key {
+        "bert_extract" => (run.parameters.bert.to_string(), seconds(bert_time)),
+        "bert_final" => {
+            let (end, _) = point_seconds(run, run.config.finetune.epochs);
+            (run.parameters.bert.to_string(), seconds(end.or(finetune)))
+        }
+        "bertvision" => (
+            format!(
+                "{} ({:.2}% of BERT)",
+                group_digits(run.parameters.head),
+                100.0 * run.parameters.head_share_of_bert
+            ),
+            format!(
+                "{} (+ BERT-{})",
+                seconds(head_time),
+                epochs_label(choice.point)
+            ),
+        ),
+        _ => ("–".to_string(), "–".to_string()),
+    }
+}
+
+/// 12770 → "12,770".
+fn group_digits(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The AdapterPooler's weight per hidden-state layer, mean ± sd over seeds.
+fn layers_view(run: &RunResults) -> impl IntoView + use<> {
     let layers = run
         .seeds
         .iter()
@@ -212,31 +426,12 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
             }
         })
         .collect();
-    let squad = run
-        .seeds
-        .first()
-        .and_then(|s| s.squad_examples.get(&split).cloned());
-
-    view! {
-        <section class="card run" data-task=run.task.clone()>
-            <h2>{format!("{} · {} · {} seed{} · {}", run.task, run.model.spec, run.seeds.len(),
-                if run.seeds.len() == 1 { "" } else { "s" }, run.device)}</h2>
-            <p class="muted source">{name}</p>
-            <div class="charts">{charts}</div>
-            <table class="metrics">
-                <thead><tr><th>"method"</th><th>"trainable params"</th><th>"training time"</th>
-                    {metric_names.iter().map(|m| view! { <th>{m.clone()}</th> }).collect_view()}</tr></thead>
-                <tbody>{rows}</tbody>
-            </table>
-            {(!layer_bars.is_empty()).then(|| view! {
-                <div class="charts">
-                    {bar_chart("AdapterPooler weight per layer (%)".to_string(), layer_bars, |v| format!("{v:.1}"))}
-                    <p class="muted note">"Each hidden-state layer's share of the head's squared weights (the scalar-mix weights when the head mixes layers); embeddings first."</p>
-                </div>
-            })}
-            {squad.map(squad_table)}
-        </section>
-    }
+    (!layer_bars.is_empty()).then(|| view! {
+        <div class="charts">
+            {bar_chart("AdapterPooler weight per layer (%)".to_string(), layer_bars, |v| format!("{v:.1}"))}
+            <p class="muted note">"Each hidden-state layer's share of the head's squared weights (the scalar-mix weights when the head mixes layers); embeddings first."</p>
+        </div>
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +441,7 @@ enum Agreement {
     Agree,
 }
 
-fn squad_table(rows: Vec<SquadRow>) -> impl IntoView + use<> {
+fn squad_table(run: &RunResults, rows: Vec<SquadRow>) -> impl IntoView + use<> {
     let filter = RwSignal::new(Agreement::All);
     let methods: Vec<String> = [
         "bert_extract",
@@ -304,11 +499,11 @@ fn squad_table(rows: Vec<SquadRow>) -> impl IntoView + use<> {
         .collect_view();
     let header = methods
         .iter()
-        .map(|m| view! { <th>{label_of(m).to_string()}</th> })
+        .map(|m| view! { <th>{label_of(run, m)}</th> })
         .collect_view();
     let header2 = methods
         .iter()
-        .map(|m| view! { <th>{label_of(m).to_string()}</th> })
+        .map(|m| view! { <th>{label_of(run, m)}</th> })
         .collect_view();
     let total = rows.len();
     let shown_rows = {

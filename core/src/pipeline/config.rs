@@ -45,6 +45,11 @@ pub struct HeadConfig {
     /// config.json when plain, like `encoder_dtype`.
     #[serde(default, skip_serializing_if = "HeadPath::is_plain")]
     pub path: HeadPath,
+    /// Shares of the training data (below 1) that further heads are trained on at every
+    /// extraction point, BERT having seen all of it (`--head-train-fraction`): the less-data
+    /// experiment. The head on all the data is always trained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_fractions: Vec<f64>,
 }
 
 /// How BERT's and BERTVision's probabilities are combined.
@@ -74,8 +79,19 @@ pub struct RunConfig {
     /// Maximum tokens per sequence (task default when the run was configured).
     pub max_len: usize,
     pub finetune: FinetuneConfig,
-    /// The checkpoint (in epochs of fine-tuning) whose hidden states train the head.
-    pub extract_at: f64,
+    /// The checkpoints (in epochs of fine-tuning, increasing) whose hidden states train heads;
+    /// the last one is the run's `bert_extract`/`bertvision`. One point is written as a number
+    /// (as before several were possible), several as a list.
+    #[serde(with = "points")]
+    pub extract_at: Vec<f64>,
+    /// Also score BERT on the evaluation splits every this many epochs of fine-tuning, keeping
+    /// no checkpoint (`--eval-every-epochs`): the dense BERT curve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every_epochs: Option<f64>,
+    /// Fine-tune and train heads on this share of the training examples, a seeded random sample
+    /// without replacement (`--train-fraction`; `None`: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_fraction: Option<f64>,
     pub head: HeadConfig,
     pub ensemble: Vec<EnsembleRule>,
     pub eval_batch_size: usize,
@@ -100,7 +116,46 @@ pub struct RunConfig {
     pub encoder_kernels: EncoderKernels,
 }
 
+/// `extract_at` in `config.json`: a number for one point (the format before several were
+/// possible, so older run folders still resume), a list for several.
+mod points {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(points: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        match points {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(f64),
+            Many(Vec<f64>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(p) => vec![p],
+            OneOrMany::Many(ps) => ps,
+        })
+    }
+}
+
 impl RunConfig {
+    /// The last extraction point: the run's `bert_extract` and `bertvision`.
+    pub fn last_point(&self) -> f64 {
+        self.extract_at.last().copied().unwrap_or(1.0)
+    }
+
+    /// Every share of the training data heads are trained on at each point: all of it, then
+    /// `head.train_fractions`.
+    pub fn head_fractions(&self) -> Vec<f64> {
+        let mut fractions = vec![1.0];
+        fractions.extend(self.head.train_fractions.iter().filter(|&&f| f != 1.0));
+        fractions
+    }
+
     /// The recipe's defaults for `task` on a model of `bert`'s size (`Recipe::for_model`), one
     /// seed, no slices: what `bertvision run` starts from before applying its flags.
     pub fn new(task: &crate::tasks::TaskSpec, model: &str, bert: &BertConfig) -> Self {
@@ -118,7 +173,9 @@ impl RunConfig {
                 warmup_ratio: 0.1,
                 optimizer,
             },
-            extract_at: 1.0,
+            extract_at: vec![1.0],
+            eval_every_epochs: None,
+            train_fraction: None,
             head: HeadConfig {
                 lr: recipe.head_lr,
                 batch_size: recipe.head_batch_size,
@@ -132,6 +189,7 @@ impl RunConfig {
                 optimizer,
                 encoder_dtype: EncoderDtype::F32,
                 path: HeadPath::Plain,
+                train_fractions: Vec::new(),
             },
             ensemble: vec![EnsembleRule::Max, EnsembleRule::Mean],
             eval_batch_size: 64,
@@ -169,22 +227,28 @@ impl RunConfig {
         {
             return usage(format!("--seeds: seed {seed} is given twice"));
         }
-        for (name, v) in [
+        let mut positive = vec![
             ("lr", self.finetune.lr),
             ("epochs", self.finetune.epochs),
             ("head-lr", self.head.lr),
             ("head-epochs", self.head.epochs),
-            ("extract-at", self.extract_at),
-        ] {
+        ];
+        positive.extend(self.extract_at.iter().map(|&p| ("extract-at", p)));
+        positive.extend(self.eval_every_epochs.map(|e| ("eval-every-epochs", e)));
+        for (name, v) in positive {
             if !(v > 0.0 && v.is_finite()) {
                 return usage(format!("--{name} must be positive, got {v}"));
             }
         }
-        if self.extract_at > self.finetune.epochs {
-            return usage(format!(
-                "--extract-at {} is past the end of fine-tuning (--epochs {})",
-                self.extract_at, self.finetune.epochs
-            ));
+        self.validate_points()?;
+        let fractions = self.train_fraction.iter().map(|&f| ("train-fraction", f));
+        let head_fractions = self.head.train_fractions.iter();
+        for (name, f) in fractions.chain(head_fractions.map(|&f| ("head-train-fraction", f))) {
+            if !(f > 0.0 && f <= 1.0) {
+                return usage(format!(
+                    "--{name} {f}: a share of the training data, in (0, 1]"
+                ));
+            }
         }
         for (name, v) in [
             ("batch-size", self.finetune.batch_size),
@@ -199,6 +263,32 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.finetune.warmup_ratio) {
             return usage("--warmup-ratio must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
+    /// At least one extraction point, increasing, none past the end of fine-tuning.
+    fn validate_points(&self) -> Result<()> {
+        let points = &self.extract_at;
+        if points.is_empty() {
+            return Err(Error::usage("--extract-at: give at least one point"));
+        }
+        if let Some(w) = points.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(Error::usage(if w[0] == w[1] {
+                format!("--extract-at: point {} is given twice", w[0])
+            } else {
+                format!(
+                    "--extract-at: points must increase, got {} then {}",
+                    w[0], w[1]
+                )
+            }));
+        }
+        let last = self.last_point();
+        if last > self.finetune.epochs {
+            return Err(Error::usage(format!(
+                "--extract-at {last} is past the end of fine-tuning (--epochs {})",
+                self.finetune.epochs
+            )));
         }
         Ok(())
     }
@@ -253,7 +343,14 @@ mod tests {
         };
         refused(|c| c.seeds = vec![1, 2, 1], "--seeds");
         refused(|c| c.finetune.lr = f64::NAN, "--lr");
-        refused(|c| c.extract_at = 3.0, "--extract-at");
+        refused(|c| c.extract_at = vec![3.0], "--extract-at");
+        refused(|c| c.extract_at = vec![0.5, 0.25], "--extract-at");
+        refused(
+            |c| c.head.train_fractions = vec![1.5],
+            "--head-train-fraction",
+        );
+        refused(|c| c.train_fraction = Some(0.0), "--train-fraction");
+        refused(|c| c.eval_every_epochs = Some(-1.0), "--eval-every-epochs");
         refused(|c| c.head.adapter_size = 0, "--adapter-size");
         refused(|c| c.max_len = 100_000, "--max-length");
         refused(|c| c.finetune.warmup_ratio = 1.0, "--warmup-ratio");

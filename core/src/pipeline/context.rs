@@ -37,6 +37,27 @@ pub struct SeedResult {
     /// SQuAD splits: one row per question with every method's answer.
     #[serde(default)]
     pub squad_examples: BTreeMap<String, Vec<SquadRow>>,
+    /// What each point of the curves cost: fine-tuning steps and seconds up to it, and the
+    /// seconds of the head trained there on all the data (where one was).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub costs: Vec<PointCost>,
+    /// The loss curves of the heads other than `head_loss`'s, by method key
+    /// (`bertvision@0.5`, `bertvision@1/0.1`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub head_losses: BTreeMap<String, LossCurve>,
+}
+
+/// The cost of one point of a seed's curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointCost {
+    /// Epochs of fine-tuning.
+    pub at: f64,
+    pub finetune_steps: usize,
+    /// Seconds of fine-tuning up to the point, over every process that worked on it (`None`
+    /// where the fine-tuning was timed by an older version).
+    pub finetune_seconds: Option<f64>,
+    /// Seconds of training the head on all the data at this point (`None`: no head here).
+    pub head_seconds: Option<f64>,
 }
 
 /// One evaluated SQuAD question and what each method answered ("" = no answer).
@@ -52,20 +73,33 @@ pub struct SquadRow {
 }
 
 /// Everything a seed needs.
+#[derive(Clone, Copy)]
 pub struct RunContext<'a> {
     pub config: &'a RunConfig,
     pub task: &'static TaskSpec,
     pub model_dir: &'a ModelDir,
     pub data: &'a TaskData,
+    /// The seed's training examples: all of `data.train`, or its `--train-fraction` sample.
+    pub train: &'a [Sample],
     pub pad_id: u32,
     /// Batch lengths are rounded up to a multiple of this (1 on CPU; larger on GPUs).
     pub pad_multiple: usize,
     pub out_dir: &'a Path,
+    /// `train-head`: the run folder whose fine-tuning (checkpoints, times, scores) is read
+    /// instead of fine-tuning again.
+    pub from_run: Option<&'a Path>,
 }
 
 impl RunContext<'_> {
     pub fn seed_dir(&self, seed: u64) -> PathBuf {
         self.out_dir.join(format!("seed-{seed}"))
+    }
+
+    /// Where the seed's BERT checkpoints are: its own folder, or the run's for `train-head`.
+    pub fn checkpoint_dir(&self, seed: u64) -> PathBuf {
+        self.from_run
+            .unwrap_or(self.out_dir)
+            .join(format!("seed-{seed}"))
     }
 
     pub fn head_config(&self, bert: &BertConfig) -> AdapterPoolerConfig {
@@ -101,41 +135,6 @@ impl RunContext<'_> {
 
     pub(super) fn span(&self) -> bool {
         self.task.kind == TaskKind::Span
-    }
-}
-
-/// Where one seed keeps its files (all under `seed-N/`).
-pub(super) struct SeedFiles {
-    pub dir: PathBuf,
-    /// BERT with its task head at the extraction point and at the end of fine-tuning.
-    pub bert_extract: PathBuf,
-    pub bert_final: PathBuf,
-    pub finetune_loss: PathBuf,
-    pub finetune_checkpoint: PathBuf,
-    pub head: PathBuf,
-    pub head_loss: PathBuf,
-    pub head_checkpoint: PathBuf,
-    pub predictions: PathBuf,
-    pub export: PathBuf,
-    pub result: PathBuf,
-}
-
-impl SeedFiles {
-    pub(super) fn new(dir: PathBuf) -> Self {
-        let file = |name: &str| dir.join(name);
-        SeedFiles {
-            bert_extract: file("bert-extract.bin"),
-            bert_final: file("bert-final.bin"),
-            finetune_loss: file("finetune-loss.json"),
-            finetune_checkpoint: file("finetune.ckpt"),
-            head: file("head-final.bin"),
-            head_loss: file("head-loss.json"),
-            head_checkpoint: file("head.ckpt"),
-            predictions: file("predictions"),
-            export: file("export"),
-            result: file("result.json"),
-            dir,
-        }
     }
 }
 

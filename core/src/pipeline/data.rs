@@ -37,8 +37,9 @@ pub struct TaskData {
     pub notes: Vec<String>,
 }
 
-/// Where a task's files are.
-#[derive(Debug, Clone)]
+/// Where a task's files are (a run writes it to `data.json`, so that `train-head` reads the same).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DataSource {
     /// A GLUE folder holding `<TASK>/train.tsv`, `<TASK>/dev.tsv`, ... (or the task folder itself).
     Glue { dir: PathBuf },
@@ -46,6 +47,27 @@ pub enum DataSource {
     SquadFiles { train: PathBuf, eval: PathBuf },
     /// SQuAD: one file split by article (the last `eval_articles` articles are held out).
     SquadSplit { data: PathBuf, eval_articles: usize },
+}
+
+impl DataSource {
+    /// The same source with absolute paths (as recorded beside a run).
+    pub fn absolute(&self) -> DataSource {
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        match self {
+            DataSource::Glue { dir } => DataSource::Glue { dir: abs(dir) },
+            DataSource::SquadFiles { train, eval } => DataSource::SquadFiles {
+                train: abs(train),
+                eval: abs(eval),
+            },
+            DataSource::SquadSplit {
+                data,
+                eval_articles,
+            } => DataSource::SquadSplit {
+                data: abs(data),
+                eval_articles: *eval_articles,
+            },
+        }
+    }
 }
 
 fn glue_task_dir(task: &TaskSpec, dir: &Path) -> PathBuf {

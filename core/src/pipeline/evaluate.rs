@@ -8,13 +8,16 @@ use burn::tensor::{Tensor, activation::softmax};
 
 use super::batch::{Padding, make_batch};
 use super::config::EnsembleRule;
+use super::context::RunContext;
 use super::data::{EvalSplit, Sample, Target};
-use super::progress::Progress;
+use super::methods::SplitMetrics;
+use super::progress::{NoProgress, Progress};
 use crate::bert::BertInput;
 use crate::error::{Error, Result};
 use crate::head::HeadOutput;
 use crate::metrics::glue::{accuracy, f1_binary, matthews, pearson, spearman};
 use crate::squad::{PostprocessConfig, SquadPredictions, evaluate, postprocess};
+use crate::task_model::BertTaskModel;
 use crate::tasks::{MetricKind, TaskSpec};
 
 /// A model's outputs on every sample of a split.
@@ -107,6 +110,31 @@ pub fn predict<B: Backend>(
     }
     progress.finish();
     collectors.into_iter().map(Collector::finish).collect()
+}
+
+/// BERT's scores on every evaluation split, for the evaluation-only points of fine-tuning (no
+/// predictions written, no progress shown: it runs inside the fine-tuning bar).
+pub(crate) fn score_bert<B: crate::TrainBackend>(
+    ctx: &RunContext<'_>,
+    bert: &BertTaskModel<B::InnerBackend>,
+    device: &B::Device,
+) -> Result<SplitMetrics> {
+    let mut scores = SplitMetrics::new();
+    for split in &ctx.data.eval {
+        let bs = ctx.config.eval_batch_size;
+        let outputs = predict::<B::InnerBackend>(
+            &split.samples,
+            bs,
+            ctx.padding(),
+            device,
+            &mut NoProgress,
+            "",
+            |input| vec![bert.forward(input).1],
+        );
+        let scored = score(ctx.task, split, &outputs[0], &ctx.config.squad_postprocess)?;
+        scores.insert(split.name.clone(), scored.metrics);
+    }
+    Ok(scores)
 }
 
 /// Softmax over one window's positions.

@@ -1,81 +1,192 @@
-//! Phase 3 of a seed: every method on every evaluation split — BERT at the extraction point and
-//! at the end, BERTVision, and their ensembles — scored with the task's metrics, with the
+//! Phase 3 of a seed: every method on every evaluation split — BERT at each point and at the
+//! end, BERTVision (every head), and their ensembles — scored with the task's metrics, with the
 //! predictions written in the official formats.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::context::{RunContext, SeedFiles, SquadRow, write_json};
+use super::batch::Padding;
+use super::context::{RunContext, SquadRow, write_json};
 use super::data::EvalSplit;
 use super::evaluate::{EvalOutputs, ensemble, predict, score};
+use super::files::SeedFiles;
 use super::head_training::TrainedHead;
-use super::methods::{BERT_EXTRACT, BERT_FINAL, BERTVISION, MetricTable, ensemble_name};
+use super::methods::{
+    BERT, BERT_EXTRACT, BERT_FINAL, BERTVISION, MetricTable, SplitMetrics, ensemble_name, method_at,
+};
 use super::progress::Progress;
-use crate::bert::BertInput;
+use crate::bert::{Bert, BertInput};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::head::HeadOutput;
 use crate::task_model::BertTaskModel;
 
-/// What a seed's evaluation gives.
+/// Each method's answers (question id → text), per method key.
+type Answers = Vec<(String, HashMap<String, String>)>;
+
+/// What a seed's evaluation collects: every method's metrics, and (SQuAD) the answers of the
+/// run's main methods per split, for the per-question table.
+#[derive(Default)]
 pub(super) struct SeedEvaluation {
     pub metrics: MetricTable,
-    pub squad_examples: BTreeMap<String, Vec<SquadRow>>,
+    answers: BTreeMap<String, Answers>,
 }
 
-/// Evaluates `[BERT at the extraction point, BERT final]` and `head` on every split of the run.
-pub(super) fn evaluate_seed<B: crate::TrainBackend>(
-    ctx: &RunContext<'_>,
-    seed: u64,
-    files: &SeedFiles,
-    bert: [&BertTaskModel<B::InnerBackend>; 2],
-    head: &TrainedHead<B>,
-    device: &B::Device,
-    progress: &mut dyn Progress,
-) -> Result<SeedEvaluation> {
-    let mut evaluation = SeedEvaluation {
-        metrics: BTreeMap::new(),
-        squad_examples: BTreeMap::new(),
-    };
-    for split in &ctx.data.eval {
-        let outputs = split_outputs(ctx, seed, split, bert, head, device, progress);
-        let mut squad_answers: Vec<(String, HashMap<String, String>)> = Vec::new();
-        for (method, out) in &outputs {
-            let scored = score(ctx.task, split, out, &ctx.config.squad_postprocess)?;
-            let base = files.predictions.join(format!("{method}.{}", split.name));
+impl SeedEvaluation {
+    /// Scores `out` on `split` under every key in `keys`, and writes its predictions under
+    /// each; the answers under a main key (one without a point: `bertvision`, `bert_final`) go
+    /// to the per-question table.
+    fn record(
+        &mut self,
+        ctx: &RunContext<'_>,
+        files: &SeedFiles,
+        split: &EvalSplit,
+        keys: &[String],
+        out: &EvalOutputs,
+    ) -> Result<()> {
+        let scored = score(ctx.task, split, out, &ctx.config.squad_postprocess)?;
+        for key in keys {
+            let base =
+                files
+                    .predictions
+                    .join(format!("{}.{}", key.replace('/', "-of-"), split.name));
             let file = |suffix: &str| base.with_extension(format!("{}.{suffix}", split.name));
             if let Some(sp) = &scored.squad_predictions {
-                squad_answers.push((method.clone(), sp.answer_map()));
+                if !key.contains('@') {
+                    let entry = self.answers.entry(split.name.clone()).or_default();
+                    entry.push((key.clone(), sp.answer_map()));
+                }
                 write_atomic(&file("predictions.json"), sp.answers_json().as_bytes())?;
                 write_atomic(&file("na_prob.json"), sp.na_prob_json().as_bytes())?;
             } else {
                 write_json(&file("json"), &scored.predictions)?;
             }
-            evaluation
-                .metrics
-                .entry(method.clone())
+            self.metrics
+                .entry(key.clone())
                 .or_default()
-                .insert(split.name.clone(), scored.metrics);
+                .insert(split.name.clone(), scored.metrics.clone());
         }
-        if let Some((_, examples, _)) = &split.squad {
-            let rows = squad_rows(examples, &squad_answers);
-            evaluation.squad_examples.insert(split.name.clone(), rows);
-        }
+        Ok(())
     }
-    Ok(evaluation)
+
+    /// BERT's scores at a point measured during fine-tuning, under `bert@p`.
+    pub fn add_scores(&mut self, key: String, scores: &SplitMetrics) {
+        self.metrics.entry(key).or_default().extend(scores.clone());
+    }
+
+    /// One row per evaluated SQuAD question of every split, with the main methods' answers.
+    pub fn squad_examples(&self, ctx: &RunContext<'_>) -> BTreeMap<String, Vec<SquadRow>> {
+        let mut rows = BTreeMap::new();
+        for split in &ctx.data.eval {
+            if let (Some((_, examples, _)), Some(answers)) =
+                (&split.squad, self.answers.get(&split.name))
+            {
+                rows.insert(split.name.clone(), squad_rows(examples, answers));
+            }
+        }
+        rows
+    }
 }
 
-/// Every method's outputs on one split, in the order of the results' method keys.
-fn split_outputs<B: crate::TrainBackend>(
+/// BERT at the end of fine-tuning, as `bert_final` and `bert@<epochs>`.
+pub(super) fn evaluate_final<B: crate::TrainBackend>(
+    ctx: &RunContext<'_>,
+    (seed, files): (u64, &SeedFiles),
+    bert_final: &BertTaskModel<B::InnerBackend>,
+    evaluation: &mut SeedEvaluation,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let keys = [
+        BERT_FINAL.to_string(),
+        method_at(BERT, ctx.config.finetune.epochs, 1.0),
+    ];
+    for split in &ctx.data.eval {
+        let label = format!("seed {seed} eval BERT final ({})", split.name);
+        let out = predict::<B::InnerBackend>(
+            &split.samples,
+            ctx.config.eval_batch_size,
+            ctx.padding(),
+            device,
+            progress,
+            &label,
+            |input| vec![bert_final.forward(input).1],
+        )
+        .remove(0);
+        evaluation.record(ctx, files, split, &keys, &out)?;
+    }
+    Ok(())
+}
+
+/// A point's models: BERT with its task head, the encoder in the float type the heads read,
+/// the heads and how their inputs are padded.
+pub(super) struct PointModels<'m, B: crate::TrainBackend> {
+    pub point: f64,
+    pub bert: &'m BertTaskModel<B::InnerBackend>,
+    pub encoder: &'m Bert<B::InnerBackend>,
+    pub heads: &'m [TrainedHead<B>],
+    pub head_padding: Padding,
+}
+
+/// Every method at one point, on every split: `bert@p`, each head's `bertvision@p[/f]` and the
+/// ensembles with BERT; at the run's last point also under the main keys (`bert_extract`,
+/// `bertvision`, `ensemble_*`).
+pub(super) fn evaluate_point<B: crate::TrainBackend>(
+    ctx: &RunContext<'_>,
+    (seed, files): (u64, &SeedFiles),
+    models: &PointModels<'_, B>,
+    evaluation: &mut SeedEvaluation,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let point = models.point;
+    let last = point == ctx.config.last_point();
+    let main = |key: &str, fraction: f64| (last && fraction == 1.0).then(|| key.to_string());
+    for split in &ctx.data.eval {
+        let (bert_out, head_outs) = point_outputs(ctx, seed, split, models, device, progress);
+        let keys: Vec<String> = [Some(method_at(BERT, point, 1.0)), main(BERT_EXTRACT, 1.0)]
+            .into_iter()
+            .flatten()
+            .collect();
+        evaluation.record(ctx, files, split, &keys, &bert_out)?;
+        for (head, out) in models.heads.iter().zip(&head_outs) {
+            let keys: Vec<String> = [Some(head.key.clone()), main(BERTVISION, head.fraction)]
+                .into_iter()
+                .flatten()
+                .collect();
+            evaluation.record(ctx, files, split, &keys, out)?;
+            for &rule in &ctx.config.ensemble {
+                let Some(combined) = ensemble(&bert_out, out, rule) else {
+                    continue;
+                };
+                let name = ensemble_name(rule);
+                let keys: Vec<String> = [
+                    Some(method_at(&name, point, head.fraction)),
+                    main(&name, head.fraction),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                evaluation.record(ctx, files, split, &keys, &combined)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// BERT's and every head's outputs at a point on one split. BERT and the heads read the same
+/// hidden states: one encoder pass serves all unless the heads need their own (fixed) padding or
+/// their encoder another float type.
+fn point_outputs<B: crate::TrainBackend>(
     ctx: &RunContext<'_>,
     seed: u64,
     split: &EvalSplit,
-    [bert_extract, bert_final]: [&BertTaskModel<B::InnerBackend>; 2],
-    head: &TrainedHead<B>,
+    models: &PointModels<'_, B>,
     device: &B::Device,
     progress: &mut dyn Progress,
-) -> Vec<(String, EvalOutputs)> {
+) -> (EvalOutputs, Vec<EvalOutputs>) {
     let cfg = ctx.config;
     let name = &split.name;
+    let head_padding = models.head_padding;
     type Forward<'f, B> = &'f mut dyn FnMut(BertInput<B>) -> Vec<HeadOutput<B>>;
     let mut run = |label: String, padding, forward: Forward<'_, B::InnerBackend>| {
         let samples = &split.samples;
@@ -89,61 +200,48 @@ fn split_outputs<B: crate::TrainBackend>(
             forward,
         )
     };
-    let label = format!("seed {seed} eval BERT final ({name})");
-    let final_out = run(label, ctx.padding(), &mut |input| {
-        vec![bert_final.forward(input).1]
-    })
-    .remove(0);
-    // BERT at the extraction point and BERTVision read the same hidden states: one pass serves
-    // both unless the head needs its own (fixed) padding or its encoder another float type.
-    let shared_pass = head.padding == ctx.padding() && cfg.head.encoder_dtype.is_f32();
-    let extract_label = format!("seed {seed} eval BERT at {} epochs", cfg.extract_at);
-    let (extract_out, bv_out) = if shared_pass {
-        let label = format!("{extract_label} + BERTVision ({name})");
-        let mut both = run(label, ctx.padding(), &mut |input| {
+    let bert_label = format!("seed {seed} eval BERT at {} epochs", models.point);
+    let shared_pass = head_padding == ctx.padding() && cfg.head.encoder_dtype.is_f32();
+    if shared_pass {
+        let label = format!("{bert_label} + BERTVision ({name})");
+        let mut outs = run(label, ctx.padding(), &mut |input| {
             let mask = input.attention_mask.clone();
-            let (states, task_out) = bert_extract.forward(input);
-            let bv = head
-                .model
-                .forward_by(&states.hidden_states, mask, cfg.head.path);
-            vec![task_out, bv]
+            let (states, task_out) = models.bert.forward(input);
+            let mut outs = vec![task_out];
+            for head in models.heads {
+                let out = head
+                    .model
+                    .forward_by(&states.hidden_states, mask.clone(), cfg.head.path);
+                outs.push(out);
+            }
+            outs
         });
-        let bv = both.remove(1);
-        (both.remove(0), bv)
-    } else {
-        let extract = run(
-            format!("{extract_label} ({name})"),
-            ctx.padding(),
-            &mut |input| vec![bert_extract.forward(input).1],
-        )
-        .remove(0);
-        let label = format!("seed {seed} eval BERTVision ({name})");
-        let bv = run(label, head.padding, &mut |input| {
-            let mask = input.attention_mask.clone();
-            let states = head.encoder.forward(input).hidden_states_f32();
-            vec![head.model.forward_by(&states, mask, cfg.head.path)]
-        })
-        .remove(0);
-        (extract, bv)
-    };
-    let mut outputs: Vec<(String, EvalOutputs)> = vec![
-        (BERT_EXTRACT.into(), extract_out.clone()),
-        (BERT_FINAL.into(), final_out),
-        (BERTVISION.into(), bv_out.clone()),
-    ];
-    for &rule in &cfg.ensemble {
-        if let Some(e) = ensemble(&extract_out, &bv_out, rule) {
-            outputs.push((ensemble_name(rule), e));
-        }
+        let bert = outs.remove(0);
+        return (bert, outs);
     }
-    outputs
+    let bert = run(
+        format!("{bert_label} ({name})"),
+        ctx.padding(),
+        &mut |input| vec![models.bert.forward(input).1],
+    )
+    .remove(0);
+    let label = format!(
+        "seed {seed} eval BERTVision at {} epochs ({name})",
+        models.point
+    );
+    let heads = run(label, head_padding, &mut |input| {
+        let mask = input.attention_mask.clone();
+        let states = models.encoder.forward(input).hidden_states_f32();
+        let heads = models.heads.iter();
+        heads
+            .map(|h| h.model.forward_by(&states, mask.clone(), cfg.head.path))
+            .collect()
+    });
+    (bert, heads)
 }
 
 /// One row per evaluated question: gold answers and each method's answer.
-fn squad_rows(
-    examples: &[crate::squad::SquadExample],
-    answers: &[(String, HashMap<String, String>)],
-) -> Vec<SquadRow> {
+fn squad_rows(examples: &[crate::squad::SquadExample], answers: &Answers) -> Vec<SquadRow> {
     examples
         .iter()
         .map(|e| SquadRow {

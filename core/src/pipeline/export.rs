@@ -164,15 +164,16 @@ pub fn load_head<B: Backend>(
     Ok(head)
 }
 
-/// Phase 4 of a seed: BERT at the extraction point with its task head as a Hugging Face
-/// directory (`seed-N/export/bert/`) and the AdapterPooler beside it, for `answer`, `predict`
+/// Phase 4 of a seed: BERT at the last extraction point with its task head as a Hugging Face
+/// directory (`seed-N/export/bert/`) and its AdapterPooler beside it, for `answer`, `predict`
 /// and the browser app.
-pub(super) fn export_seed<B: crate::TrainBackend>(
+pub(super) fn export_seed<B: Backend>(
     ctx: &super::context::RunContext<'_>,
-    files: &super::context::SeedFiles,
-    bert_extract: &BertTaskModel<B::InnerBackend>,
+    files: &super::files::SeedFiles,
+    bert: &BertTaskModel<B>,
     bert_config: &BertConfig,
-    head: &super::head_training::TrainedHead<B>,
+    head: &AdapterPooler<B>,
+    head_config: &AdapterPoolerConfig,
 ) -> Result<()> {
     let info = TaskHeadInfo {
         task: ctx.task.name.to_string(),
@@ -180,11 +181,11 @@ pub(super) fn export_seed<B: crate::TrainBackend>(
         num_outputs: ctx.task.num_outputs(),
     };
     export_bert(
-        bert_extract,
+        bert,
         bert_config,
         &info,
         &ctx.model_dir.tokenizer,
         &files.export.join("bert"),
     )?;
-    export_head(&head.model, &head.config, &files.export)
+    export_head(head, head_config, &files.export)
 }

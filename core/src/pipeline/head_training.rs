@@ -1,76 +1,84 @@
-//! Phase 2 of a seed: the AdapterPooler trained on hidden states streamed from the frozen
-//! extraction-point checkpoint (nothing stored: one batch of hidden states at a time).
-
-use std::time::Instant;
+//! Phase 2 of a seed: AdapterPoolers trained on hidden states streamed from a frozen
+//! extraction-point checkpoint (nothing stored: one batch of hidden states at a time), one on
+//! all the training data and one per `--head-train-fraction`.
 
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 
-use super::batch::{Padding, make_batch};
-use super::context::{RunContext, SeedFiles, gather, read_json, save_phase};
+use super::batch::make_batch;
+use super::context::{RunContext, gather, read_json, save_phase};
+use super::data::Sample;
+use super::files::{SeedFiles, update_map};
 use super::finetune::Finetuned;
+use super::methods::{BERTVISION, method_at};
 use super::progress::Progress;
+use super::sample::fraction_of;
 use super::trainer::{LoopSpec, LossCurve, train_loop};
 use crate::bert::Bert;
 use crate::error::Result;
-use crate::head::{AdapterPooler, AdapterPoolerConfig};
-use crate::task_model::{BertTaskModel, Targets, head_loss};
+use crate::head::AdapterPooler;
+use crate::task_model::{Targets, head_loss};
 use crate::train::Checkpoint;
 
-/// A seed's trained head, and the frozen encoder that feeds it.
+/// One trained head.
 pub(super) struct TrainedHead<B: crate::TrainBackend> {
     pub model: AdapterPooler<B::InnerBackend>,
-    pub config: AdapterPoolerConfig,
+    /// The share of the training data it saw.
+    pub fraction: f64,
+    /// Its results key at its point (`bertvision@p`, `bertvision@p/f`).
+    pub key: String,
     pub curve: LossCurve,
-    /// The extraction-point encoder in the float type the head reads
-    /// (`HeadConfig::encoder_dtype`); its hidden states reach the head as f32.
-    pub encoder: Bert<B::InnerBackend>,
-    /// How the head's inputs are padded (fixed length for position-specific heads).
-    pub padding: Padding,
-    /// Seconds of head training in this process (`None` when it was done before).
-    pub seconds: Option<f64>,
+    /// Seconds of training in this process (`None`: trained before, read back).
+    pub seconds_here: Option<f64>,
 }
 
-/// Trains (or resumes, or finds done) seed `seed`'s AdapterPooler on `bert_extract`'s hidden
-/// states.
+/// Trains (or resumes, or finds done) the head of seed `seed` at `point` on the share
+/// `fraction` of the training data, from the hidden states of `encoder` (the point's checkpoint
+/// in the float type the head reads; they reach the head as f32).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn train_head<B: crate::TrainBackend>(
     ctx: &RunContext<'_>,
     seed: u64,
     files: &SeedFiles,
     finetuned: &Finetuned<B>,
-    bert_extract: &BertTaskModel<B::InnerBackend>,
+    encoder: &Bert<B::InnerBackend>,
+    (point, fraction): (f64, f64),
     device: &B::Device,
     progress: &mut dyn Progress,
 ) -> Result<TrainedHead<B>> {
     let cfg = ctx.config;
-    // The same checkpoint in the float type asked for (bf16 on a GPU halves its memory
-    // traffic); the head itself always sees f32.
-    let encoder = bert_extract
-        .bert
-        .clone()
-        .with_float_dtype(cfg.head.encoder_dtype.float_dtype());
     let config = ctx.head_config(&finetuned.bert_config);
     let padding = ctx.head_padding(&config);
+    let phase = files.head(point, fraction);
+    let key = method_at(BERTVISION, point, fraction);
+    // The same initial head at every point and fraction: the curves compare like with like.
     B::seed(device, seed.wrapping_add(1));
     let skeleton: AdapterPooler<B> = config.init(device);
-    if let (true, Some(curve)) = (
-        files.head.exists(),
-        read_json::<LossCurve>(&files.head_loss)?,
-    ) {
-        let bytes = crate::error::read_file(&files.head)?;
-        let model = Checkpoint::load_module(skeleton.valid(), &bytes, device, &files.head)?;
+    if let (true, Some(curve)) = (phase.model.exists(), read_json::<LossCurve>(&phase.loss)?) {
+        let bytes = crate::error::read_file(&phase.model)?;
+        let model = Checkpoint::load_module(skeleton.valid(), &bytes, device, &phase.model)?;
         return Ok(TrainedHead {
             model,
-            config,
+            fraction,
+            key,
             curve,
-            encoder,
-            padding,
-            seconds: None,
+            seconds_here: None,
         });
     }
-    let started = Instant::now();
+    let sampled: Vec<Sample>;
+    let samples: &[Sample] = if fraction < 1.0 {
+        sampled = fraction_of(ctx.train, seed, fraction);
+        &sampled
+    } else {
+        ctx.train
+    };
     let spec = LoopSpec {
-        name: format!("seed {seed} AdapterPooler"),
+        name: match key.split_once('@') {
+            Some((_, at)) if cfg.extract_at.len() > 1 || fraction < 1.0 => {
+                format!("seed {seed} AdapterPooler @{at}")
+            }
+            _ => format!("seed {seed} AdapterPooler"),
+        },
         lr: cfg.head.lr,
         warmup_ratio: cfg.head.warmup_ratio,
         batch_size: cfg.head.batch_size,
@@ -78,11 +86,11 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         seed: seed.wrapping_add(1),
         optimizer: cfg.head.optimizer,
         checkpoint_every: cfg.checkpoint_every,
-        checkpoint: files.head_checkpoint.clone(),
+        checkpoint: phase.checkpoint.clone(),
         milestones: vec![],
     };
-    let samples = &ctx.data.train;
-    let (head, curve) = train_loop(
+    let started = std::time::Instant::now();
+    let (head, curve, seconds) = train_loop(
         skeleton,
         &spec,
         samples.len(),
@@ -103,16 +111,16 @@ pub(super) fn train_head<B: crate::TrainBackend>(
             let out = head.forward_by(&states, Tensor::from_inner(mask), cfg.head.path);
             head_loss(out, &targets)
         },
+        |_, _, _, _| Ok(()),
     )?;
-    let seconds = started.elapsed().as_secs_f64();
-    let paths = [files.head.as_path(), files.head_loss.as_path()];
+    let paths = [phase.model.as_path(), phase.loss.as_path()];
     save_phase(&head, &curve, paths, &spec, seconds, progress)?;
+    update_map(&files.head_times, key.clone(), seconds)?;
     Ok(TrainedHead {
         model: head.valid(),
-        config,
+        fraction,
+        key,
         curve,
-        encoder,
-        padding,
-        seconds: Some(seconds),
+        seconds_here: Some(started.elapsed().as_secs_f64()),
     })
 }

@@ -7,35 +7,42 @@
 //! |---|---|
 //! | `config.rs`, `recipe.rs` | [`config::RunConfig`] (`config.json`), its defaults by model size and its validation |
 //! | `run.rs` | [`run::run_task`]: the run folder, the data, the seed loop, `results.json` and `report.md` |
-//! | `seed.rs`, `context.rs` | [`seed::run_seed`]: one seed's four phases, resumable; what they share (`RunContext`, the seed's files, `SeedResult`) |
+//! | `heads.rs` | `train-head`: a finished run read back, the heads' configuration |
+//! | `seed.rs`, `context.rs`, `files.rs` | [`seed::run_seed`]: one seed's phases, resumable; what they share (`RunContext`, `SeedResult`), the seed's files and times |
 //! | `finetune.rs`, `head_training.rs`, `evaluation.rs`, `export.rs` | the phases |
+//! | `sample.rs` | seeded, nested samples of the training data (`--train-fraction`, `--head-train-fraction`) |
+//! | `charts.rs` | the curves (plotters SVG) of `report.md` and the comparison page |
 //! | `trainer.rs` | the training loop both trainings share (schedule, AdamW, checkpoints) |
 //! | `data.rs`, `batch.rs`, `evaluate.rs` | samples, batches, predictions, ensembles, metrics |
-//! | `results.rs`, `report.rs`, `methods.rs` | [`results::RunResults`], the summary over seeds, the report, the method keys |
+//! | `results.rs`, `report.rs`, `methods.rs` | [`results::RunResults`], the summary over seeds, the report, the method keys (`bert@p`, `bertvision@p/f`) |
 //! | `progress.rs` | [`Progress`]: what the library reports while it works |
 //!
-//! Imports go one way: `run` → `seed` → the phases → `context`, `trainer`, `evaluate`; nothing
-//! imports from this file, which only declares and re-exports.
+//! Imports go one way: `run` → `seed` → the phases → `context`, `files`, `trainer`,
+//! `evaluate`; nothing imports from this file, which only declares and re-exports.
 
 pub mod batch;
+pub mod charts;
 pub mod config;
 pub mod context;
 pub mod data;
 pub mod evaluate;
 mod evaluation;
 pub mod export;
+mod files;
 mod finetune;
 mod head_training;
+pub mod heads;
 pub mod methods;
 pub mod progress;
 pub mod recipe;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod sample;
 pub mod seed;
 pub mod trainer;
 
-pub use self::context::{RunContext, SeedResult, SquadRow};
+pub use self::context::{PointCost, RunContext, SeedResult, SquadRow};
 pub use self::methods::{BERT_EXTRACT, BERT_FINAL, BERTVISION, MetricTable, ensemble_name};
 pub use self::progress::{NoProgress, Progress};
 pub use self::results::{Summary, summarise};

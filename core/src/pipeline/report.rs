@@ -3,8 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use super::charts::Chart;
 use super::config::{EnsembleRule, RunConfig};
-use super::methods::{BERT_EXTRACT, BERT_FINAL, BERTVISION, ensemble_name};
+use super::context::SeedResult;
+use super::methods::{
+    BERT, BERT_EXTRACT, BERT_FINAL, BERTVISION, ensemble_name, method_at, parse_method_key,
+    point_label,
+};
 use super::results::SummaryTable;
 use crate::tasks::{TaskKind, TaskSpec};
 
@@ -17,10 +22,11 @@ pub fn epochs_label(e: f64) -> String {
     }
 }
 
-/// Method key → what it is, for `results.json`'s `methods`.
-pub fn method_descriptions(config: &RunConfig) -> BTreeMap<String, String> {
-    let extract = epochs_label(config.extract_at);
-    [
+/// Method key → what it is, for `results.json`'s `methods`: the main keys, and every key at a
+/// point that the seeds hold.
+pub fn method_descriptions(config: &RunConfig, seeds: &[SeedResult]) -> BTreeMap<String, String> {
+    let extract = epochs_label(config.last_point());
+    let mut methods: BTreeMap<String, String> = [
         (
             BERT_EXTRACT.to_string(),
             format!("BERT fine-tuned {extract} (the checkpoint the head reads)"),
@@ -44,7 +50,34 @@ pub fn method_descriptions(config: &RunConfig) -> BTreeMap<String, String> {
         ),
     ]
     .into_iter()
-    .collect()
+    .collect();
+    let keys = seeds.iter().flat_map(|s| s.metrics.keys());
+    for key in keys.filter(|k| k.contains('@')) {
+        methods
+            .entry(key.clone())
+            .or_insert_with(|| describe_point_key(key));
+    }
+    methods
+}
+
+/// What a key at a point means, in words.
+fn describe_point_key(key: &str) -> String {
+    let (method, point, fraction) = parse_method_key(key);
+    let at = point.map_or_else(String::new, epochs_label);
+    let data = if fraction < 1.0 {
+        format!(", the head trained on {} of the training data", fraction)
+    } else {
+        String::new()
+    };
+    match method {
+        BERT => format!("BERT fine-tuned {at}"),
+        BERTVISION => format!("AdapterPooler on the hidden states of BERT-{at}{data}"),
+        m if m.starts_with("ensemble_") => {
+            let rule = m.trim_start_matches("ensemble_");
+            format!("{rule} of the BERT-{at} and BERTVision-{at} probabilities{data}")
+        }
+        _ => key.to_string(),
+    }
 }
 
 /// What `report_markdown` is made of.
@@ -56,6 +89,8 @@ pub struct ReportInput<'a> {
     pub head_params: usize,
     pub wall: &'a BTreeMap<String, f64>,
     pub seeds: usize,
+    /// The charts written beside the report (`charts/<file>`).
+    pub charts: &'a [Chart],
 }
 
 /// The run's table (mean ± sd over seeds) per evaluation split, parameter counts, wall times.
@@ -70,7 +105,7 @@ pub fn report_markdown(r: &ReportInput<'_>) -> String {
         config.finetune.epochs,
         config.finetune.lr,
         config.finetune.batch_size,
-        epochs_label(config.extract_at),
+        epochs_label(config.last_point()),
         config.head.lr,
         config.head.epochs,
         config.head.adapter_size,
@@ -83,6 +118,10 @@ pub fn report_markdown(r: &ReportInput<'_>) -> String {
         .unwrap_or_default();
     for split in splits {
         md.push_str(&split_table(r, split));
+        md.push_str(&points_table(r, split));
+    }
+    for chart in r.charts {
+        md.push_str(&format!("![{}](charts/{})\n\n", chart.title, chart.file));
     }
     md.push_str(&format!(
         "AdapterPooler: {} parameters = {:.3}% of BERT's {}.\n\nWall time (s): {}\n",
@@ -98,6 +137,58 @@ pub fn report_markdown(r: &ReportInput<'_>) -> String {
     md
 }
 
+/// One split's curve as a table (when there is more than one point): a row per point of
+/// fine-tuning, BERT, BERTVision and the mean ensemble there, and the heads on less data.
+fn points_table(r: &ReportInput<'_>, split: &str) -> String {
+    let metric = match r.task.kind {
+        TaskKind::Span => "f1",
+        _ => r.task.metrics.first().map_or("accuracy", |m| m.name()),
+    };
+    let mut points: Vec<f64> = r
+        .summary
+        .keys()
+        .filter_map(|k| parse_method_key(k).1)
+        .collect();
+    points.sort_by(f64::total_cmp);
+    points.dedup();
+    if points.len() < 2 {
+        return String::new();
+    }
+    let fractions = &r.config.head.train_fractions;
+    let mut md = format!(
+        "### {split} {metric} at every point\n\n| epochs | BERT | BERTVision | Ensemble (mean) |"
+    );
+    for f in fractions {
+        md.push_str(&format!(" BERTVision, {} of the data |", point_label(*f)));
+    }
+    md.push_str(&format!(
+        "\n|---:|---:|---:|---:|{}\n",
+        "---:|".repeat(fractions.len())
+    ));
+    let cell = |key: String| match r
+        .summary
+        .get(&key)
+        .and_then(|s| s.get(split))
+        .and_then(|m| m.get(metric))
+    {
+        Some(s) if r.seeds > 1 => format!(" {:.4} ± {:.4} |", s.mean, s.sd),
+        Some(s) => format!(" {:.4} |", s.mean),
+        None => " – |".to_string(),
+    };
+    for p in points {
+        md.push_str(&format!("| {} |", point_label(p)));
+        for method in [BERT, BERTVISION, "ensemble_mean"] {
+            md.push_str(&cell(method_at(method, p, 1.0)));
+        }
+        for &f in fractions {
+            md.push_str(&cell(method_at(BERTVISION, p, f)));
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
+}
+
 /// One split's table: a row per method, a column per metric.
 fn split_table(r: &ReportInput<'_>, split: &str) -> String {
     let config = r.config;
@@ -105,7 +196,7 @@ fn split_table(r: &ReportInput<'_>, split: &str) -> String {
     let methods = [
         (
             BERT_EXTRACT.to_string(),
-            format!("BERT-{}", epochs_label(config.extract_at)),
+            format!("BERT-{}", epochs_label(config.last_point())),
             bert,
         ),
         (
@@ -115,7 +206,7 @@ fn split_table(r: &ReportInput<'_>, split: &str) -> String {
         ),
         (
             BERTVISION.to_string(),
-            format!("BERTVision-{}", epochs_label(config.extract_at)),
+            format!("BERTVision-{}", epochs_label(config.last_point())),
             head,
         ),
         (

@@ -37,6 +37,9 @@ pub struct RunResults {
     pub model: ModelInfo,
     pub device: String,
     pub config: RunConfig,
+    /// `train-head`: the run folder whose fine-tuning these heads read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_run: Option<String>,
     /// Method key → what it is.
     pub methods: BTreeMap<String, String>,
     pub parameters: ParameterCounts,

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::charts::run_charts;
 use super::config::RunConfig;
 use super::context::{RunContext, SeedResult, write_json};
 use super::data::{DataSource, TaskData, load_task_data};
 use super::progress::Progress;
 use super::report::{ReportInput, method_descriptions, report_markdown};
 use super::results::{ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults, summarise};
+use super::sample::fraction_of;
 use super::seed::run_seed;
 use crate::bert::BertConfig;
 use crate::error::{Error, Result};
@@ -34,6 +36,8 @@ pub struct RunRequest<'a> {
     pub device_label: &'a str,
     /// Batch lengths are rounded up to a multiple of this (1 on CPU; larger on GPUs).
     pub pad_multiple: usize,
+    /// `train-head`: the finished run whose fine-tuning is read instead of repeated.
+    pub from_run: Option<&'a Path>,
 }
 
 /// What a finished run wrote.
@@ -51,6 +55,7 @@ pub fn run_task<B: crate::TrainBackend>(
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome> {
     claim_folder(req.out_dir, req.config, progress)?;
+    claim_data(req.out_dir, req.source)?;
     let started = Instant::now();
     let mut tokenizer = BertTokenizer::from_file(&req.model_dir.tokenizer)?;
     let data = load_data(req, &mut tokenizer, progress)?;
@@ -60,9 +65,11 @@ pub fn run_task<B: crate::TrainBackend>(
         task: req.task,
         model_dir: req.model_dir,
         data: &data,
+        train: &data.train,
         pad_id: tokenizer.pad_id(),
         pad_multiple: req.pad_multiple,
         out_dir: req.out_dir,
+        from_run: req.from_run,
     };
     let params = parameter_counts(&ctx, req.bert_config);
     progress.log(&format!(
@@ -86,6 +93,12 @@ pub fn run_task<B: crate::TrainBackend>(
     let results = assemble_results(req, &data, params, seeds, wall);
     let results_path = req.out_dir.join("results.json");
     write_json(&results_path, &results)?;
+    let charts = run_charts(&results)?;
+    let chart_dir = req.out_dir.join("charts");
+    std::fs::create_dir_all(&chart_dir).map_err(|e| Error::io(&chart_dir, e))?;
+    for chart in &charts {
+        write_atomic(&chart_dir.join(&chart.file), chart.svg.as_bytes())?;
+    }
     let report = report_markdown(&ReportInput {
         task: req.task,
         config: req.config,
@@ -94,6 +107,7 @@ pub fn run_task<B: crate::TrainBackend>(
         head_params: results.parameters.head,
         wall: &results.wall_seconds,
         seeds: results.seeds.len(),
+        charts: &charts,
     });
     write_atomic(&req.out_dir.join("report.md"), report.as_bytes())?;
     Ok(RunOutcome {
@@ -124,6 +138,22 @@ fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> 
             Ok(())
         }
         Err(_) => write_atomic(&path, json.as_bytes()),
+    }
+}
+
+/// Records where the run's data is (`data.json`, absolute paths), so that `train-head` reads
+/// the same; a folder whose run read other files is refused, since resuming it would mix
+/// results.
+fn claim_data(out: &Path, source: &DataSource) -> Result<()> {
+    let path = out.join("data.json");
+    let source = source.absolute();
+    match super::context::read_json::<DataSource>(&path)? {
+        Some(recorded) if recorded != source => Err(Error::usage(format!(
+            "{} holds a run on other data ({recorded:?}, not {source:?}); use another --out or delete it",
+            out.display()
+        ))),
+        Some(_) => Ok(()),
+        None => write_json(&path, &source),
     }
 }
 
@@ -181,7 +211,7 @@ fn run_seeds<B: crate::TrainBackend>(
     for &seed in &ctx.config.seeds {
         match WorkLock::try_acquire(&ctx.seed_dir(seed))? {
             Some(_claim) => {
-                done.insert(seed, run_seed::<B>(ctx, seed, device, progress)?);
+                done.insert(seed, run_one_seed::<B>(ctx, seed, device, progress)?);
             }
             None => {
                 progress.log(&format!("seed {seed}: another process is running it"));
@@ -191,7 +221,7 @@ fn run_seeds<B: crate::TrainBackend>(
     }
     for seed in held_elsewhere {
         let _claim = WorkLock::acquire(&ctx.seed_dir(seed))?;
-        done.insert(seed, run_seed::<B>(ctx, seed, device, progress)?);
+        done.insert(seed, run_one_seed::<B>(ctx, seed, device, progress)?);
     }
     Ok(ctx
         .config
@@ -199,6 +229,31 @@ fn run_seeds<B: crate::TrainBackend>(
         .iter()
         .filter_map(|s| done.remove(s))
         .collect())
+}
+
+/// One seed, on its `--train-fraction` sample of the training data when there is one.
+fn run_one_seed<B: crate::TrainBackend>(
+    ctx: &RunContext<'_>,
+    seed: u64,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<SeedResult> {
+    match ctx.config.train_fraction {
+        Some(fraction) if fraction < 1.0 => {
+            let train = fraction_of(ctx.train, seed, fraction);
+            progress.log(&format!(
+                "seed {seed}: {} of {} training examples (--train-fraction {fraction})",
+                train.len(),
+                ctx.train.len()
+            ));
+            let ctx = RunContext {
+                train: &train,
+                ..*ctx
+            };
+            run_seed::<B>(&ctx, seed, device, progress)
+        }
+        _ => run_seed::<B>(ctx, seed, device, progress),
+    }
 }
 
 fn assemble_results(
@@ -218,7 +273,8 @@ fn assemble_results(
         },
         device: req.device_label.to_string(),
         config: req.config.clone(),
-        methods: method_descriptions(req.config),
+        from_run: req.from_run.map(|p| p.display().to_string()),
+        methods: method_descriptions(req.config, &seeds),
         parameters,
         data_notes: data.notes.clone(),
         summary: summarise(&seeds),

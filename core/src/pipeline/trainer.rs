@@ -73,26 +73,33 @@ impl LossCurve {
     }
 }
 
-/// Trains `model` on `n` samples; `loss_fn(model, indices)` computes one batch's loss. Resumes
-/// from `spec.checkpoint` when it exists.
-pub fn train_loop<B, M, F>(
+/// Trains `model` on `n` samples; `loss_fn(model, indices)` computes one batch's loss. After
+/// every step (and its milestone, if any) `after_step(step, seconds, model, progress)` sees the
+/// model,
+/// `seconds` being the training time so far over every process. Resumes from
+/// `spec.checkpoint` when it exists. Returns the model, the loss curve and the training seconds
+/// (over every process).
+pub fn train_loop<B, M, F, H>(
     mut model: M,
     spec: &LoopSpec,
     n: usize,
     device: &B::Device,
     progress: &mut dyn Progress,
     mut loss_fn: F,
-) -> Result<(M, LossCurve)>
+    mut after_step: H,
+) -> Result<(M, LossCurve, f64)>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     F: FnMut(&M, &[usize]) -> Tensor<B, 1>,
+    H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<()>,
 {
     let per_epoch = spec.steps_per_epoch(n);
     let total = spec.total_steps(n);
     let warmup = (spec.warmup_ratio * total as f64).round() as usize;
     let mut losses: Vec<f32> = Vec::with_capacity(total);
     let mut step = 0;
+    let mut seconds_before = 0.0;
     let checkpoint = Checkpoint::load(&spec.checkpoint)?;
     if let Some(ckpt) = &checkpoint {
         // Loading a record restores the parameters' ids, which the optimizer state is keyed by,
@@ -103,6 +110,7 @@ where
     if let Some(ckpt) = checkpoint {
         optimizer = optimizer.load_bytes(&ckpt.optimizer, device)?;
         step = ckpt.position.step;
+        seconds_before = ckpt.position.seconds;
         let losses_path = spec.checkpoint.with_extension("losses.json");
         if let Ok(text) = std::fs::read_to_string(&losses_path) {
             losses = serde_json::from_str(&text).unwrap_or_default();
@@ -141,9 +149,16 @@ where
                 write_atomic(path, &Checkpoint::module_bytes(&model)?)?;
             }
         }
+        let seconds = seconds_before + started.elapsed().as_secs_f64();
+        after_step(step, seconds, &model, progress)?;
         if step % spec.checkpoint_every.max(1) == 0 && step < total {
+            let position = TrainPosition {
+                step,
+                total_steps: total,
+                seconds,
+            };
             let (model_bytes, optimizer_bytes) =
-                save(&spec.checkpoint, &model, &optimizer, step, total, &losses)?;
+                save(&spec.checkpoint, &model, &optimizer, position, &losses)?;
             // Continue from the state just written, exactly as a resumed run would: tensors
             // rebuilt from a record can differ in memory layout, and so in float rounding.
             model = Checkpoint::load_module(model, &model_bytes, device, &spec.checkpoint)?;
@@ -152,7 +167,8 @@ where
         }
     }
     progress.finish();
-    Ok((model, LossCurve::from_losses(losses)))
+    let seconds = seconds_before + started.elapsed().as_secs_f64();
+    Ok((model, LossCurve::from_losses(losses), seconds))
 }
 
 impl LoopSpec {
@@ -169,8 +185,7 @@ fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     path: &std::path::Path,
     model: &M,
     optimizer: &TrainOptimizer<B, M>,
-    step: usize,
-    total: usize,
+    position: TrainPosition,
     losses: &[f32],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     // Losses first: a checkpoint never points past the losses on disk.
@@ -179,10 +194,7 @@ fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
         serde_json::to_string(losses).expect("floats").as_bytes(),
     )?;
     let checkpoint = Checkpoint {
-        position: TrainPosition {
-            step,
-            total_steps: total,
-        },
+        position,
         model: Checkpoint::module_bytes(model)?,
         optimizer: optimizer.to_bytes()?,
     };

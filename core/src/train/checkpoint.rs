@@ -14,11 +14,15 @@ use crate::fsutil::write_atomic;
 const MAGIC: &[u8; 8] = b"BVCKPT01";
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainPosition {
     /// Optimizer steps done.
     pub step: usize,
     pub total_steps: usize,
+    /// Seconds spent training up to `step`, over every process that worked on it (0 in
+    /// checkpoints written before this was recorded).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 pub struct Checkpoint {
