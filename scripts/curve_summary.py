@@ -51,10 +51,11 @@ def main():
     final = cell(summary, "bert_final", a.split, metric)
     print(f"{r['task']} {r['model']['spec']}, {len(r['seeds'])} seed(s), {a.split} {metric}; "
           f"BERT-{epochs:g}e {fmt(final)}, fine-tuning {total:.0f} s" if total else "")
-    head = "| epochs | BERT | BERTVision | ensemble (mean) | " + " | ".join(
-        f"BERTVision, {f:g} data" for f in fractions[1:]) + " | cost (fine-tune + head) / full fine-tune |"
-    print(head)
-    print("|" + "---:|" * (4 + len(fractions[1:]) + 1))
+    columns = ["epochs", "BERT", "BERTVision", "ensemble (mean)"]
+    columns += [f"BERTVision, {f:g} of the data" for f in fractions[1:]]
+    columns.append("cost (fine-tune + head) / full fine-tune")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---:|" * len(columns))
     for p in points:
         bv = cell(summary, key("bertvision", p), a.split, metric)
         row = [f"{p:g}", fmt(cell(summary, key("bert", p), a.split, metric)), fmt(bv),

@@ -117,7 +117,10 @@ fn one_fine_tune_serves_every_point_and_train_head_reuses_it() {
         1,
         "one fine-tuning: {log}"
     );
-    assert!(log.contains("BERT after 0.25 epochs: dev accuracy"), "{log}");
+    assert!(
+        log.contains("BERT after 0.25 epochs: dev accuracy"),
+        "{log}"
+    );
     for key in [
         "bert@0.25",
         "bert@0.5",
@@ -195,6 +198,21 @@ fn one_fine_tune_serves_every_point_and_train_head_reuses_it() {
         report.contains("at every point") && report.contains("charts/"),
         "{report}"
     );
+
+    // The same command on other data (here: a copy of the folder) is refused: a folder never
+    // mixes results of different data.
+    let copy = tmp.path().join("glue-copy/RTE");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["train.tsv", "dev.tsv"] {
+        std::fs::copy(shared_data().join("glue/RTE").join(f), copy.join(f)).unwrap();
+    }
+    let mut other = run_args(&run_dir);
+    let i = other.iter().position(|a| a == "--data-dir").unwrap();
+    other[i + 1] = tmp.path().join("glue-copy").display().to_string();
+    let refused = bertvision().args(&other).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("holds a run on other data"), "{stderr}");
 
     // train-head with the run's own head configuration: the run's heads, bit for bit, and the
     // run's folder untouched.

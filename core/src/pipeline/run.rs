@@ -55,10 +55,13 @@ pub fn run_task<B: crate::TrainBackend>(
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome> {
     claim_folder(req.out_dir, req.config, progress)?;
-    claim_data(req.out_dir, req.source)?;
+    let data_record = check_data(req.out_dir, req.source)?;
     let started = Instant::now();
     let mut tokenizer = BertTokenizer::from_file(&req.model_dir.tokenizer)?;
     let data = load_data(req, &mut tokenizer, progress)?;
+    if let Some((path, source)) = data_record {
+        write_json(&path, &source)?;
+    }
     let data_seconds = started.elapsed().as_secs_f64();
     let ctx = RunContext {
         config: req.config,
@@ -141,10 +144,11 @@ fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> 
     }
 }
 
-/// Records where the run's data is (`data.json`, absolute paths), so that `train-head` reads
-/// the same; a folder whose run read other files is refused, since resuming it would mix
-/// results.
-fn claim_data(out: &Path, source: &DataSource) -> Result<()> {
+/// Where the run's data is recorded (`data.json`, absolute paths), so that `train-head` reads
+/// the same: a folder whose run read other files is refused, since resuming it would mix
+/// results; a new folder gets the record once the data loaded (the path and the record to
+/// write are returned).
+fn check_data(out: &Path, source: &DataSource) -> Result<Option<(PathBuf, DataSource)>> {
     let path = out.join("data.json");
     let source = source.absolute();
     match super::context::read_json::<DataSource>(&path)? {
@@ -152,8 +156,8 @@ fn claim_data(out: &Path, source: &DataSource) -> Result<()> {
             "{} holds a run on other data ({recorded:?}, not {source:?}); use another --out or delete it",
             out.display()
         ))),
-        Some(_) => Ok(()),
-        None => write_json(&path, &source),
+        Some(_) => Ok(None),
+        None => Ok(Some((path, source))),
     }
 }
 
