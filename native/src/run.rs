@@ -33,8 +33,8 @@ pub struct RunArgs {
     /// need a build with `--features cuda` / `wgpu`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Output folder (default: runs/<task>-<model>). A folder belongs to one configuration: the
-    /// same command again resumes it.
+    /// Output folder (default: runs/<task>-<model>). A folder belongs to one configuration
+    /// (seeds can be added): the same command again resumes it.
     #[arg(long)]
     pub out: Option<PathBuf>,
 

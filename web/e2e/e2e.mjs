@@ -70,8 +70,10 @@ async function askAndCompare(ctx, kind, expectLabel, { force = null, strict = tr
   }
   // The page preselects the first sample; the native answer was computed for that one.
   check(await page.inputValue("#question") === native.question, `${kind}: first sample preselected`);
-  await page.click("#ask");
-  await page.waitForSelector("#answer-ensemble", { timeout: 120000 });
+  // SwiftShader's WebGPU keeps the page busy for a minute or more (74 s for one forward pass
+  // on this 2-core machine), also before the click lands: generous limits, not a flaky test.
+  await page.click("#ask", { timeout: 300000 });
+  await page.waitForSelector("#answer-ensemble", { timeout: 300000 });
   for (const m of ["bert", "bertvision", "ensemble"]) {
     const text = await page.textContent(`#answer-${m} .text`);
     check(text && text.length > 0, `${kind}: ${m} answer shown ("${text}")`);
@@ -137,6 +139,8 @@ const report = {};
   check(curves >= 2, `compare: ${curves} curves drawn`);
   const labels = await page.$$eval("section.run table.metrics td:first-child", (els) => els.map((e) => e.textContent));
   check(labels.some((l) => l === "BERT-1e") && labels.some((l) => l === "BERTVision-1e"), `compare: methods named by their point (${labels.join(", ")})`);
+  const squadLabels = await page.$$eval("section.run[data-task=SQuAD2] table.metrics td:first-child", (els) => els.map((e) => e.textContent));
+  check(new Set(squadLabels).size === squadLabels.length, `compare: no method twice (${squadLabels.join(", ")})`);
   await page.selectOption("section.run select.point-select", { index: 0 });
   const atHalf = await page.$$eval("section.run table.metrics td:first-child", (els) => els.map((e) => e.textContent));
   check(atHalf.some((l) => l === "BERTVision-0.5e"), `compare: the 0.5-epoch point chosen (${atHalf.join(", ")})`);

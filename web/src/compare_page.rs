@@ -273,14 +273,25 @@ fn split_and_metrics(run: &RunResults) -> (String, Vec<String>) {
     (split, metric_names)
 }
 
+/// The main methods shown at `choice`: all of them, but BERT at the end of fine-tuning only
+/// when the chosen point is earlier (at the end, `bert@p` is that very model).
+fn shown_methods(
+    run: &RunResults,
+    choice: Choice,
+) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    let at_end = choice.point >= run.config.finetune.epochs;
+    METHODS
+        .iter()
+        .filter(move |(key, _)| !(at_end && *key == "bert_final"))
+}
+
 /// The bars and the table of every method at `choice`.
 fn methods_view(run: &RunResults, choice: Choice) -> impl IntoView + use<> {
     let (split, metric_names) = split_and_metrics(run);
     let charts = metric_names
         .iter()
         .map(|metric| {
-            let bars = METHODS
-                .iter()
+            let bars = shown_methods(run, choice)
                 .filter_map(|(key, color)| {
                     let s = run
                         .summary
@@ -298,8 +309,7 @@ fn methods_view(run: &RunResults, choice: Choice) -> impl IntoView + use<> {
             bar_chart(format!("{metric} ({split})"), bars, percent_or_raw)
         })
         .collect_view();
-    let rows = METHODS
-        .iter()
+    let rows = shown_methods(run, choice)
         .filter(|(key, _)| run.summary.contains_key(&key_at(run, key, choice)))
         .map(|(key, _)| {
             let (params, time) = cost_cells(run, key, choice);
@@ -452,6 +462,8 @@ fn squad_table(run: &RunResults, rows: Vec<SquadRow>) -> impl IntoView + use<> {
     ]
     .iter()
     .filter(|m| rows.first().is_some_and(|r| r.answers.contains_key(**m)))
+    // At the end of fine-tuning the extraction checkpoint is the final model.
+    .filter(|m| **m != "bert_final" || run.config.last_point() < run.config.finetune.epochs)
     .map(|m| m.to_string())
     .collect();
     // Context-length terciles of this split.

@@ -62,6 +62,16 @@ impl<B: crate::TrainBackend> Finetuned<B> {
                 "missing: fine-tuning of this seed did not finish",
             )
         })?;
+        Self::with_records(files, loss, bert_config, skeleton)
+    }
+
+    /// The curve and model with the scores and times the fine-tuning recorded beside them.
+    fn with_records(
+        files: &SeedFiles,
+        loss: LossCurve,
+        bert_config: BertConfig,
+        skeleton: BertTaskModel<B>,
+    ) -> Result<Self> {
         Ok(Finetuned {
             loss,
             bert_config,
@@ -173,13 +183,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
             curve
         }
     };
-    Ok(Finetuned {
-        loss,
-        bert_config,
-        evals: read_map(&files.finetune_evals)?,
-        times: read_map(&files.finetune_times)?,
-        skeleton: skeleton.valid(),
-    })
+    Finetuned::with_records(files, loss, bert_config, skeleton)
 }
 
 /// What fine-tuning notes as it passes the points of BERT's curve: the step and seconds at each,

@@ -232,7 +232,12 @@ fn split_table(r: &ReportInput<'_>, split: &str) -> String {
     md.push_str("\n|---|---:|");
     md.push_str(&"---:|".repeat(metric_names.len()));
     md.push('\n');
+    // Extracted at the end of fine-tuning, BERT-extract is the final model: one row, not two.
+    let extracted_at_end = config.last_point() >= config.finetune.epochs;
     for (key, label, params) in &methods {
+        if extracted_at_end && key == BERT_FINAL {
+            continue;
+        }
         let Some(ms) = r.summary.get(key).and_then(|s| s.get(split)) else {
             continue;
         };

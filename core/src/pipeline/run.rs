@@ -121,26 +121,72 @@ pub fn run_task<B: crate::TrainBackend>(
 }
 
 /// Makes `out` the folder of `config`'s run: a new folder gets `config.json`; a folder of the
-/// same configuration is resumed (also when its `config.json` spells an older version's names);
-/// one of another configuration is refused, since resuming it would mix results.
+/// same configuration is resumed (also when its `config.json` spells an older version's names),
+/// with other seeds too (each seed has its own folder, and `results.json` gathers the seeds
+/// asked for); one of other settings is refused, naming them, since resuming it would mix
+/// results.
 fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let path = out.join("config.json");
     let json = serde_json::to_string_pretty(config).expect("plain data");
-    match std::fs::read_to_string(&path) {
-        Ok(existing) => {
-            let same = existing == json
-                || serde_json::from_str::<RunConfig>(&existing).is_ok_and(|old| old == *config);
-            if !same {
-                return Err(Error::usage(format!(
-                    "{} holds a run with a different configuration; use another --out or delete it",
-                    out.display()
-                )));
-            }
-            progress.log(&format!("resuming the run in {}", out.display()));
-            Ok(())
+    let Ok(existing) = std::fs::read_to_string(&path) else {
+        return write_atomic(&path, json.as_bytes());
+    };
+    if existing == json {
+        progress.log(&format!("resuming the run in {}", out.display()));
+        return Ok(());
+    }
+    let old = serde_json::from_str::<RunConfig>(&existing).ok();
+    match old {
+        Some(old) if old == *config => {}
+        Some(old)
+            if RunConfig {
+                seeds: config.seeds.clone(),
+                ..old.clone()
+            } == *config =>
+        {
+            progress.log(&format!(
+                "{}: seeds {:?} (before: {:?}); finished seeds are kept",
+                out.display(),
+                config.seeds,
+                old.seeds
+            ));
+            write_atomic(&path, json.as_bytes())?;
         }
-        Err(_) => write_atomic(&path, json.as_bytes()),
+        _ => {
+            return Err(Error::usage(format!(
+                "{} holds a run with other settings ({}); use another --out or delete it",
+                out.display(),
+                differing_keys(&existing, &json)
+            )));
+        }
+    }
+    progress.log(&format!("resuming the run in {}", out.display()));
+    Ok(())
+}
+
+/// The top-level `config.json` keys whose values differ, for the refusal's message.
+fn differing_keys(old: &str, new: &str) -> String {
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+    let (Some(serde_json::Value::Object(old)), Some(serde_json::Value::Object(new))) =
+        (parse(old), parse(new))
+    else {
+        return "its config.json is not a run configuration".to_string();
+    };
+    let keys: Vec<&str> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .chain(
+            old.keys()
+                .filter(|k| !new.contains_key(*k))
+                .map(|k| k.as_str()),
+        )
+        .collect();
+    if keys.is_empty() {
+        "an older version's spelling of them".to_string()
+    } else {
+        format!("differs in {}", keys.join(", "))
     }
 }
 
@@ -293,5 +339,42 @@ fn assemble_results(
         ]
         .into_iter()
         .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::NoProgress;
+
+    fn config() -> RunConfig {
+        let bert = BertConfig::from_json(Path::new("config.json"), "{}").unwrap();
+        RunConfig::new(crate::tasks::task("RTE").unwrap(), "m", &bert)
+    }
+
+    /// Other seeds resume a folder (its `config.json` then names them); other settings are
+    /// refused, naming what differs, and leave `config.json` as it was.
+    #[test]
+    fn a_folder_takes_other_seeds_but_not_other_settings() {
+        let dir = std::env::temp_dir().join(format!("bv-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = config();
+        claim_folder(&dir, &cfg, &mut NoProgress).unwrap();
+        cfg.seeds = vec![1, 2, 3];
+        claim_folder(&dir, &cfg, &mut NoProgress).unwrap();
+        let read = |d: &Path| std::fs::read_to_string(d.join("config.json")).unwrap();
+        let written: RunConfig = serde_json::from_str(&read(&dir)).unwrap();
+        assert_eq!(written.seeds, vec![1, 2, 3]);
+        let before = read(&dir);
+        let mut other = cfg.clone();
+        other.finetune.epochs = 3.0;
+        other.max_len += 1;
+        let err = claim_folder(&dir, &other, &mut NoProgress)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("other settings (differs in "), "{err}");
+        assert!(err.contains("max_len") && err.contains("finetune") && !err.contains("seeds"));
+        assert_eq!(read(&dir), before);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
