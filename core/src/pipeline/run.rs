@@ -165,7 +165,8 @@ fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> 
     Ok(())
 }
 
-/// The top-level `config.json` keys whose values differ, for the refusal's message.
+/// The top-level `config.json` keys whose values differ, for the refusal's message (the seeds
+/// aside: they may differ).
 fn differing_keys(old: &str, new: &str) -> String {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
     let (Some(serde_json::Value::Object(old)), Some(serde_json::Value::Object(new))) =
@@ -182,6 +183,7 @@ fn differing_keys(old: &str, new: &str) -> String {
                 .filter(|k| !new.contains_key(*k))
                 .map(|k| k.as_str()),
         )
+        .filter(|k| *k != "seeds")
         .collect();
     if keys.is_empty() {
         "an older version's spelling of them".to_string()
@@ -369,6 +371,7 @@ mod tests {
         let mut other = cfg.clone();
         other.finetune.epochs = 3.0;
         other.max_len += 1;
+        other.seeds = vec![4];
         let err = claim_folder(&dir, &other, &mut NoProgress)
             .unwrap_err()
             .to_string();
