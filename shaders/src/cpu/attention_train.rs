@@ -147,28 +147,13 @@ pub fn attention_backward(
     dropout: Option<DropoutStream>,
 ) -> [Vec<f32>; 3] {
     let AttentionShape {
-        batch,
         seq,
         heads,
         head_dim,
+        ..
     } = shape;
     let hidden = shape.hidden();
-    check_lengths(
-        "training attention",
-        shape,
-        &[
-            ("query", query.len()),
-            ("key", key.len()),
-            ("value", value.len()),
-            ("gradient", grad.len()),
-        ],
-        key_padding,
-    );
-    assert_eq!(
-        probs.len(),
-        batch * heads * seq * seq,
-        "training attention: probabilities length"
-    );
+    check_backward_lengths([query, key, value, probs, grad], key_padding, shape);
     let mut grads = [
         vec![0.0f32; shape.len()],
         vec![0.0f32; shape.len()],
@@ -218,24 +203,7 @@ pub fn attention_backward(
                     gemm::Parallelism::None,
                 );
             }
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), dP = dPd ⊙ mask.
-            for (i, (ds, p)) in dscores
-                .chunks_exact_mut(keys)
-                .zip(block.chunks_exact(seq))
-                .enumerate()
-            {
-                let p = &p[..keys];
-                if let Some(stream) = dropout {
-                    let start = first + (i * seq) as u64;
-                    for (j, d) in ds.iter_mut().enumerate() {
-                        *d *= stream.at(start + j as u64);
-                    }
-                }
-                let dot: f32 = ds.iter().zip(p).map(|(d, p)| d * p).sum();
-                for (d, p) in ds.iter_mut().zip(p) {
-                    *d = p * (*d - dot);
-                }
-            }
+            softmax_backward(dscores, block, seq, keys, first, dropout);
             unsafe {
                 // dQ[i, d] = s · Σ_j dS[i, j] · K[j, d]
                 gemm_strided(
@@ -261,4 +229,56 @@ pub fn attention_backward(
         },
     );
     grads
+}
+
+/// The lengths [`attention_backward`] needs: query, key, value and gradient `[batch, seq,
+/// hidden]`, probabilities `[batch, heads, seq, seq]`.
+fn check_backward_lengths(slices: [&[f32]; 5], key_padding: &[bool], shape: AttentionShape) {
+    let [query, key, value, probs, grad] = slices;
+    check_lengths(
+        "training attention",
+        shape,
+        &[
+            ("query", query.len()),
+            ("key", key.len()),
+            ("value", value.len()),
+            ("gradient", grad.len()),
+        ],
+        key_padding,
+    );
+    assert_eq!(
+        probs.len(),
+        shape.batch * shape.heads * shape.seq * shape.seq,
+        "training attention: probabilities length"
+    );
+}
+
+/// Softmax's backward in place, row by row over one (sequence, head) unit's `seq × keys`
+/// gradient at the dropped probabilities: dP = dPd ⊙ mask, then dS = P ⊙ (dP − rowsum(dP ⊙ P)).
+/// `block` holds the unit's `seq × seq` probabilities, `first` its first dropout index.
+fn softmax_backward(
+    dscores: &mut [f32],
+    block: &[f32],
+    seq: usize,
+    keys: usize,
+    first: u64,
+    dropout: Option<DropoutStream>,
+) {
+    for (i, (ds, p)) in dscores
+        .chunks_exact_mut(keys)
+        .zip(block.chunks_exact(seq))
+        .enumerate()
+    {
+        let p = &p[..keys];
+        if let Some(stream) = dropout {
+            let start = first + (i * seq) as u64;
+            for (j, d) in ds.iter_mut().enumerate() {
+                *d *= stream.at(start + j as u64);
+            }
+        }
+        let dot: f32 = ds.iter().zip(p).map(|(d, p)| d * p).sum();
+        for (d, p) in ds.iter_mut().zip(p) {
+            *d = p * (*d - dot);
+        }
+    }
 }
