@@ -453,123 +453,13 @@ enum Agreement {
 
 fn squad_table(run: &RunResults, rows: Vec<SquadRow>) -> impl IntoView + use<> {
     let filter = RwSignal::new(Agreement::All);
-    let methods: Vec<String> = [
-        "bert_extract",
-        "bertvision",
-        "ensemble_mean",
-        "ensemble_max",
-        "bert_final",
-    ]
-    .iter()
-    .filter(|m| rows.first().is_some_and(|r| r.answers.contains_key(**m)))
-    // At the end of fine-tuning the extraction checkpoint is the final model.
-    .filter(|m| **m != "bert_final" || run.config.last_point() < run.config.finetune.epochs)
-    .map(|m| m.to_string())
-    .collect();
-    // Context-length terciles of this split.
-    let mut lengths: Vec<usize> = rows.iter().map(|r| r.context_words).collect();
-    lengths.sort_unstable();
-    let cut = |q: usize| lengths.get(lengths.len() * q / 3).copied().unwrap_or(0);
-    let (c1, c2) = (cut(1), cut(2));
-    let slices: Vec<(String, Vec<&SquadRow>)> = vec![
-        ("all".to_string(), rows.iter().collect()),
-        (
-            "HasAns".to_string(),
-            rows.iter().filter(|r| !r.gold.is_empty()).collect(),
-        ),
-        (
-            "NoAns".to_string(),
-            rows.iter().filter(|r| r.gold.is_empty()).collect(),
-        ),
-        (
-            format!("context < {c1} words"),
-            rows.iter().filter(|r| r.context_words < c1).collect(),
-        ),
-        (
-            format!("{c1}–{} words", c2.saturating_sub(1)),
-            rows.iter()
-                .filter(|r| r.context_words >= c1 && r.context_words < c2)
-                .collect(),
-        ),
-        (
-            format!("≥ {c2} words"),
-            rows.iter().filter(|r| r.context_words >= c2).collect(),
-        ),
-    ];
-    let slice_rows = slices
-        .iter()
-        .map(|(name, set)| {
-            let cells = methods
-                .iter()
-                .map(|m| {
-                    let s = slice_score(set, m);
-                    view! { <td class="num">{format!("{:.1} / {:.1}", s.exact, s.f1)}</td> }
-                })
-                .collect_view();
-            view! { <tr><td>{name.clone()}</td><td class="num">{set.len()}</td>{cells}</tr> }
-        })
-        .collect_view();
-    let header = methods
-        .iter()
-        .map(|m| view! { <th>{label_of(run, m)}</th> })
-        .collect_view();
-    let header2 = methods
-        .iter()
-        .map(|m| view! { <th>{label_of(run, m)}</th> })
-        .collect_view();
-    let total = rows.len();
-    let shown_rows = {
-        let methods = methods.clone();
-        move || {
-            let f = filter.get();
-            let kept: Vec<&SquadRow> = rows
-                .iter()
-                .filter(|r| {
-                    let a = r
-                        .answers
-                        .get("bert_extract")
-                        .map(|s| bertvision_core::squad::eval::normalize_answer(s));
-                    let b = r
-                        .answers
-                        .get("bertvision")
-                        .map(|s| bertvision_core::squad::eval::normalize_answer(s));
-                    match f {
-                        Agreement::All => true,
-                        Agreement::Disagree => a != b,
-                        Agreement::Agree => a == b,
-                    }
-                })
-                .collect();
-            let count = kept.len();
-            let body = kept
-                .into_iter()
-                .take(200)
-                .map(|r| {
-                    let gold = if r.gold.is_empty() { "—".to_string() } else { r.gold.join(" | ") };
-                    let cells = methods
-                        .iter()
-                        .map(|m| {
-                            let a = r.answers.get(m).cloned().unwrap_or_default();
-                            let right = slice_score(&[r], m).exact > 0.0;
-                            view! { <td class:right=right class:wrong=!right>{if a.is_empty() { "—".to_string() } else { a }}</td> }
-                        })
-                        .collect_view();
-                    view! { <tr><td>{r.question.clone()}</td><td>{gold}</td><td class="num">{r.context_words}</td>{cells}</tr> }
-                })
-                .collect_view();
-            view! {
-                <p class="muted">{format!("{count} of {total} questions{}", if count > 200 { "; the first 200 shown" } else { "" })}</p>
-                <table class="examples"><thead><tr><th>"question"</th><th>"gold"</th><th>"words"</th>{header2.clone()}</tr></thead>
-                <tbody>{body}</tbody></table>
-            }
-        }
-    };
+    let methods = squad_methods(run, &rows);
+    let labels: Vec<String> = methods.iter().map(|m| label_of(run, m)).collect();
+    let slices = slices_table(&methods, &labels, &squad_slices(&rows));
+    let questions = questions_table(rows, methods, labels, filter);
     view! {
         <h3>"SQuAD 2.0 by slice (EM / F1)"</h3>
-        <table class="metrics slices">
-            <thead><tr><th>"slice"</th><th>"questions"</th>{header}</tr></thead>
-            <tbody>{slice_rows}</tbody>
-        </table>
+        {slices}
         <h3>"Per question"</h3>
         <div class="row">
             <label>"Show "
@@ -585,6 +475,134 @@ fn squad_table(run: &RunResults, rows: Vec<SquadRow>) -> impl IntoView + use<> {
             </label>
             <span class="muted">"green: exact match with a gold answer (— is no answer)"</span>
         </div>
-        <div class="scroll">{shown_rows}</div>
+        <div class="scroll">{questions}</div>
+    }
+}
+
+/// The methods the SQuAD rows answer for, in display order.
+fn squad_methods(run: &RunResults, rows: &[SquadRow]) -> Vec<String> {
+    [
+        "bert_extract",
+        "bertvision",
+        "ensemble_mean",
+        "ensemble_max",
+        "bert_final",
+    ]
+    .iter()
+    .filter(|m| rows.first().is_some_and(|r| r.answers.contains_key(**m)))
+    // At the end of fine-tuning the extraction checkpoint is the final model.
+    .filter(|m| **m != "bert_final" || run.config.last_point() < run.config.finetune.epochs)
+    .map(|m| m.to_string())
+    .collect()
+}
+
+/// All questions, HasAns, NoAns, and the context-length terciles of this split.
+fn squad_slices(rows: &[SquadRow]) -> Vec<(String, Vec<&SquadRow>)> {
+    let mut lengths: Vec<usize> = rows.iter().map(|r| r.context_words).collect();
+    lengths.sort_unstable();
+    let cut = |q: usize| lengths.get(lengths.len() * q / 3).copied().unwrap_or(0);
+    let (c1, c2) = (cut(1), cut(2));
+    let slice = |keep: &dyn Fn(&SquadRow) -> bool| rows.iter().filter(|r| keep(r)).collect();
+    vec![
+        ("all".to_string(), slice(&|_| true)),
+        ("HasAns".to_string(), slice(&|r| !r.gold.is_empty())),
+        ("NoAns".to_string(), slice(&|r| r.gold.is_empty())),
+        (
+            format!("context < {c1} words"),
+            slice(&|r| r.context_words < c1),
+        ),
+        (
+            format!("{c1}–{} words", c2.saturating_sub(1)),
+            slice(&|r| r.context_words >= c1 && r.context_words < c2),
+        ),
+        (format!("≥ {c2} words"), slice(&|r| r.context_words >= c2)),
+    ]
+}
+
+/// EM / F1 of every method on every slice.
+fn slices_table(
+    methods: &[String],
+    labels: &[String],
+    slices: &[(String, Vec<&SquadRow>)],
+) -> impl IntoView + use<> {
+    let header = header_cells(labels);
+    let rows = slices
+        .iter()
+        .map(|(name, set)| {
+            let cells = methods
+                .iter()
+                .map(|m| {
+                    let s = slice_score(set, m);
+                    view! { <td class="num">{format!("{:.1} / {:.1}", s.exact, s.f1)}</td> }
+                })
+                .collect_view();
+            view! { <tr><td>{name.clone()}</td><td class="num">{set.len()}</td>{cells}</tr> }
+        })
+        .collect_view();
+    view! {
+        <table class="metrics slices">
+            <thead><tr><th>"slice"</th><th>"questions"</th>{header}</tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}
+
+/// One `<th>` per method label.
+fn header_cells(labels: &[String]) -> impl IntoView + use<> {
+    labels
+        .iter()
+        .map(|l| view! { <th>{l.clone()}</th> })
+        .collect_view()
+}
+
+/// Whether BERT's and BERTVision's answers to `row` pass `filter`.
+fn passes(row: &SquadRow, filter: Agreement) -> bool {
+    let normalized = |m: &str| {
+        row.answers
+            .get(m)
+            .map(|s| bertvision_core::squad::eval::normalize_answer(s))
+    };
+    let same = normalized("bert_extract") == normalized("bertvision");
+    match filter {
+        Agreement::All => true,
+        Agreement::Disagree => !same,
+        Agreement::Agree => same,
+    }
+}
+
+/// The first 200 questions that pass the filter, each method's answer marked right or wrong.
+fn questions_table(
+    rows: Vec<SquadRow>,
+    methods: Vec<String>,
+    labels: Vec<String>,
+    filter: RwSignal<Agreement>,
+) -> impl Fn() -> AnyView {
+    let total = rows.len();
+    move || {
+        let f = filter.get();
+        let kept: Vec<&SquadRow> = rows.iter().filter(|r| passes(r, f)).collect();
+        let count = kept.len();
+        let body = kept
+            .into_iter()
+            .take(200)
+            .map(|r| {
+                let gold = if r.gold.is_empty() { "—".to_string() } else { r.gold.join(" | ") };
+                let cells = methods
+                    .iter()
+                    .map(|m| {
+                        let a = r.answers.get(m).cloned().unwrap_or_default();
+                        let right = slice_score(&[r], m).exact > 0.0;
+                        view! { <td class:right=right class:wrong=!right>{if a.is_empty() { "—".to_string() } else { a }}</td> }
+                    })
+                    .collect_view();
+                view! { <tr><td>{r.question.clone()}</td><td>{gold}</td><td class="num">{r.context_words}</td>{cells}</tr> }
+            })
+            .collect_view();
+        view! {
+            <p class="muted">{format!("{count} of {total} questions{}", if count > 200 { "; the first 200 shown" } else { "" })}</p>
+            <table class="examples"><thead><tr><th>"question"</th><th>"gold"</th><th>"words"</th>{header_cells(&labels)}</tr></thead>
+            <tbody>{body}</tbody></table>
+        }
+        .into_any()
     }
 }

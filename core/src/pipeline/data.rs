@@ -50,9 +50,14 @@ pub enum DataSource {
 }
 
 impl DataSource {
-    /// The same source with absolute paths (as recorded beside a run).
+    /// The same source with absolute paths, `..` and links resolved where the file exists (as
+    /// recorded beside a run, and compared: one file reached by two paths is the same data).
     pub fn absolute(&self) -> DataSource {
-        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        let abs = |p: &PathBuf| {
+            p.canonicalize()
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.clone())
+        };
         match self {
             DataSource::Glue { dir } => DataSource::Glue { dir: abs(dir) },
             DataSource::SquadFiles { train, eval } => DataSource::SquadFiles {

@@ -200,7 +200,8 @@ fn check_data(out: &Path, source: &DataSource) -> Result<Option<(PathBuf, DataSo
     let path = out.join("data.json");
     let source = source.absolute();
     match super::context::read_json::<DataSource>(&path)? {
-        Some(recorded) if recorded != source => Err(Error::usage(format!(
+        // Resolved again: an older record may spell the same file with `..`.
+        Some(recorded) if recorded.absolute() != source => Err(Error::usage(format!(
             "{} holds a run on other data ({recorded:?}, not {source:?}); use another --out or delete it",
             out.display()
         ))),
