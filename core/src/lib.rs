@@ -10,6 +10,9 @@ pub mod models;
 pub mod pipeline;
 pub mod pretrained;
 pub mod qa;
+/// Hyper-parameter search (native only: trials are processes sharing a folder).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod search;
 pub mod squad;
 pub mod task_model;
 pub mod tokenize;

@@ -12,6 +12,7 @@ mod encode;
 mod fetch;
 mod progress;
 mod run;
+mod search;
 mod train_head;
 mod web_assets;
 
@@ -53,6 +54,10 @@ enum Command {
     /// New AdapterPoolers on a finished run's kept checkpoints (another head configuration,
     /// other points or seeds, less data), never fine-tuning again.
     TrainHead(Box<train_head::TrainHeadArgs>),
+    /// Hyper-parameter search (TPE or random) on a run with a validation split: head settings on
+    /// its kept checkpoints (no fine-tuning per trial), or fine-tuning settings; scored on
+    /// validation, dev reported beside it; resumable, several processes at once.
+    Search(Box<search::SearchArgs>),
     /// The official SQuAD 2.0 evaluation: exact, f1, HasAns/NoAns breakdown, best thresholds.
     EvaluateSquad(data_cmds::EvaluateSquadArgs),
     /// Answer a question about a passage with an exported SQuAD model (`<run>/seed-N/export`):
@@ -130,6 +135,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Encode(args) => encode::main(&args, &cache_dir),
         Command::Run(args) => run::main(&args, &cache_dir),
         Command::TrainHead(args) => train_head::main(&args, &cache_dir),
+        Command::Search(args) => search::main(&args, &cache_dir),
         Command::EvaluateSquad(args) => data_cmds::evaluate_squad(&args),
         Command::Answer(args) => answer::main(&args),
         Command::Bench(args) => bench::main(&args, &cache_dir),

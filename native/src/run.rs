@@ -20,14 +20,21 @@ use crate::progress::Bars;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Task name from the registry: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI, SQuAD2.
-    #[arg(long)]
-    pub task: String,
+    #[arg(long, required_unless_present = "config")]
+    pub task: Option<String>,
+    /// Run exactly the configuration of this config.json (a run's, or a search trial's, as
+    /// `search --best` prints): every recipe value comes from the file, so only --seeds, --out,
+    /// --device, --pad-multiple and the data files may be given; without data files, the
+    /// data.json beside it says where the data is.
+    #[arg(long, conflicts_with_all = RECIPE_FLAGS)]
+    pub config: Option<PathBuf>,
     /// A known model (minilm-l6, splade-tiny; fetched on first use) or a Hugging Face BERT
     /// directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, default_value = "splade-tiny")]
     pub model: String,
-    /// Comma-separated seeds; each is a full run (fine-tune, head, evaluation).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    /// Comma-separated seeds; each is a full run (fine-tune, head, evaluation). Default: 1 (with
+    /// --config, the file's).
+    #[arg(long, value_delimiter = ',')]
     pub seeds: Vec<u64>,
     /// The backend: cpu (Flex with this project's kernels), ndarray, cuda, wgpu (the last two
     /// need a build with `--features cuda` / `wgpu`).
@@ -47,6 +54,48 @@ pub struct RunArgs {
     #[command(flatten)]
     pub evaluation: EvalArgs,
 }
+
+/// The flags that set a recipe value, which `--config` takes from its file instead.
+const RECIPE_FLAGS: &[&str] = &[
+    "task",
+    "model",
+    "eval_articles",
+    "limit_train",
+    "limit_eval",
+    "max_length",
+    "doc_stride",
+    "max_query_length",
+    "lr",
+    "batch_size",
+    "epochs",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "extract_at",
+    "eval_every_epochs",
+    "train_fraction",
+    "validation_fraction",
+    "select_best",
+    "early_stop_patience",
+    "checkpoint_every",
+    "head_lr",
+    "head_batch_size",
+    "head_epochs",
+    "adapter_size",
+    "head_kind",
+    "unshared_adapters",
+    "skip_last_layer",
+    "layer_mix",
+    "encoder_dtype",
+    "head_kernel",
+    "encoder_kernels",
+    "head_train_fraction",
+    "ensemble",
+    "eval_batch_size",
+    "n_best",
+    "max_answer_length",
+    "null_threshold",
+];
 
 /// Where the task's data is.
 #[derive(Debug, Args)]
@@ -123,6 +172,20 @@ pub struct FinetuneArgs {
     /// without replacement, seeded by the seed (the original's --shard).
     #[arg(long)]
     pub train_fraction: Option<f64>,
+    /// Hold this share of the training data out of fine-tuning and head training as the
+    /// `validation` split, scored beside dev (stratified by label, by article for SQuAD; the
+    /// same examples for every seed). `search` and `--select-best` read it, never dev.
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    /// Keep as bert_final the checkpoint that scores best on this split (only `validation`,
+    /// which needs --validation-fraction) among BERT's points (--eval-every-epochs, the
+    /// extraction points, the end); the end-of-training model is kept as bert-end.bin.
+    #[arg(long)]
+    pub select_best: Option<String>,
+    /// With --select-best: stop fine-tuning after N evaluated points without a better score
+    /// (never before the last --extract-at point).
+    #[arg(long)]
+    pub early_stop_patience: Option<usize>,
     /// Optimizer steps between resumable checkpoints.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
@@ -248,7 +311,9 @@ fn parse_rules(rules: &[String]) -> Result<Vec<EnsembleRule>> {
 fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Result<RunConfig> {
     let mut config = RunConfig::new(task, &args.model, bert);
     let (data, ft, head, eval) = (&args.data, &args.finetune, &args.head, &args.evaluation);
-    config.seeds = args.seeds.clone();
+    if !args.seeds.is_empty() {
+        config.seeds = args.seeds.clone();
+    }
     config.max_len = data.max_length.unwrap_or(task.max_len);
     config.limit_train = data.limit_train;
     config.limit_eval = data.limit_eval;
@@ -267,10 +332,13 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     f.epochs = ft.epochs.unwrap_or(f.epochs);
     f.warmup_ratio = ft.warmup_ratio;
     f.optimizer = optimizer;
+    f.select_best = ft.select_best.clone();
+    f.early_stop_patience = ft.early_stop_patience;
     config.extract_at = ft.extract_at.clone();
     config.extract_at.sort_by(f64::total_cmp);
     config.eval_every_epochs = ft.eval_every_epochs;
     config.train_fraction = ft.train_fraction.filter(|&f| f != 1.0);
+    config.validation_fraction = ft.validation_fraction;
     config.checkpoint_every = ft.checkpoint_every;
     config.head.warmup_ratio = ft.warmup_ratio;
     config.head.optimizer = optimizer;
@@ -329,31 +397,84 @@ pub fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
     Ok(DataSource::Glue { dir })
 }
 
+/// `--config FILE`: the file's configuration (its seeds unless --seeds is given).
+fn config_file(args: &RunArgs, path: &Path) -> Result<RunConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+    let mut config: RunConfig = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("--config {}: not a run's config.json ({e})", path.display())
+    })?;
+    if !args.seeds.is_empty() {
+        config.seeds = args.seeds.clone();
+    }
+    Ok(config)
+}
+
+/// The data of a `--config` run: the data flags when given, else the data.json beside the file.
+fn config_data(args: &RunArgs, path: &Path, task: &TaskSpec) -> Result<DataSource> {
+    let d = &args.data;
+    if d.data_dir.is_some() || d.data.is_some() || d.train_file.is_some() {
+        return data_source(d, task);
+    }
+    let beside = path.with_file_name("data.json");
+    match std::fs::read_to_string(&beside) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not a data record ({e})", beside.display())),
+        Err(_) => data_source(d, task),
+    }
+}
+
 /// `run`: resolves the model and runs [`run`] on the chosen backend (with autodiff).
 pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
-    let model_dir = crate::fetch::resolve_model_dir(&args.model, cache_dir)?;
-    let dtype = args.head.encoder_dtype.unwrap_or_default();
+    let from_file = args
+        .config
+        .as_deref()
+        .map(|p| config_file(args, p))
+        .transpose()?;
+    let model = from_file
+        .as_ref()
+        .map_or(args.model.as_str(), |c| c.model.as_str());
+    let model_dir = crate::fetch::resolve_model_dir(model, cache_dir)?;
+    let dtype = match &from_file {
+        Some(c) => c.head.encoder_dtype,
+        None => args.head.encoder_dtype.unwrap_or_default(),
+    };
     crate::backend::check_encoder_dtype(dtype, args.device)?;
     with_backend!(args.device, |B, dev| run::<burn::backend::Autodiff<B>>(
-        args, &model_dir, dev
+        args,
+        from_file.clone(),
+        &model_dir,
+        dev
     ))
 }
 
 pub fn run<B: bertvision_core::TrainBackend>(
     args: &RunArgs,
+    from_file: Option<RunConfig>,
     model_dir: &Path,
     device: B::Device,
 ) -> Result<()> {
-    let task = bertvision_core::tasks::task(&args.task)?;
+    let task_name = from_file.as_ref().map(|c| c.task.as_str());
+    let task_name = task_name.or(args.task.as_deref()).context("give --task")?;
+    let task = bertvision_core::tasks::task(task_name)?;
     let dir = ModelDir::open(model_dir)?;
     let bert_config = BertConfig::from_file(&dir.config)?;
-    let config = configure(args, task, &bert_config)?;
-    let source = data_source(&args.data, task)?;
+    let (config, source) = match (from_file, &args.config) {
+        (Some(config), Some(path)) => {
+            config.validate(&bert_config)?;
+            let source = config_data(args, path, task)?;
+            (config, source)
+        }
+        _ => (
+            configure(args, task, &bert_config)?,
+            data_source(&args.data, task)?,
+        ),
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}-{}",
             task.name,
-            args.model.replace(['/', '\\'], "_")
+            config.model.replace(['/', '\\'], "_")
         ))
     });
     let request = RunRequest {
@@ -369,6 +490,7 @@ pub fn run<B: bertvision_core::TrainBackend>(
             .pad_multiple
             .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
         from_run: None,
+        hidden_cache: None,
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

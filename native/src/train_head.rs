@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::heads::FinishedRun;
+use bertvision_core::pipeline::hidden_cache::HiddenCache;
 use bertvision_core::pipeline::{RunRequest, run_task};
 use clap::Args;
 
@@ -36,6 +37,10 @@ pub struct TrainHeadArgs {
     /// Round batch lengths up to a multiple of this (default 1 on CPU, 32 on GPUs).
     #[arg(long)]
     pub pad_multiple: Option<usize>,
+    /// Keep the checkpoint's hidden states in memory, up to this many GiB, so that head
+    /// epochs after the first do not run the encoder again (0: stream them every epoch).
+    #[arg(long, default_value_t = 0.0)]
+    pub cache_gib: f64,
     #[command(flatten)]
     pub head: HeadArgs,
     /// Where the run's data is, for runs that did not record it (`data.json`); recorded data
@@ -86,6 +91,7 @@ fn train_heads<B: bertvision_core::TrainBackend>(
         .out
         .clone()
         .unwrap_or_else(|| run.dir.join("heads").join(run.heads_name(config)));
+    let cache = HiddenCache::new(args.cache_gib);
     let request = RunRequest {
         config,
         task,
@@ -98,6 +104,7 @@ fn train_heads<B: bertvision_core::TrainBackend>(
             .pad_multiple
             .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
         from_run: Some(&run.dir),
+        hidden_cache: (args.cache_gib > 0.0).then_some(&cache),
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

@@ -410,6 +410,41 @@ fn cases(root: &Path) -> Vec<Case> {
             vec!["seed 1 is given twice"],
         ),
         (
+            "validation share of all the training data",
+            s(&["run", "--task", "RTE", "--validation-fraction", "1"]),
+            vec!["--validation-fraction 1", "(0, 1)"],
+        ),
+        (
+            "best checkpoint chosen on dev",
+            s(&[
+                "run",
+                "--task",
+                "RTE",
+                "--validation-fraction",
+                "0.1",
+                "--eval-every-epochs",
+                "0.5",
+                "--select-best",
+                "dev",
+            ]),
+            vec!["--select-best dev", "only validation"],
+        ),
+        (
+            "early stopping without a validation choice",
+            s(&["run", "--task", "RTE", "--early-stop-patience", "2"]),
+            vec!["--early-stop-patience needs --select-best"],
+        ),
+        (
+            "a recipe flag beside --config",
+            s(&["run", "--config", "config.json", "--lr", "1e-3"]),
+            vec!["--config", "--lr"],
+        ),
+        (
+            "search from a folder without a run",
+            s(&["search", "--from", "nowhere", "--param", "head_lr=1e-4..1e-2:log"]),
+            vec!["config.json", "not the folder of a `bertvision run`"],
+        ),
+        (
             "unknown model name",
             s(&[
                 "encode",

@@ -161,3 +161,78 @@ fn tasks_without_shared_files_load_from_fixtures_in_their_real_format() {
     assert_eq!((qnli.examples.len(), qnli.skipped.len()), (2, 1));
     assert!(qnli.summary().contains("1 malformed rows skipped"));
 }
+
+/// The validation split (`--validation-fraction`) is carved from the training file: disjoint
+/// from the training examples a run uses (all of them, or a `--train-fraction` sample) and from
+/// dev, stratified by label, and the same examples for every load (every seed, every trial).
+#[test]
+fn the_validation_split_is_held_out_of_training_and_fixed() {
+    use bertvision_core::pipeline::config::RunConfig;
+    use bertvision_core::pipeline::data::{DataSource, Sample, Target, load_task_data};
+    use bertvision_core::pipeline::sample::fraction_of;
+    use std::collections::HashSet;
+
+    let model = model_dir("splade-tiny");
+    let mut tokenizer = BertTokenizer::from_file(&model.tokenizer).unwrap();
+    let bert = bertvision_core::bert::BertConfig::from_file(&model.config).unwrap();
+    let ids = |samples: &[Sample]| -> HashSet<Vec<u32>> {
+        samples.iter().map(|s| s.encoded.ids.clone()).collect()
+    };
+    let rte = task("RTE").unwrap();
+    let mut config = RunConfig::new(rte, "splade-tiny", &bert);
+    config.validation_fraction = Some(0.1);
+    let source = DataSource::Glue {
+        dir: shared_data().join("glue"),
+    };
+    let data = load_task_data(rte, &source, &mut tokenizer, &config).unwrap();
+    let [validation, dev] = [&data.eval[0], &data.eval[1]];
+    assert_eq!(
+        (validation.name.as_str(), dev.name.as_str()),
+        ("validation", "dev")
+    );
+    assert_eq!(validation.samples.len(), 249, "10% of 2490, by label");
+    assert_eq!(data.train.len() + validation.samples.len(), 2490);
+    let held = ids(&validation.samples);
+    for used in [data.train.clone(), fraction_of(&data.train, 3, 0.3)] {
+        assert!(ids(&used).is_disjoint(&held), "training examples held out");
+    }
+    assert!(
+        ids(&dev.samples).is_disjoint(&held),
+        "dev is not validation"
+    );
+    let entailed = |s: &[Sample]| s.iter().filter(|x| x.target == Target::Class(0)).count();
+    assert_eq!(
+        entailed(&validation.samples),
+        125,
+        "1249 of 2490 entailed, kept at 10%"
+    );
+    let again = load_task_data(rte, &source, &mut tokenizer, &config).unwrap();
+    assert_eq!(
+        again.eval[0].samples, validation.samples,
+        "the same every load"
+    );
+
+    // SQuAD: whole articles of the training side, never the evaluation articles.
+    let squad = task("SQuAD2").unwrap();
+    let mut config = RunConfig::new(squad, "splade-tiny", &bert);
+    config.validation_fraction = Some(0.1);
+    let source = DataSource::SquadSplit {
+        data: shared_data().join("squad2/dev-v2.0-28-articles.json"),
+        eval_articles: 6,
+    };
+    let data = load_task_data(squad, &source, &mut tokenizer, &config).unwrap();
+    let titles = |i: usize| -> HashSet<String> {
+        let set = &data.eval[i].squad.as_ref().unwrap().0;
+        set.articles.iter().map(|a| a.title.clone()).collect()
+    };
+    let (validation, dev) = (titles(0), titles(1));
+    assert_eq!(
+        (validation.len(), dev.len()),
+        (2, 6),
+        "2 of the 22 training articles"
+    );
+    assert!(validation.is_disjoint(&dev));
+    assert!(ids(&data.train).is_disjoint(&ids(&data.eval[0].samples)));
+    let again = load_task_data(squad, &source, &mut tokenizer, &config).unwrap();
+    assert_eq!(again.eval[0].samples, data.eval[0].samples);
+}

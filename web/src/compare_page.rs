@@ -23,11 +23,11 @@ const METHODS: [(&str, &str); 5] = [
 
 /// A method's short label, named by its real extraction point (`BERT-0.5e`, `BERTVision-1e`).
 fn label_of(run: &RunResults, key: &str) -> String {
-    let (point, epochs) = (run.config.last_point(), run.config.finetune.epochs);
+    let point = run.config.last_point();
     let e = epochs_label;
     match key {
         "bert_extract" => format!("BERT-{}", e(point)),
-        "bert_final" => format!("BERT-{}", e(epochs)),
+        "bert_final" => run.config.bert_final_label(),
         "bertvision" => format!("BERTVision-{}", e(point)),
         "ensemble_max" => "Ens. max".to_string(),
         "ensemble_mean" => "Ens. mean".to_string(),

@@ -18,6 +18,15 @@ pub struct FinetuneConfig {
     pub epochs: f64,
     pub warmup_ratio: f64,
     pub optimizer: OptimizerConfig,
+    /// Score BERT on this split (only `validation`) at every point of its curve and keep the
+    /// best checkpoint as `bert_final` (`--select-best`); the end-of-training model stays in
+    /// `bert-end.bin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_best: Option<String>,
+    /// With `select_best`: stop fine-tuning after this many evaluated points without a better
+    /// score, once every extraction point is kept (`--early-stop-patience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop_patience: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +101,11 @@ pub struct RunConfig {
     /// without replacement (`--train-fraction`; `None`: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_fraction: Option<f64>,
+    /// Hold this share of the training data out of fine-tuning and head training as the
+    /// `validation` split (`--validation-fraction`; stratified, the same for every seed and
+    /// trial): what `search` and `--select-best` read, so that dev stays the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_fraction: Option<f64>,
     pub head: HeadConfig,
     pub ensemble: Vec<EnsembleRule>,
     pub eval_batch_size: usize,
@@ -148,6 +162,15 @@ impl RunConfig {
         self.extract_at.last().copied().unwrap_or(1.0)
     }
 
+    /// `bert_final`'s short name: `BERT-2e`, or `BERT-best≤2e` when `--select-best` chose it.
+    pub fn bert_final_label(&self) -> String {
+        let epochs = super::report::epochs_label(self.finetune.epochs);
+        match self.finetune.select_best {
+            Some(_) => format!("BERT-best≤{epochs}"),
+            None => format!("BERT-{epochs}"),
+        }
+    }
+
     /// Every share of the training data heads are trained on at each point: all of it, then
     /// `head.train_fractions`.
     pub fn head_fractions(&self) -> Vec<f64> {
@@ -172,10 +195,13 @@ impl RunConfig {
                 epochs: recipe.epochs,
                 warmup_ratio: 0.1,
                 optimizer,
+                select_best: None,
+                early_stop_patience: None,
             },
             extract_at: vec![1.0],
             eval_every_epochs: None,
             train_fraction: None,
+            validation_fraction: None,
             head: HeadConfig {
                 lr: recipe.head_lr,
                 batch_size: recipe.head_batch_size,
@@ -241,6 +267,7 @@ impl RunConfig {
             }
         }
         self.validate_points()?;
+        self.validate_selection()?;
         let fractions = self.train_fraction.iter().map(|&f| ("train-fraction", f));
         let head_fractions = self.head.train_fractions.iter();
         for (name, f) in fractions.chain(head_fractions.map(|&f| ("head-train-fraction", f))) {
@@ -249,6 +276,13 @@ impl RunConfig {
                     "--{name} {f}: a share of the training data, in (0, 1]"
                 ));
             }
+        }
+        if let Some(f) = self.validation_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return usage(format!(
+                "--validation-fraction {f}: a share of the training data, in (0, 1)"
+            ));
         }
         for (name, v) in [
             ("batch-size", self.finetune.batch_size),
@@ -265,6 +299,30 @@ impl RunConfig {
             return usage("--warmup-ratio must be in [0, 1)".into());
         }
         Ok(())
+    }
+
+    /// `--select-best` scores a validation split at evaluation points; patience needs it.
+    fn validate_selection(&self) -> Result<()> {
+        let f = &self.finetune;
+        match f.select_best.as_deref() {
+            None if f.early_stop_patience.is_some() => Err(Error::usage(
+                "--early-stop-patience needs --select-best validation",
+            )),
+            None => Ok(()),
+            Some("validation") if self.validation_fraction.is_none() => Err(Error::usage(
+                "--select-best validation needs --validation-fraction (a split held out of training)",
+            )),
+            Some("validation") if self.eval_every_epochs.is_none() => Err(Error::usage(
+                "--select-best validation needs --eval-every-epochs (the points it chooses among)",
+            )),
+            Some("validation") if f.early_stop_patience == Some(0) => {
+                Err(Error::usage("--early-stop-patience must be at least 1"))
+            }
+            Some("validation") => Ok(()),
+            Some(other) => Err(Error::usage(format!(
+                "--select-best {other}: only validation (choosing on {other} would select on the numbers it reports)"
+            ))),
+        }
     }
 
     /// At least one extraction point, increasing, none past the end of fine-tuning.
@@ -350,8 +408,24 @@ mod tests {
             "--head-train-fraction",
         );
         refused(|c| c.train_fraction = Some(0.0), "--train-fraction");
+        refused(
+            |c| c.validation_fraction = Some(1.0),
+            "--validation-fraction",
+        );
         refused(|c| c.eval_every_epochs = Some(-1.0), "--eval-every-epochs");
         refused(|c| c.head.adapter_size = 0, "--adapter-size");
+        refused(
+            |c| c.finetune.select_best = Some("dev".into()),
+            "--select-best dev",
+        );
+        refused(
+            |c| c.finetune.select_best = Some("validation".into()),
+            "--validation-fraction",
+        );
+        refused(
+            |c| c.finetune.early_stop_patience = Some(2),
+            "--early-stop-patience",
+        );
         refused(|c| c.max_len = 100_000, "--max-length");
         refused(|c| c.finetune.warmup_ratio = 1.0, "--warmup-ratio");
     }

@@ -45,6 +45,9 @@ pub struct SeedResult {
     /// (`bertvision@0.5`, `bertvision@1/0.1`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub head_losses: BTreeMap<String, LossCurve>,
+    /// `--select-best`: every point's scores and the one kept as `bert_final`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<super::selection::Selection>,
 }
 
 /// The cost of one point of a seed's curves.
@@ -88,6 +91,8 @@ pub struct RunContext<'a> {
     /// `train-head`: the run folder whose fine-tuning (checkpoints, times, scores) is read
     /// instead of fine-tuning again.
     pub from_run: Option<&'a Path>,
+    /// Hidden states kept in memory across head epochs and trials (`None`: streamed).
+    pub hidden_cache: Option<&'a super::hidden_cache::HiddenCache>,
 }
 
 impl RunContext<'_> {
@@ -142,7 +147,7 @@ pub(super) fn gather<'s>(samples: &'s [Sample], indices: &[usize]) -> Vec<&'s Sa
     indices.iter().map(|&i| &samples[i]).collect()
 }
 
-pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(crate::error::parse_json(path, &text)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -150,7 +155,7 @@ pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Opt
     }
 }
 
-pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(
         path,
         serde_json::to_string_pretty(value)

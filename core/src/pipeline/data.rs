@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::config::RunConfig;
+use super::validation::{VALIDATION, split_validation, validation_articles};
 use crate::error::{Error, Result};
 use crate::squad::{FeatureConfig, SquadDataset, SquadExample, SquadFeature, featurize};
 use crate::tasks::glue::{self, Label};
@@ -139,85 +141,177 @@ fn limit_squad(dataset: &SquadDataset, limit: Option<usize>) -> SquadDataset {
     out
 }
 
-/// Loads and tokenises a task's training and evaluation data.
+/// Loads and tokenises a task's training and evaluation data; with a `validation_fraction`, the
+/// validation split is carved from the training data (after `limit_train`) and listed first.
 pub fn load_task_data(
     task: &TaskSpec,
     source: &DataSource,
     tokenizer: &mut BertTokenizer,
-    max_len: usize,
-    squad_features: &FeatureConfig,
-    limit_train: Option<usize>,
-    limit_eval: Option<usize>,
+    config: &RunConfig,
 ) -> Result<TaskData> {
-    let mut notes = Vec::new();
     match (task.kind, source) {
         (TaskKind::Span, DataSource::Glue { .. }) => Err(Error::usage(format!(
             "{} needs --train-file/--eval-file or --data (SQuAD JSON), not --data-dir",
             task.name
         ))),
-        (TaskKind::Span, _) => {
-            let (train_set, eval_set) = match source {
-                DataSource::SquadFiles { train, eval } => {
-                    (SquadDataset::load(train)?, SquadDataset::load(eval)?)
-                }
-                DataSource::SquadSplit {
-                    data,
-                    eval_articles,
-                } => SquadDataset::load(data)?.split_by_article(*eval_articles)?,
-                DataSource::Glue { .. } => unreachable!(),
-            };
-            let train_set = limit_squad(&train_set, limit_train);
-            let eval_set = limit_squad(&eval_set, limit_eval);
-            let config = FeatureConfig {
-                max_len,
-                ..*squad_features
-            };
-            let train_examples = train_set.examples();
-            let train_features = featurize(&train_examples, tokenizer, &config)?;
-            let eval_examples = eval_set.examples();
-            let eval_features = featurize(&eval_examples, tokenizer, &config)?;
-            notes.push(format!(
-                "SQuAD train: {} articles, {} questions, {} windows; eval: {} articles, {} questions, {} windows",
-                train_set.articles.len(),
-                train_examples.len(),
-                train_features.len(),
-                eval_set.articles.len(),
-                eval_examples.len(),
-                eval_features.len()
-            ));
-            Ok(TaskData {
-                train: squad_samples(&train_features),
-                eval: vec![EvalSplit {
-                    name: "dev".into(),
-                    samples: squad_samples(&eval_features),
-                    squad: Some((eval_set, eval_examples, eval_features)),
-                }],
-                notes,
-            })
-        }
-        (_, DataSource::Glue { dir }) => {
-            let dir = glue_task_dir(task, dir);
-            let train = glue::load_train(task, &dir)?;
-            notes.push(train.summary());
-            let train_samples = glue_samples(task, &train, tokenizer, max_len, limit_train)?;
-            let mut eval = Vec::new();
-            for (name, split) in glue::load_dev(task, &dir)? {
-                notes.push(split.summary());
-                eval.push(EvalSplit {
-                    name: name.to_string(),
-                    samples: glue_samples(task, &split, tokenizer, max_len, limit_eval)?,
-                    squad: None,
-                });
-            }
-            Ok(TaskData {
-                train: train_samples,
-                eval,
-                notes,
-            })
-        }
+        (TaskKind::Span, _) => load_squad(source, tokenizer, config),
+        (_, DataSource::Glue { dir }) => load_glue(task, dir, tokenizer, config),
         (_, _) => Err(Error::usage(format!(
             "{} is a GLUE task: give --data-dir",
             task.name
         ))),
     }
+}
+
+fn load_glue(
+    task: &TaskSpec,
+    dir: &Path,
+    tokenizer: &mut BertTokenizer,
+    config: &RunConfig,
+) -> Result<TaskData> {
+    let mut notes = Vec::new();
+    let dir = glue_task_dir(task, dir);
+    let train = glue::load_train(task, &dir)?;
+    notes.push(train.summary());
+    let max_len = config.max_len;
+    let mut train_samples = glue_samples(task, &train, tokenizer, max_len, config.limit_train)?;
+    let mut eval = Vec::new();
+    if let Some(fraction) = config.validation_fraction {
+        let (kept, held) = split_validation(train_samples, fraction);
+        notes.push(format!(
+            "validation: {} of {} training examples held out (--validation-fraction {fraction}, stratified by label)",
+            held.len(),
+            kept.len() + held.len()
+        ));
+        train_samples = kept;
+        eval.push(EvalSplit {
+            name: VALIDATION.into(),
+            samples: held,
+            squad: None,
+        });
+    }
+    for (name, split) in glue::load_dev(task, &dir)? {
+        notes.push(split.summary());
+        eval.push(EvalSplit {
+            name: name.to_string(),
+            samples: glue_samples(task, &split, tokenizer, max_len, config.limit_eval)?,
+            squad: None,
+        });
+    }
+    Ok(TaskData {
+        train: train_samples,
+        eval,
+        notes,
+    })
+}
+
+/// A SQuAD split: its windows as samples, with the examples and windows post-processing needs.
+fn squad_split(
+    name: &str,
+    set: SquadDataset,
+    tokenizer: &mut BertTokenizer,
+    config: &FeatureConfig,
+) -> Result<EvalSplit> {
+    let examples = set.examples();
+    let features = featurize(&examples, tokenizer, config)?;
+    Ok(EvalSplit {
+        name: name.into(),
+        samples: squad_samples(&features),
+        squad: Some((set, examples, features)),
+    })
+}
+
+/// Holds whole articles of `train` out for validation (see [`validation_articles`]).
+fn split_articles(train: SquadDataset, fraction: f64) -> (SquadDataset, SquadDataset) {
+    let key = dataset_titles_key(&train);
+    let held = validation_articles(train.articles.len(), fraction, key);
+    let mut kept = train.clone();
+    let mut validation = train;
+    let mut index = 0..;
+    kept.articles
+        .retain(|_| !held.contains(&index.next().unwrap_or(0)));
+    let mut index = 0..;
+    validation
+        .articles
+        .retain(|_| held.contains(&index.next().unwrap_or(0)));
+    (kept, validation)
+}
+
+/// FNV-1a over the articles' titles: which articles a SQuAD file has.
+fn dataset_titles_key(set: &SquadDataset) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in set.articles.iter().flat_map(|a| a.title.bytes().chain([0])) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn load_squad(
+    source: &DataSource,
+    tokenizer: &mut BertTokenizer,
+    config: &RunConfig,
+) -> Result<TaskData> {
+    let (train_set, eval_set) = match source {
+        DataSource::SquadFiles { train, eval } => {
+            (SquadDataset::load(train)?, SquadDataset::load(eval)?)
+        }
+        DataSource::SquadSplit {
+            data,
+            eval_articles,
+        } => SquadDataset::load(data)?.split_by_article(*eval_articles)?,
+        DataSource::Glue { .. } => {
+            return Err(Error::usage(
+                "SQuAD needs --data or --train-file/--eval-file",
+            ));
+        }
+    };
+    let mut train_set = limit_squad(&train_set, config.limit_train);
+    let eval_set = limit_squad(&eval_set, config.limit_eval);
+    let features = FeatureConfig {
+        max_len: config.max_len,
+        ..config.squad_features
+    };
+    let mut eval = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(fraction) = config.validation_fraction {
+        let (kept, held) = split_articles(train_set, fraction);
+        train_set = kept;
+        let split = squad_split(VALIDATION, held, tokenizer, &features)?;
+        notes.push(squad_note(
+            "validation (--validation-fraction, whole articles)",
+            &split,
+        ));
+        eval.push(split);
+    }
+    let train_examples = train_set.examples();
+    let train_features = featurize(&train_examples, tokenizer, &features)?;
+    let dev = squad_split("dev", eval_set, tokenizer, &features)?;
+    notes.insert(
+        0,
+        format!(
+            "SQuAD train: {} articles, {} questions, {} windows; {}",
+            train_set.articles.len(),
+            train_examples.len(),
+            train_features.len(),
+            squad_note("eval", &dev)
+        ),
+    );
+    eval.push(dev);
+    Ok(TaskData {
+        train: squad_samples(&train_features),
+        eval,
+        notes,
+    })
+}
+
+/// "name: A articles, Q questions, W windows".
+fn squad_note(name: &str, split: &EvalSplit) -> String {
+    let (articles, questions) = split.squad.as_ref().map_or((0, 0), |(set, examples, _)| {
+        (set.articles.len(), examples.len())
+    });
+    format!(
+        "{name}: {articles} articles, {questions} questions, {} windows",
+        split.samples.len()
+    )
 }

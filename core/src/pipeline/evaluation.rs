@@ -3,6 +3,7 @@
 //! predictions written in the official formats.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use super::batch::Padding;
 use super::context::{RunContext, SquadRow, write_json};
@@ -10,11 +11,12 @@ use super::data::EvalSplit;
 use super::evaluate::{EvalOutputs, ensemble, predict, score};
 use super::files::SeedFiles;
 use super::head_training::TrainedHead;
+use super::hidden_cache::StatesKey;
 use super::methods::{
     BERT, BERT_EXTRACT, BERT_FINAL, BERTVISION, MetricTable, SplitMetrics, ensemble_name, method_at,
 };
 use super::progress::Progress;
-use crate::bert::{Bert, BertInput};
+use crate::bert::{Bert, BertInput, EncoderDtype};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::head::HeadOutput;
@@ -87,31 +89,34 @@ impl SeedEvaluation {
     }
 }
 
-/// BERT at the end of fine-tuning, as `bert_final` and `bert@<epochs>`.
+/// BERT at the end of fine-tuning, as `bert_final` and `bert@<epochs>`; only as `bert_final`
+/// when `--select-best` chose an earlier point (`is_end` false).
 pub(super) fn evaluate_final<B: crate::TrainBackend>(
     ctx: &RunContext<'_>,
     (seed, files): (u64, &SeedFiles),
-    bert_final: &BertTaskModel<B::InnerBackend>,
+    (bert_final, checkpoint, is_end): (&BertTaskModel<B::InnerBackend>, &Path, bool),
     evaluation: &mut SeedEvaluation,
     device: &B::Device,
     progress: &mut dyn Progress,
 ) -> Result<()> {
-    let keys = [
-        BERT_FINAL.to_string(),
-        method_at(BERT, ctx.config.finetune.epochs, 1.0),
-    ];
+    let mut keys = vec![BERT_FINAL.to_string()];
+    if is_end {
+        keys.push(method_at(BERT, ctx.config.finetune.epochs, 1.0));
+    }
     for split in &ctx.data.eval {
         let label = format!("seed {seed} eval BERT final ({})", split.name);
-        let out = predict::<B::InnerBackend>(
-            &split.samples,
-            ctx.config.eval_batch_size,
-            ctx.padding(),
-            device,
-            progress,
-            &label,
-            |input| vec![bert_final.forward(input).1],
-        )
-        .remove(0);
+        let out = bert_outputs(ctx, split, checkpoint, || {
+            predict::<B::InnerBackend>(
+                &split.samples,
+                ctx.config.eval_batch_size,
+                ctx.padding(),
+                device,
+                progress,
+                &label,
+                |input| vec![bert_final.forward(input).1],
+            )
+            .remove(0)
+        });
         evaluation.record(ctx, files, split, &keys, &out)?;
     }
     Ok(())
@@ -121,6 +126,8 @@ pub(super) fn evaluate_final<B: crate::TrainBackend>(
 /// the heads and how their inputs are padded.
 pub(super) struct PointModels<'m, B: crate::TrainBackend> {
     pub point: f64,
+    /// The point's checkpoint file (what cached states and outputs are keyed by).
+    pub checkpoint: &'m Path,
     pub bert: &'m BertTaskModel<B::InnerBackend>,
     pub encoder: &'m Bert<B::InnerBackend>,
     pub heads: &'m [TrainedHead<B>],
@@ -184,6 +191,9 @@ fn point_outputs<B: crate::TrainBackend>(
     device: &B::Device,
     progress: &mut dyn Progress,
 ) -> (EvalOutputs, Vec<EvalOutputs>) {
+    if let Some(outputs) = cached_point_outputs(ctx, seed, split, models, device, progress) {
+        return outputs;
+    }
     let cfg = ctx.config;
     let name = &split.name;
     let head_padding = models.head_padding;
@@ -238,6 +248,82 @@ fn point_outputs<B: crate::TrainBackend>(
             .collect()
     });
     (bert, heads)
+}
+
+/// BERT's outputs on `split` from the checkpoint `checkpoint`: kept in the hidden-state cache
+/// when there is one (a trial of `search` then scores BERT once per split, not once per trial).
+fn bert_outputs(
+    ctx: &RunContext<'_>,
+    split: &EvalSplit,
+    checkpoint: &Path,
+    compute: impl FnOnce() -> EvalOutputs,
+) -> EvalOutputs {
+    match ctx.hidden_cache {
+        Some(cache) => {
+            let name = format!("BERT on {}", split.name);
+            let key = StatesKey::new(checkpoint, EncoderDtype::F32, &name, &split.samples, None);
+            cache.outputs(&key, compute)
+        }
+        None => compute(),
+    }
+}
+
+/// [`point_outputs`] from the hidden-state cache: BERT's outputs kept, the heads on kept states;
+/// `None` without a cache or when the split's states do not fit it.
+fn cached_point_outputs<B: crate::TrainBackend>(
+    ctx: &RunContext<'_>,
+    seed: u64,
+    split: &EvalSplit,
+    models: &PointModels<'_, B>,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Option<(EvalOutputs, Vec<EvalOutputs>)> {
+    let cache = ctx.hidden_cache?;
+    let cfg = ctx.config;
+    let (samples, padding) = (&split.samples, models.head_padding);
+    let dtype = cfg.head.encoder_dtype;
+    let key = StatesKey::new(
+        models.checkpoint,
+        dtype,
+        &split.name,
+        samples,
+        padding.fixed,
+    );
+    let bs = cfg.eval_batch_size;
+    let states = cache.states(&key, models.encoder, samples, padding, bs, device, progress)?;
+    let bert_label = format!("seed {seed} eval BERT at {} epochs", models.point);
+    let bert = bert_outputs(ctx, split, models.checkpoint, || {
+        let label = format!("{bert_label} ({})", split.name);
+        let forward = |input| vec![models.bert.forward(input).1];
+        predict(
+            samples,
+            bs,
+            ctx.padding(),
+            device,
+            progress,
+            &label,
+            forward,
+        )
+        .remove(0)
+    });
+    let label = format!(
+        "seed {seed} eval BERTVision at {} epochs ({}, kept states)",
+        models.point, split.name
+    );
+    // `predict` walks the samples in order, one batch after the other.
+    let mut next = 0;
+    let heads = predict(samples, bs, padding, device, progress, &label, |input| {
+        let mask = input.attention_mask.clone();
+        let [n, seq] = mask.dims();
+        let rows: Vec<usize> = (next..next + n).collect();
+        next += n;
+        let states = states.batch(&rows, seq, device);
+        let heads = models.heads.iter();
+        heads
+            .map(|h| h.model.forward_by(&states, mask.clone(), cfg.head.path))
+            .collect()
+    });
+    Some((bert, heads))
 }
 
 /// One row per evaluated question: gold answers and each method's answer.

@@ -23,6 +23,12 @@ pub(super) struct SeedFiles {
     checkpoints: PathBuf,
     last_point: f64,
     pub bert_final: PathBuf,
+    /// `--select-best`: the best checkpoint so far, the end-of-training model, and the choice.
+    pub bert_best: PathBuf,
+    pub bert_end: PathBuf,
+    pub selection: PathBuf,
+    /// Every loss and evaluation as it happens (`metrics.jsonl`, [`super::metrics_log`]).
+    pub metrics_log: PathBuf,
     pub finetune: PhaseFiles,
     /// BERT's scores at the evaluation-only points of fine-tuning (`--eval-every-epochs`).
     pub finetune_evals: PathBuf,
@@ -40,6 +46,10 @@ impl SeedFiles {
         let at = |name: &str| checkpoints.join(name);
         SeedFiles {
             bert_final: at("bert-final.bin"),
+            bert_best: at("bert-best.bin"),
+            bert_end: at("bert-end.bin"),
+            selection: at("selection.json"),
+            metrics_log: dir.join("metrics.jsonl"),
             finetune: PhaseFiles {
                 model: at("bert-final.bin"),
                 loss: at("finetune-loss.json"),

@@ -9,14 +9,17 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 
 use super::batch::make_batch;
-use super::context::{RunContext, gather, read_json, save_phase};
+use super::context::{RunContext, gather, read_json, save_phase, write_json};
 use super::evaluate::score_bert;
 use super::files::{FinetuneTimes, PointTime, SeedFiles, read_map, update_map};
 use super::methods::{SplitMetrics, point_label};
+use super::metrics_log::MetricsLog;
 use super::progress::Progress;
+use super::selection::{ScoredPoint, Selection};
 use super::trainer::{LoopSpec, LossCurve, train_loop};
 use crate::bert::BertConfig;
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
 use crate::pretrained::Pretrained;
 use crate::task_model::{BertTaskModel, head_loss};
 use crate::train::Checkpoint;
@@ -31,6 +34,8 @@ pub(super) struct Finetuned<B: crate::TrainBackend> {
     /// extraction points nor the end.
     pub evals: BTreeMap<String, SplitMetrics>,
     pub times: FinetuneTimes,
+    /// `--select-best`: the points scored and the one chosen as `bert_final`.
+    pub selection: Option<Selection>,
     /// The task model's structure on the inner backend, which checkpoints are loaded into.
     skeleton: BertTaskModel<B::InnerBackend>,
 }
@@ -77,6 +82,7 @@ impl<B: crate::TrainBackend> Finetuned<B> {
             bert_config,
             evals: read_map(&files.finetune_evals)?,
             times: read_map(&files.finetune_times)?,
+            selection: read_json(&files.selection)?,
             skeleton: skeleton.valid(),
         })
     }
@@ -150,6 +156,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
         checkpoint_every: cfg.checkpoint_every,
         checkpoint: files.finetune.checkpoint.clone(),
         milestones: vec![],
+        log: Some((files.metrics_log.clone(), "finetune".to_string())),
     };
     let (per_epoch, total) = (spec.steps_per_epoch(n_train), spec.total_steps(n_train));
     spec.milestones = cfg
@@ -177,7 +184,25 @@ pub(super) fn finetune<B: crate::TrainBackend>(
                 },
                 |step, seconds, model, progress| watcher.after_step(step, seconds, model, progress),
             )?;
-            let paths = [files.bert_final.as_path(), files.finetune.loss.as_path()];
+            let end = point_label(cfg.finetune.epochs);
+            let model_path = match &watcher.selection {
+                // The best point is not the end: it becomes `bert_final` (written first, so a
+                // kill before the loss curve leaves the phase unfinished), the end model is kept.
+                Some(s) if s.best.as_deref() != Some(end.as_str()) => {
+                    let best = crate::error::read_file(&files.bert_best)?;
+                    crate::fsutil::write_atomic(&files.bert_final, &best)?;
+                    progress.log(&format!(
+                        "seed {seed}: BERT after {} epochs is the best on {} ({} {:.4}): kept as bert_final",
+                        s.best.as_deref().unwrap_or("?"),
+                        s.split,
+                        s.metric,
+                        s.best_point().map_or(f64::NAN, |p| s.value(p))
+                    ));
+                    files.bert_end.as_path()
+                }
+                _ => files.bert_final.as_path(),
+            };
+            let paths = [model_path, files.finetune.loss.as_path()];
             save_phase(&model, &curve, paths, &spec, seconds, progress)?;
             wall.insert("finetune".to_string(), started.elapsed().as_secs_f64());
             curve
@@ -198,6 +223,12 @@ struct PointWatcher<'a, 'c, B: crate::TrainBackend> {
     eval_only: BTreeSet<String>,
     times: FinetuneTimes,
     evaluated: BTreeSet<String>,
+    per_epoch: usize,
+    log: MetricsLog,
+    /// `--select-best`: the choice so far, and the step from which early stopping may act
+    /// (every extraction point kept).
+    selection: Option<Selection>,
+    stop_from: usize,
 }
 
 impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
@@ -222,7 +253,21 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
                 .push(label);
         }
         let evals: BTreeMap<String, SplitMetrics> = read_map(&files.finetune_evals)?;
+        let cfg = &ctx.config.finetune;
+        let selection = match &cfg.select_best {
+            Some(split) => Some(
+                read_json::<Selection>(&files.selection)?
+                    .unwrap_or_else(|| Selection::new(split, &selection_metric(ctx))),
+            ),
+            None => None,
+        };
+        let extraction = ctx.config.extract_at.iter();
+        let stop_from = extraction.map(|&p| step_at(p, per_epoch, total)).max();
         Ok(PointWatcher {
+            per_epoch,
+            log: MetricsLog::append_to(&files.metrics_log, "finetune"),
+            selection,
+            stop_from: stop_from.unwrap_or(0),
             ctx,
             files,
             device,
@@ -239,9 +284,9 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
         seconds: f64,
         model: &BertTaskModel<B>,
         progress: &mut dyn Progress,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Some(labels) = self.points_at.get(&step).cloned() else {
-            return Ok(());
+            return Ok(true);
         };
         for label in labels {
             if !self.times.contains_key(&label) {
@@ -249,17 +294,81 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
                 self.times.insert(label.clone(), time);
                 update_map(&self.files.finetune_times, label.clone(), time)?;
             }
-            if self.eval_only.contains(&label) && !self.evaluated.contains(&label) {
-                let scores = score_bert::<B>(self.ctx, &model.valid(), self.device)?;
+            let eval_only = self.eval_only.contains(&label);
+            let selecting = self.selection.is_some();
+            if !(eval_only || selecting) {
+                continue;
+            }
+            let scores = self.scores_at(&label, model)?;
+            let epoch = step as f64 / self.per_epoch.max(1) as f64;
+            self.log.eval(step, epoch, &scores)?;
+            if eval_only && !self.evaluated.contains(&label) {
                 progress.log(&format!(
                     "BERT after {label} epochs: {}",
                     summary_line(&scores)
                 ));
-                update_map(&self.files.finetune_evals, label.clone(), scores)?;
-                self.evaluated.insert(label);
+                update_map(&self.files.finetune_evals, label.clone(), scores.clone())?;
+                self.evaluated.insert(label.clone());
+            }
+            if selecting && !self.select(&label, step, scores, model, progress)? {
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// BERT's scores at a point: recorded before (a resumed run passing it again) or measured.
+    fn scores_at(&self, label: &str, model: &BertTaskModel<B>) -> Result<SplitMetrics> {
+        let recorded: BTreeMap<String, SplitMetrics> = read_map(&self.files.finetune_evals)?;
+        let selected = self.selection.as_ref().and_then(|s| s.scored(label));
+        match (recorded.get(label), selected) {
+            (Some(scores), _) => Ok(scores.clone()),
+            (None, Some(point)) => Ok(point.scores.clone()),
+            (None, None) => score_bert::<B>(self.ctx, &model.valid(), self.device),
+        }
+    }
+
+    /// Adds a point to the selection, keeping its checkpoint when it is the best; false when
+    /// fine-tuning stops here (`--early-stop-patience`).
+    fn select(
+        &mut self,
+        label: &str,
+        step: usize,
+        scores: SplitMetrics,
+        model: &BertTaskModel<B>,
+        progress: &mut dyn Progress,
+    ) -> Result<bool> {
+        let Some(selection) = self.selection.as_mut() else {
+            return Ok(true);
+        };
+        if selection.scored(label).is_none() {
+            let at = label.to_string();
+            if selection.observe(ScoredPoint { at, step, scores }) {
+                write_atomic(&self.files.bert_best, &Checkpoint::module_bytes(model)?)?;
+            }
+        }
+        let patience = self.ctx.config.finetune.early_stop_patience;
+        let stop = patience.is_some_and(|n| selection.since_best() >= n) && step >= self.stop_from;
+        if stop {
+            selection.stopped_after = Some(label.to_string());
+            progress.log(&format!(
+                "early stop after {label} epochs: {} points without a better {} {} (best at {})",
+                selection.since_best(),
+                selection.split,
+                selection.metric,
+                selection.best.as_deref().unwrap_or("?")
+            ));
+        }
+        write_json(&self.files.selection, &*selection)?;
+        Ok(!stop)
+    }
+}
+
+/// The metric `--select-best` maximises: the task's first (SQuAD: F1).
+fn selection_metric(ctx: &RunContext<'_>) -> String {
+    match ctx.task.kind {
+        crate::tasks::TaskKind::Span => "f1".to_string(),
+        _ => ctx.task.primary_metric().name().to_string(),
     }
 }
 

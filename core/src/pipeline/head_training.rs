@@ -1,6 +1,8 @@
 //! Phase 2 of a seed: AdapterPoolers trained on hidden states streamed from a frozen
-//! extraction-point checkpoint (nothing stored: one batch of hidden states at a time), one on
-//! all the training data and one per `--head-train-fraction`.
+//! extraction-point checkpoint (one batch of hidden states at a time, or all of them kept in
+//! memory with `--cache-gib`), one on all the training data and one per `--head-train-fraction`.
+
+use std::path::Path;
 
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
@@ -10,9 +12,10 @@ use super::context::{RunContext, gather, read_json, save_phase};
 use super::data::Sample;
 use super::files::{SeedFiles, update_map};
 use super::finetune::Finetuned;
+use super::hidden_cache::StatesKey;
 use super::methods::{BERTVISION, method_at};
 use super::progress::Progress;
-use super::sample::fraction_of;
+use super::sample::{dataset_key, fraction_indices};
 use super::trainer::{LoopSpec, LossCurve, train_loop};
 use crate::bert::Bert;
 use crate::error::Result;
@@ -41,7 +44,7 @@ pub(super) fn train_head<B: crate::TrainBackend>(
     seed: u64,
     files: &SeedFiles,
     finetuned: &Finetuned<B>,
-    encoder: &Bert<B::InnerBackend>,
+    (encoder, checkpoint): (&Bert<B::InnerBackend>, &Path),
     (point, fraction): (f64, f64),
     device: &B::Device,
     progress: &mut dyn Progress,
@@ -65,13 +68,23 @@ pub(super) fn train_head<B: crate::TrainBackend>(
             seconds_here: None,
         });
     }
+    // The sample's places in the training data, which the cached states are indexed by.
+    let rows = (fraction < 1.0)
+        .then(|| fraction_indices(seed, fraction, ctx.train.len(), dataset_key(ctx.train)));
     let sampled: Vec<Sample>;
-    let samples: &[Sample] = if fraction < 1.0 {
-        sampled = fraction_of(ctx.train, seed, fraction);
-        &sampled
-    } else {
-        ctx.train
+    let samples: &[Sample] = match &rows {
+        Some(rows) => {
+            sampled = rows.iter().map(|&i| ctx.train[i].clone()).collect();
+            &sampled
+        }
+        None => ctx.train,
     };
+    let cached = ctx.hidden_cache.and_then(|cache| {
+        let dtype = cfg.head.encoder_dtype;
+        let key = StatesKey::new(checkpoint, dtype, "train", ctx.train, padding.fixed);
+        let batch = cfg.eval_batch_size;
+        cache.states(&key, encoder, ctx.train, padding, batch, device, progress)
+    });
     let spec = LoopSpec {
         name: match key.split_once('@') {
             Some((_, at)) if cfg.extract_at.len() > 1 || fraction < 1.0 => {
@@ -88,6 +101,7 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         checkpoint_every: cfg.checkpoint_every,
         checkpoint: phase.checkpoint.clone(),
         milestones: vec![],
+        log: Some((files.metrics_log.clone(), key.clone())),
     };
     let started = std::time::Instant::now();
     let (head, curve, seconds) = train_loop(
@@ -101,17 +115,20 @@ pub(super) fn train_head<B: crate::TrainBackend>(
                 make_batch::<B::InnerBackend>(&gather(samples, idx), padding, device);
             let mask = input.attention_mask.clone();
             // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
-            let states: Vec<Tensor<B, 3>> = encoder
-                .forward(input)
-                .hidden_states_f32()
-                .into_iter()
-                .map(Tensor::from_inner)
-                .collect();
+            let states = match &cached {
+                Some(states) => {
+                    let at = |i: &usize| rows.as_ref().map_or(*i, |r| r[*i]);
+                    let places: Vec<usize> = idx.iter().map(at).collect();
+                    states.batch(&places, mask.dims()[1], device)
+                }
+                None => encoder.forward(input).hidden_states_f32(),
+            };
+            let states: Vec<Tensor<B, 3>> = states.into_iter().map(Tensor::from_inner).collect();
             let targets = Targets::<B>::from_inner(targets);
             let out = head.forward_by(&states, Tensor::from_inner(mask), cfg.head.path);
             head_loss(out, &targets)
         },
-        |_, _, _, _| Ok(()),
+        |_, _, _, _| Ok(true),
     )?;
     let paths = [phase.model.as_path(), phase.loss.as_path()];
     save_phase(&head, &curve, paths, &spec, seconds, progress)?;

@@ -33,7 +33,13 @@ pub fn method_descriptions(config: &RunConfig, seeds: &[SeedResult]) -> BTreeMap
         ),
         (
             BERT_FINAL.to_string(),
-            format!("BERT fine-tuned {}", epochs_label(config.finetune.epochs)),
+            match &config.finetune.select_best {
+                None => format!("BERT fine-tuned {}", epochs_label(config.finetune.epochs)),
+                Some(split) => format!(
+                    "BERT's checkpoint best on {split} among the points of {} of fine-tuning (chosen per seed: results.json's selection)",
+                    epochs_label(config.finetune.epochs)
+                ),
+            },
         ),
         (
             BERTVISION.to_string(),
@@ -199,11 +205,7 @@ fn split_table(r: &ReportInput<'_>, split: &str) -> String {
             format!("BERT-{}", epochs_label(config.last_point())),
             bert,
         ),
-        (
-            BERT_FINAL.to_string(),
-            format!("BERT-{}", epochs_label(config.finetune.epochs)),
-            bert,
-        ),
+        (BERT_FINAL.to_string(), config.bert_final_label(), bert),
         (
             BERTVISION.to_string(),
             format!("BERTVision-{}", epochs_label(config.last_point())),

@@ -44,12 +44,34 @@ pub struct RunResults {
     pub methods: BTreeMap<String, String>,
     pub parameters: ParameterCounts,
     pub data_notes: Vec<String>,
+    /// Every split's size and identity (a hash of its examples' tokens and targets): `train` as
+    /// loaded (before `--train-fraction`), `validation` when held out, the evaluation splits.
+    /// Runs and trials on the same data show the same keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub splits: BTreeMap<String, SplitInfo>,
     pub seeds: Vec<SeedResult>,
     /// method → split → metric → mean/sd over seeds.
     pub summary: SummaryTable,
     /// Seconds per phase, summed over seeds.
     pub wall_seconds: BTreeMap<String, f64>,
     pub versions: BTreeMap<String, String>,
+}
+
+/// One split's size and identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    pub examples: usize,
+    /// `sample::dataset_key` in hex.
+    pub key: String,
+}
+
+impl SplitInfo {
+    pub fn of(samples: &[super::data::Sample]) -> Self {
+        SplitInfo {
+            examples: samples.len(),
+            key: format!("{:016x}", super::sample::dataset_key(samples)),
+        }
+    }
 }
 
 impl RunResults {

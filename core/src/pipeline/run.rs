@@ -12,7 +12,9 @@ use super::context::{RunContext, SeedResult, write_json};
 use super::data::{DataSource, TaskData, load_task_data};
 use super::progress::Progress;
 use super::report::{ReportInput, method_descriptions, report_markdown};
-use super::results::{ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults, summarise};
+use super::results::{
+    ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults, SplitInfo, summarise,
+};
 use super::sample::fraction_of;
 use super::seed::run_seed;
 use crate::bert::BertConfig;
@@ -38,6 +40,9 @@ pub struct RunRequest<'a> {
     pub pad_multiple: usize,
     /// `train-head`: the finished run whose fine-tuning is read instead of repeated.
     pub from_run: Option<&'a Path>,
+    /// Hidden states kept in memory across head epochs (and, shared by `search`, across
+    /// trials); `None`: streamed.
+    pub hidden_cache: Option<&'a super::hidden_cache::HiddenCache>,
 }
 
 /// What a finished run wrote.
@@ -73,6 +78,7 @@ pub fn run_task<B: crate::TrainBackend>(
         pad_multiple: req.pad_multiple,
         out_dir: req.out_dir,
         from_run: req.from_run,
+        hidden_cache: req.hidden_cache,
     };
     let params = parameter_counts(&ctx, req.bert_config);
     progress.log(&format!(
@@ -218,15 +224,7 @@ fn load_data(
     progress: &mut dyn Progress,
 ) -> Result<TaskData> {
     let config = req.config;
-    let data = load_task_data(
-        req.task,
-        req.source,
-        tokenizer,
-        config.max_len,
-        &config.squad_features,
-        config.limit_train,
-        config.limit_eval,
-    )?;
+    let data = load_task_data(req.task, req.source, tokenizer, config)?;
     for note in &data.notes {
         progress.log(note);
     }
@@ -330,6 +328,13 @@ fn assemble_results(
         methods: method_descriptions(req.config, &seeds),
         parameters,
         data_notes: data.notes.clone(),
+        splits: std::iter::once(("train".to_string(), SplitInfo::of(&data.train)))
+            .chain(
+                data.eval
+                    .iter()
+                    .map(|s| (s.name.clone(), SplitInfo::of(&s.samples))),
+            )
+            .collect(),
         summary: summarise(&seeds),
         seeds,
         wall_seconds,

@@ -60,15 +60,30 @@ pub fn run_seed<B: crate::TrainBackend>(
     }
     let started = Instant::now();
     let bert_final = finetuned.load(&files.bert_final, device)?;
+    let end = point_label(ctx.config.finetune.epochs);
+    let selection = &finetuned.selection;
+    let is_end = selection
+        .as_ref()
+        .is_none_or(|s| s.best.as_deref() == Some(end.as_str()));
     evaluate_final::<B>(
         ctx,
         (seed, &files),
-        &bert_final,
+        (&bert_final, &files.bert_final, is_end),
         &mut evaluation,
         device,
         progress,
     )?;
     *wall.entry("evaluate".to_string()).or_default() += started.elapsed().as_secs_f64();
+    if let Some(end_point) = selection
+        .as_ref()
+        .and_then(|s| s.scored(&end))
+        .filter(|_| !is_end)
+    {
+        // `bert_final` is an earlier point: the end model's scores, measured during
+        // fine-tuning on the same splits, stay `bert@<epochs>`.
+        let key = method_at(BERT, ctx.config.finetune.epochs, 1.0);
+        evaluation.add_scores(key, &end_point.scores);
+    }
     let started = Instant::now();
     let head_config = ctx.head_config(&finetuned.bert_config);
     let head = &last_heads[0];
@@ -91,6 +106,7 @@ pub fn run_seed<B: crate::TrainBackend>(
         head_layer_share: head.model.layer_share(&head_config),
         costs: costs(ctx, &finetuned, &files)?,
         head_losses: head_losses(ctx, &files)?,
+        selection: finetuned.selection.clone(),
     };
     write_json(&files.result, &result)?;
     Ok(result)
@@ -112,7 +128,8 @@ fn every_point<B: crate::TrainBackend>(
     let head_padding = ctx.head_padding(&ctx.head_config(&finetuned.bert_config));
     let mut last = None;
     for &point in &cfg.extract_at {
-        let bert = finetuned.load(&files.bert_at(point), device)?;
+        let checkpoint = files.bert_at(point);
+        let bert = finetuned.load(&checkpoint, device)?;
         // The encoder that feeds the heads: the same checkpoint, in the float type asked for
         // (bf16 on a GPU halves its memory traffic); the heads themselves always see f32.
         let encoder = bert
@@ -122,7 +139,8 @@ fn every_point<B: crate::TrainBackend>(
         let mut heads = Vec::new();
         for fraction in cfg.head_fractions() {
             let at = (point, fraction);
-            let head = train_head(ctx, seed, files, finetuned, &encoder, at, device, progress)?;
+            let frozen = (&encoder, checkpoint.as_path());
+            let head = train_head(ctx, seed, files, finetuned, frozen, at, device, progress)?;
             if let Some(seconds) = head.seconds_here {
                 *wall.entry("head".to_string()).or_default() += seconds;
             }
@@ -131,6 +149,7 @@ fn every_point<B: crate::TrainBackend>(
         let started = Instant::now();
         let models = PointModels {
             point,
+            checkpoint: &checkpoint,
             bert: &bert,
             encoder: &encoder,
             heads: &heads,

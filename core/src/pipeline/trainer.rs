@@ -30,6 +30,8 @@ pub struct LoopSpec {
     pub checkpoint: PathBuf,
     /// Model snapshots to keep: after `step` optimizer steps, write the module to `path`.
     pub milestones: Vec<(usize, PathBuf)>,
+    /// The metrics log and this phase's name in it (`None`: no log).
+    pub log: Option<(PathBuf, String)>,
 }
 
 impl LoopSpec {
@@ -75,8 +77,8 @@ impl LossCurve {
 
 /// Trains `model` on `n` samples; `loss_fn(model, indices)` computes one batch's loss. After
 /// every step (and its milestone, if any) `after_step(step, seconds, model, progress)` sees the
-/// model,
-/// `seconds` being the training time so far over every process. Resumes from
+/// model, `seconds` being the training time so far over every process, and says whether to go
+/// on (false: stop early, as `--early-stop-patience` does). Resumes from
 /// `spec.checkpoint` when it exists. Returns the model, the loss curve and the training seconds
 /// (over every process).
 pub fn train_loop<B, M, F, H>(
@@ -92,7 +94,7 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     F: FnMut(&M, &[usize]) -> Tensor<B, 1>,
-    H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<()>,
+    H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
 {
     let per_epoch = spec.steps_per_epoch(n);
     let total = spec.total_steps(n);
@@ -122,6 +124,10 @@ where
             spec.checkpoint.display()
         ));
     }
+    let log = match &spec.log {
+        Some((path, phase)) => Some(super::metrics_log::MetricsLog::open(path, phase, step)?),
+        None => None,
+    };
     progress.start(&spec.name, total as u64, "steps");
     progress.set_position(step as u64);
     let started = Instant::now();
@@ -150,7 +156,13 @@ where
             }
         }
         let seconds = seconds_before + started.elapsed().as_secs_f64();
-        after_step(step, seconds, &model, progress)?;
+        if let Some(log) = &log {
+            let epoch = step as f64 / per_epoch as f64;
+            log.step(step, epoch, loss_value, lr, seconds)?;
+        }
+        if !after_step(step, seconds, &model, progress)? {
+            break;
+        }
         if step % spec.checkpoint_every.max(1) == 0 && step < total {
             let position = TrainPosition {
                 step,
