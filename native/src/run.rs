@@ -491,6 +491,7 @@ pub fn run<B: bertvision_core::TrainBackend>(
             .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
         from_run: None,
         hidden_cache: None,
+        export_bert: true,
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

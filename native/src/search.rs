@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
 use bertvision_core::models::ModelDir;
+use bertvision_core::pipeline::RunRequest;
 use bertvision_core::pipeline::heads::FinishedRun;
 use bertvision_core::pipeline::hidden_cache::HiddenCache;
 use bertvision_core::search::sampler::Algorithm;
@@ -233,16 +234,21 @@ fn search<B: bertvision_core::TrainBackend>(
         settings,
         trials: args.trials,
         run,
-        task,
-        model_dir: &dir,
-        bert_config: &bert_config,
-        source,
-        out_dir: out,
-        device_label: args.device.label(),
-        pad_multiple: args
-            .pad_multiple
-            .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
-        cache: (args.cache_gib > 0.0).then_some(&cache),
+        base: RunRequest {
+            config: &run.config,
+            task,
+            model_dir: &dir,
+            bert_config: &bert_config,
+            source,
+            out_dir: out,
+            device_label: args.device.label(),
+            pad_multiple: args
+                .pad_multiple
+                .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
+            from_run: None,
+            hidden_cache: (args.cache_gib > 0.0).then_some(&cache),
+            export_bert: true,
+        },
     };
     run_search::<B>(&request, &device, &mut Bars::new())?;
     Ok(())

@@ -105,6 +105,7 @@ fn train_heads<B: bertvision_core::TrainBackend>(
             .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
         from_run: Some(&run.dir),
         hidden_cache: (args.cache_gib > 0.0).then_some(&cache),
+        export_bert: true,
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

@@ -441,7 +441,13 @@ fn cases(root: &Path) -> Vec<Case> {
         ),
         (
             "search from a folder without a run",
-            s(&["search", "--from", "nowhere", "--param", "head_lr=1e-4..1e-2:log"]),
+            s(&[
+                "search",
+                "--from",
+                "nowhere",
+                "--param",
+                "head_lr=1e-4..1e-2:log",
+            ]),
             vec!["config.json", "not the folder of a `bertvision run`"],
         ),
         (

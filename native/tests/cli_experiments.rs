@@ -4,8 +4,7 @@
 //! refusing a run whose checkpoints are gone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use bertvision_tests::shared_data;
 use serde_json::Value;
@@ -65,27 +64,7 @@ fn run(args: &[String]) -> (Value, String) {
 
 /// Starts `args`, kills it (SIGKILL) once `file` exists; whether it was still running then.
 fn kill_when(args: &[String], file: &Path) -> bool {
-    let mut child = bertvision()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let mut killed = false;
-    while started.elapsed() < Duration::from_secs(300) {
-        if file.exists() {
-            killed = child.try_wait().unwrap().is_none();
-            let _ = child.kill();
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait().unwrap();
-    killed
+    bertvision_tests::kill_when(bertvision().args(args), || file.exists())
 }
 
 fn metrics(results: &Value, key: &str) -> Value {

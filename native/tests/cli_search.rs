@@ -5,8 +5,7 @@
 //! reproduces it; and what it refuses.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use bertvision_tests::shared_data;
 use serde_json::Value;
@@ -98,27 +97,7 @@ fn search_args(run: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
 
 /// Kills `args` (SIGKILL) once `trials.jsonl` in `dir` has `n` lines; whether it was running.
 fn kill_after_trials(args: &[String], dir: &Path, n: usize) -> bool {
-    let mut child = bertvision()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let mut killed = false;
-    while started.elapsed() < Duration::from_secs(300) {
-        if trials(dir).len() >= n {
-            killed = child.try_wait().unwrap().is_none();
-            let _ = child.kill();
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait().unwrap();
-    killed
+    bertvision_tests::kill_when(bertvision().args(args), || trials(dir).len() >= n)
 }
 
 #[test]

@@ -46,3 +46,30 @@ pub fn succeed(command: &mut Command) -> Output {
     );
     output
 }
+
+/// Starts `command` (its output discarded) and kills it (SIGKILL) as soon as `now()` holds, or
+/// lets it end after five minutes at most; whether it was still running when killed.
+pub fn kill_when(command: &mut Command, now: impl Fn() -> bool) -> bool {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the command starts");
+    let started = Instant::now();
+    let mut killed = false;
+    while started.elapsed() < Duration::from_secs(300) {
+        if now() {
+            killed = child.try_wait().unwrap().is_none();
+            let _ = child.kill();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait().unwrap();
+    killed
+}

@@ -93,6 +93,8 @@ pub struct RunContext<'a> {
     pub from_run: Option<&'a Path>,
     /// Hidden states kept in memory across head epochs and trials (`None`: streamed).
     pub hidden_cache: Option<&'a super::hidden_cache::HiddenCache>,
+    /// Whether the export holds BERT too (`RunRequest::export_bert`).
+    pub export_bert: bool,
 }
 
 impl RunContext<'_> {

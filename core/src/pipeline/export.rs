@@ -180,12 +180,14 @@ pub(super) fn export_seed<B: Backend>(
         span: ctx.span(),
         num_outputs: ctx.task.num_outputs(),
     };
-    export_bert(
-        bert,
-        bert_config,
-        &info,
-        &ctx.model_dir.tokenizer,
-        &files.export.join("bert"),
-    )?;
+    if ctx.export_bert {
+        export_bert(
+            bert,
+            bert_config,
+            &info,
+            &ctx.model_dir.tokenizer,
+            &files.export.join("bert"),
+        )?;
+    }
     export_head(head, head_config, &files.export)
 }

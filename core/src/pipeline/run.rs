@@ -26,6 +26,7 @@ use crate::tokenize::BertTokenizer;
 
 /// What a run needs besides its configuration: where the model, the data and the results are,
 /// and the device it runs on.
+#[derive(Clone, Copy)]
 pub struct RunRequest<'a> {
     /// Validated (`RunConfig::validate`).
     pub config: &'a RunConfig,
@@ -43,6 +44,9 @@ pub struct RunRequest<'a> {
     /// Hidden states kept in memory across head epochs (and, shared by `search`, across
     /// trials); `None`: streamed.
     pub hidden_cache: Option<&'a super::hidden_cache::HiddenCache>,
+    /// Also export BERT (`seed-N/export/bert/`, the model's size); `search`'s head trials leave
+    /// it out, the run they read holds it.
+    pub export_bert: bool,
 }
 
 /// What a finished run wrote.
@@ -79,6 +83,7 @@ pub fn run_task<B: crate::TrainBackend>(
         out_dir: req.out_dir,
         from_run: req.from_run,
         hidden_cache: req.hidden_cache,
+        export_bert: req.export_bert,
     };
     let params = parameter_counts(&ctx, req.bert_config);
     progress.log(&format!(

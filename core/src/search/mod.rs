@@ -20,17 +20,12 @@ use std::time::Instant;
 use self::sampler::propose;
 use self::space::Params;
 use self::trials::{SearchDir, SearchSettings, TrialRecord, trial_folder};
-use crate::bert::BertConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::WorkLock;
-use crate::models::ModelDir;
 use crate::pipeline::config::RunConfig;
-use crate::pipeline::data::DataSource;
 use crate::pipeline::heads::FinishedRun;
-use crate::pipeline::hidden_cache::HiddenCache;
 use crate::pipeline::validation::VALIDATION;
 use crate::pipeline::{Progress, RunRequest, run_task};
-use crate::tasks::TaskSpec;
 
 /// What a search needs besides its settings.
 pub struct SearchRequest<'a> {
@@ -38,14 +33,9 @@ pub struct SearchRequest<'a> {
     /// Trials to have finished in the folder (a resumed search runs the rest).
     pub trials: usize,
     pub run: &'a FinishedRun,
-    pub task: &'static TaskSpec,
-    pub model_dir: &'a ModelDir,
-    pub bert_config: &'a BertConfig,
-    pub source: &'a DataSource,
-    pub out_dir: &'a Path,
-    pub device_label: &'a str,
-    pub pad_multiple: usize,
-    pub cache: Option<&'a HiddenCache>,
+    /// What every trial's run shares: the task, model, data, device and hidden-state cache, and
+    /// the search's folder as `out_dir` (each trial gets its own configuration and folder).
+    pub base: RunRequest<'a>,
 }
 
 /// The settings of a search on `run`: the space, checked; refused when the run holds no
@@ -81,6 +71,7 @@ pub fn check_search(run: &FinishedRun, settings: &SearchSettings) -> Result<()> 
 fn trial_config(req: &SearchRequest<'_>, params: &Params) -> Result<RunConfig> {
     let run = req.run;
     let s = req.settings;
+    let bert_config = req.base.bert_config;
     let mut config = run.config.clone();
     config.extract_at = vec![run.config.last_point()];
     for d in &s.space {
@@ -93,12 +84,12 @@ fn trial_config(req: &SearchRequest<'_>, params: &Params) -> Result<RunConfig> {
         config.train_fraction = s.train_fraction.or(config.train_fraction);
         let end = config.finetune.epochs;
         config.extract_at.iter_mut().for_each(|p| *p = p.min(end));
-        config.validate(req.bert_config)?;
+        config.validate(bert_config)?;
         Ok(config)
     } else {
         let at = config.extract_at.clone();
         let config = run.heads_config(config, Some(at), Some(s.seeds.clone()))?;
-        config.validate(req.bert_config)?;
+        config.validate(bert_config)?;
         Ok(config)
     }
 }
@@ -124,16 +115,19 @@ fn mean_score(
     (values.len() == results.seeds.len() && mean.is_finite()).then_some(mean)
 }
 
-/// "head_lr=0.0031 adapter_size=16" for the log.
+/// A setting's value for people: `3.1000e-3`, `16`, `tenney`.
+fn value_text(v: &serde_json::Value) -> String {
+    match (v.as_f64(), v.as_str()) {
+        (Some(x), _) if !v.is_i64() => format!("{x:.4e}"),
+        (_, Some(word)) => word.to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// "adapter_size=16 head_lr=3.1000e-3" for the log.
 pub fn params_line(params: &Params) -> String {
-    params
-        .iter()
-        .map(|(k, v)| match v.as_f64() {
-            Some(x) if !v.is_i64() => format!("{k}={x:.4e}"),
-            _ => format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let pairs = params.iter().map(|(k, v)| format!("{k}={}", value_text(v)));
+    pairs.collect::<Vec<_>>().join(" ")
 }
 
 /// Runs trials until `req.trials` have finished in the folder (this process takes the trials
@@ -144,7 +138,7 @@ pub fn run_search<B: crate::TrainBackend>(
     device: &B::Device,
     progress: &mut dyn Progress,
 ) -> Result<Vec<TrialRecord>> {
-    let folder = SearchDir::claim(req.out_dir, req.settings)?;
+    let folder = SearchDir::claim(req.base.out_dir, req.settings)?;
     loop {
         let finished = folder.finished()?;
         if finished.len() >= req.trials {
@@ -225,15 +219,10 @@ fn run_trial<B: crate::TrainBackend>(
     let out_dir = folder.trial_dir(trial);
     let request = RunRequest {
         config: &config,
-        task: req.task,
-        model_dir: req.model_dir,
-        bert_config: req.bert_config,
-        source: req.source,
         out_dir: &out_dir,
-        device_label: req.device_label,
-        pad_multiple: req.pad_multiple,
         from_run: (!s.finetunes).then_some(req.run.dir.as_path()),
-        hidden_cache: req.cache,
+        export_bert: s.finetunes,
+        ..req.base
     };
     let outcome = run_task::<B>(&request, device, progress)?;
     Ok(TrialRecord {
@@ -269,13 +258,7 @@ pub fn best_table(settings: &SearchSettings, records: &[TrialRecord], n: usize) 
     for (rank, r) in best_trials(records, n).into_iter().enumerate() {
         let cells: Vec<String> = names
             .iter()
-            .map(|n| {
-                r.params.get(*n).map_or(String::new(), |v| {
-                    params_line(&[(n.to_string(), v.clone())].into_iter().collect())
-                        .split_once('=')
-                        .map_or(String::new(), |(_, v)| v.to_string())
-                })
-            })
+            .map(|n| r.params.get(*n).map_or(String::new(), value_text))
             .collect();
         out += &format!(
             "| {} | {} | {} | {} | {} | {:.1} |\n",
