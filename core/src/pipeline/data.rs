@@ -225,16 +225,14 @@ fn squad_split(
 fn split_articles(train: SquadDataset, fraction: f64) -> (SquadDataset, SquadDataset) {
     let key = dataset_titles_key(&train);
     let held = validation_articles(train.articles.len(), fraction, key);
-    let mut kept = train.clone();
-    let mut validation = train;
-    let mut index = 0..;
-    kept.articles
-        .retain(|_| !held.contains(&index.next().unwrap_or(0)));
-    let mut index = 0..;
-    validation
-        .articles
-        .retain(|_| held.contains(&index.next().unwrap_or(0)));
-    (kept, validation)
+    let (out, stay): (Vec<_>, Vec<_>) =
+        (train.articles.iter().cloned().enumerate()).partition(|(i, _)| held.contains(i));
+    let part = |articles: Vec<(usize, _)>| SquadDataset {
+        path: train.path.clone(),
+        version: train.version.clone(),
+        articles: articles.into_iter().map(|(_, a)| a).collect(),
+    };
+    (part(stay), part(out))
 }
 
 /// FNV-1a over the articles' titles: which articles a SQuAD file has.

@@ -48,6 +48,20 @@ pub fn check_search(run: &FinishedRun, settings: &SearchSettings) -> Result<()> 
             run.dir.display()
         )));
     }
+    let main_keys = [
+        "bertvision",
+        "bert_extract",
+        "bert_final",
+        "ensemble_max",
+        "ensemble_mean",
+    ];
+    if !(main_keys.contains(&settings.objective.as_str()) || settings.objective.contains('@')) {
+        return Err(Error::usage(format!(
+            "--objective {}: a method key ({}, or one at a point such as bertvision@0.5)",
+            settings.objective,
+            main_keys.join(", ")
+        )));
+    }
     if let Some(d) = settings.space.iter().find(|d| d.name == "extract_at") {
         let kept = &run.config.extract_at;
         let choices = match &d.domain {
