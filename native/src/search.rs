@@ -16,7 +16,6 @@ use bertvision_core::search::trials::{SearchDir, SearchSettings, TrialRecord};
 use bertvision_core::search::{
     SearchRequest, best_command, best_table, best_trials, check_search, run_search,
 };
-use bertvision_core::tasks::TaskKind;
 use clap::Args;
 
 use crate::backend::{DeviceArg, check_encoder_dtype};
@@ -97,10 +96,7 @@ fn settings(args: &SearchArgs, run: &FinishedRun) -> Result<SearchSettings> {
         [] => vec![run.config.seeds[0]],
         given => given.to_vec(),
     };
-    let metric = match task.kind {
-        TaskKind::Span => "f1",
-        _ => task.primary_metric().name(),
-    };
+    let metric = bertvision_core::pipeline::methods::main_metric(task);
     let settings = SearchSettings {
         from: std::path::absolute(&run.dir).unwrap_or_else(|_| run.dir.clone()),
         finetunes: space.iter().any(|d| d.scope() == Scope::Finetune),

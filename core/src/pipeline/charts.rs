@@ -10,7 +10,6 @@ use plotters::prelude::*;
 use super::methods::{BERT, BERTVISION, parse_method_key, point_label};
 use super::results::RunResults;
 use crate::error::{Error, Result};
-use crate::tasks::TaskKind;
 
 /// One line: points `(x, mean, sd)`, x increasing.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,10 +133,7 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 /// The metric the curves show: the task's first (GLUE), SQuAD's F1.
 pub fn main_metric(results: &RunResults) -> Option<&'static str> {
     let task = crate::tasks::task(&results.task).ok()?;
-    match task.kind {
-        TaskKind::Span => Some("f1"),
-        _ => task.metrics.first().map(|m| m.name()),
-    }
+    Some(super::methods::main_metric(task))
 }
 
 /// `method@p[/f]` → mean and sd of `metric` on `split` over seeds, by point; only keys of

@@ -12,7 +12,7 @@ use super::batch::make_batch;
 use super::context::{RunContext, gather, read_json, save_phase, write_json};
 use super::evaluate::score_bert;
 use super::files::{FinetuneTimes, PointTime, SeedFiles, read_map, update_map};
-use super::methods::{SplitMetrics, point_label};
+use super::methods::{SplitMetrics, main_metric, point_label};
 use super::metrics_log::MetricsLog;
 use super::progress::Progress;
 use super::selection::{ScoredPoint, Selection};
@@ -190,7 +190,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
                 // kill before the loss curve leaves the phase unfinished), the end model is kept.
                 Some(s) if s.best.as_deref() != Some(end.as_str()) => {
                     let best = crate::error::read_file(&files.bert_best)?;
-                    crate::fsutil::write_atomic(&files.bert_final, &best)?;
+                    write_atomic(&files.bert_final, &best)?;
                     progress.log(&format!(
                         "seed {seed}: BERT after {} epochs is the best on {} ({} {:.4}): kept as bert_final",
                         s.best.as_deref().unwrap_or("?"),
@@ -222,7 +222,9 @@ struct PointWatcher<'a, 'c, B: crate::TrainBackend> {
     points_at: BTreeMap<usize, Vec<String>>,
     eval_only: BTreeSet<String>,
     times: FinetuneTimes,
-    evaluated: BTreeSet<String>,
+    /// BERT's scores at the evaluation-only points so far (`finetune-evals.json` as read, then
+    /// kept up to date here).
+    evals: BTreeMap<String, SplitMetrics>,
     per_epoch: usize,
     log: MetricsLog,
     /// `--select-best`: the choice so far, and the step from which early stopping may act
@@ -257,7 +259,7 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
         let selection = match &cfg.select_best {
             Some(split) => Some(
                 read_json::<Selection>(&files.selection)?
-                    .unwrap_or_else(|| Selection::new(split, &selection_metric(ctx))),
+                    .unwrap_or_else(|| Selection::new(split, main_metric(ctx.task))),
             ),
             None => None,
         };
@@ -274,7 +276,7 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
             points_at,
             eval_only,
             times: read_map(&files.finetune_times)?,
-            evaluated: evals.into_keys().collect(),
+            evals,
         })
     }
 
@@ -302,13 +304,13 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
             let scores = self.scores_at(&label, model)?;
             let epoch = step as f64 / self.per_epoch.max(1) as f64;
             self.log.eval(step, epoch, &scores)?;
-            if eval_only && !self.evaluated.contains(&label) {
+            if eval_only && !self.evals.contains_key(&label) {
                 progress.log(&format!(
                     "BERT after {label} epochs: {}",
                     summary_line(&scores)
                 ));
                 update_map(&self.files.finetune_evals, label.clone(), scores.clone())?;
-                self.evaluated.insert(label.clone());
+                self.evals.insert(label.clone(), scores.clone());
             }
             if selecting && !self.select(&label, step, scores, model, progress)? {
                 return Ok(false);
@@ -319,9 +321,8 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
 
     /// BERT's scores at a point: recorded before (a resumed run passing it again) or measured.
     fn scores_at(&self, label: &str, model: &BertTaskModel<B>) -> Result<SplitMetrics> {
-        let recorded: BTreeMap<String, SplitMetrics> = read_map(&self.files.finetune_evals)?;
         let selected = self.selection.as_ref().and_then(|s| s.scored(label));
-        match (recorded.get(label), selected) {
+        match (self.evals.get(label), selected) {
             (Some(scores), _) => Ok(scores.clone()),
             (None, Some(point)) => Ok(point.scores.clone()),
             (None, None) => score_bert::<B>(self.ctx, &model.valid(), self.device),
@@ -361,14 +362,6 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
         }
         write_json(&self.files.selection, &*selection)?;
         Ok(!stop)
-    }
-}
-
-/// The metric `--select-best` maximises: the task's first (SQuAD: F1).
-fn selection_metric(ctx: &RunContext<'_>) -> String {
-    match ctx.task.kind {
-        crate::tasks::TaskKind::Span => "f1".to_string(),
-        _ => ctx.task.primary_metric().name().to_string(),
     }
 }
 

@@ -15,6 +15,25 @@ pub type SplitMetrics = BTreeMap<String, BTreeMap<String, f64>>;
 /// method → split → metric → value.
 pub type MetricTable = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
 
+/// The metric a task is judged by (curves, `--select-best`, `search`): the task's first for
+/// GLUE (accuracy, f1, matthews, pearson), SQuAD's F1.
+pub fn main_metric(task: &crate::tasks::TaskSpec) -> &'static str {
+    match task.kind {
+        crate::tasks::TaskKind::Span => "f1",
+        _ => task.metrics.first().map_or("accuracy", |m| m.name()),
+    }
+}
+
+/// The keys of a run's main methods (the same at a point: `bertvision@0.5`).
+pub fn main_keys() -> Vec<String> {
+    let ensembles = [EnsembleRule::Max, EnsembleRule::Mean].map(ensemble_name);
+    [BERTVISION, BERT_EXTRACT, BERT_FINAL]
+        .map(String::from)
+        .into_iter()
+        .chain(ensembles)
+        .collect()
+}
+
 /// The results key of an ensemble rule's method, e.g. `ensemble_max`.
 pub fn ensemble_name(rule: EnsembleRule) -> String {
     format!("ensemble_{}", rule.name())

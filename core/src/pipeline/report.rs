@@ -146,10 +146,7 @@ pub fn report_markdown(r: &ReportInput<'_>) -> String {
 /// One split's curve as a table (when there is more than one point): a row per point of
 /// fine-tuning, BERT, BERTVision and the mean ensemble there, and the heads on less data.
 fn points_table(r: &ReportInput<'_>, split: &str) -> String {
-    let metric = match r.task.kind {
-        TaskKind::Span => "f1",
-        _ => r.task.metrics.first().map_or("accuracy", |m| m.name()),
-    };
+    let metric = super::methods::main_metric(r.task);
     let mut points: Vec<f64> = r
         .summary
         .keys()

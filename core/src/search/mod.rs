@@ -48,14 +48,8 @@ pub fn check_search(run: &FinishedRun, settings: &SearchSettings) -> Result<()> 
             run.dir.display()
         )));
     }
-    let main_keys = [
-        "bertvision",
-        "bert_extract",
-        "bert_final",
-        "ensemble_max",
-        "ensemble_mean",
-    ];
-    if !(main_keys.contains(&settings.objective.as_str()) || settings.objective.contains('@')) {
+    let main_keys = crate::pipeline::methods::main_keys();
+    if !(main_keys.contains(&settings.objective) || settings.objective.contains('@')) {
         return Err(Error::usage(format!(
             "--objective {}: a method key ({}, or one at a point such as bertvision@0.5)",
             settings.objective,
