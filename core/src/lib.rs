@@ -6,10 +6,11 @@
 pub mod bert;
 pub mod fsutil;
 pub mod head;
+pub mod inference;
 pub mod models;
 pub mod pipeline;
+pub mod predict;
 pub mod pretrained;
-pub mod qa;
 /// Hyper-parameter search (native only: trials are processes sharing a folder).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod search;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use bertvision_core::fsutil::write_atomic;
-use bertvision_core::qa::{ExportFiles, QaAnswers, QaModels, QaQuery, answer};
+use bertvision_core::inference::ExportFiles;
+use bertvision_core::inference::qa::{QaAnswers, QaModels, QaQuery, answer};
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;

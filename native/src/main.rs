@@ -10,6 +10,7 @@ mod bench;
 mod data_cmds;
 mod encode;
 mod fetch;
+mod predict;
 mod progress;
 mod run;
 mod search;
@@ -63,6 +64,13 @@ enum Command {
     /// Answer a question about a passage with an exported SQuAD model (`<run>/seed-N/export`):
     /// BERT, BERTVision and their ensemble, as the browser demo does.
     Answer(answer::AnswerArgs),
+    /// Predict a file with an exported model: a GLUE TSV (GLUE's test.tsv included: submission
+    /// files as the GLUE server wants them) or a SQuAD JSON (the official prediction files);
+    /// every method, and the task's metrics when the file has labels.
+    Predict(Box<predict::PredictArgs>),
+    /// Classify one sentence or pair with an exported GLUE model: BERT's, BERTVision's and the
+    /// ensembles' probabilities (or scores, STS-B) side by side.
+    Classify(predict::ClassifyArgs),
     /// Time extraction, a fine-tuning step and AdapterPooler steps (median of repeats after
     /// warm-up); `benchmarks/torch_bench.py` measures PyTorch the same way.
     Bench(bench::BenchArgs),
@@ -138,6 +146,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Search(args) => search::main(&args, &cache_dir),
         Command::EvaluateSquad(args) => data_cmds::evaluate_squad(&args),
         Command::Answer(args) => answer::main(&args),
+        Command::Predict(args) => predict::main(&args),
+        Command::Classify(args) => predict::classify_main(&args),
         Command::Bench(args) => bench::main(&args, &cache_dir),
         Command::WebAssets(args) => web_assets::main(&args),
         Command::DataReport(args) => data_cmds::data_report(&args, &cache_dir),

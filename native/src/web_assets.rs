@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bertvision_core::fsutil::write_atomic;
+use bertvision_core::inference::ExportFiles;
+use bertvision_core::inference::qa::{QaModels, demo_samples};
 use bertvision_core::pipeline::results::RunResults;
-use bertvision_core::qa::{ExportFiles, QaModels, demo_samples};
 use bertvision_core::squad::SquadDataset;
 
 #[derive(Debug, clap::Args)]

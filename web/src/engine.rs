@@ -4,7 +4,8 @@
 
 use std::cell::RefCell;
 
-use bertvision_core::qa::{ExportFiles, QaModels, QaQuery};
+use bertvision_core::inference::ExportFiles;
+use bertvision_core::inference::qa::{QaModels, QaQuery};
 use burn::backend::wgpu::{WgpuDevice, graphics::WebGpu as WebGpuApi, init_setup_async};
 use burn::backend::{Flex, WebGpu};
 use burn::tensor::Tensor;
@@ -238,7 +239,7 @@ pub fn export_from_named(files: Vec<(String, Vec<u8>)>) -> Result<ExportFiles, S
     let mut take = |name: &str| {
         by_name
             .remove(name)
-            .map(|b| bertvision_core::qa::NamedBytes::new(name, b))
+            .map(|b| bertvision_core::inference::NamedBytes::new(name, b))
             .ok_or_else(|| format!("{name} is missing: choose config.json, model.safetensors, tokenizer.json, head.safetensors and head.json"))
     };
     Ok(ExportFiles {

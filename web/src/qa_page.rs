@@ -2,7 +2,8 @@
 //! BERT's, BERTVision's and the ensemble's answers, where they are in the passage, and the
 //! start/end probabilities over the tokens.
 
-use bertvision_core::qa::{DemoSample, ExportFiles, NamedBytes, QaAnswers, QaQuery, answer};
+use bertvision_core::inference::qa::{DemoSample, QaAnswers, QaQuery, answer};
+use bertvision_core::inference::{ExportFiles, NamedBytes};
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -467,7 +468,10 @@ fn percent(p: f64) -> String {
     }
 }
 
-fn answer_card(i: usize, m: &bertvision_core::qa::MethodAnswer) -> impl IntoView + use<> {
+fn answer_card(
+    i: usize,
+    m: &bertvision_core::inference::qa::MethodAnswer,
+) -> impl IntoView + use<> {
     let p = &m.prediction;
     let no_answer = p.text.is_empty();
     let id = format!("answer-{}", m.method);

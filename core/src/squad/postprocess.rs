@@ -102,6 +102,80 @@ fn top_indexes(logits: &[f32], n: usize) -> Vec<usize> {
     idx
 }
 
+/// The valid spans of one example over its windows, in the order they were found, and its
+/// null score (start[CLS] + end[CLS], the minimum over the windows) with those two logits.
+struct ExampleSpans {
+    null_score: f64,
+    null_logits: (f32, f32),
+    spans: Vec<Span>,
+}
+
+struct Span {
+    score: f64,
+    start_logit: f32,
+    end_logit: f32,
+    text: String,
+    at: SpanLocation,
+}
+
+fn example_spans(
+    example: &SquadExample,
+    feature_ids: &[usize],
+    features: &[SquadFeature],
+    logits: &[(Vec<f32>, Vec<f32>)],
+    config: &PostprocessConfig,
+) -> ExampleSpans {
+    let mut out = ExampleSpans {
+        null_score: f64::INFINITY,
+        null_logits: (0.0, 0.0),
+        spans: Vec::new(),
+    };
+    for &fi in feature_ids {
+        let feature = &features[fi];
+        let (start_logits, end_logits) = &logits[fi];
+        let len = feature.encoded.len();
+        let feature_null = f64::from(start_logits[0]) + f64::from(end_logits[0]);
+        if feature_null < out.null_score {
+            out.null_score = feature_null;
+            out.null_logits = (start_logits[0], end_logits[0]);
+        }
+        for &s in &top_indexes(&start_logits[..len], config.n_best) {
+            for &e in &top_indexes(&end_logits[..len], config.n_best) {
+                if !feature.is_context(s)
+                    || !feature.is_context(e)
+                    || e < s
+                    || e - s + 1 > config.max_answer_len
+                {
+                    continue;
+                }
+                out.spans.push(Span {
+                    score: f64::from(start_logits[s]) + f64::from(end_logits[e]),
+                    start_logit: start_logits[s],
+                    end_logit: end_logits[e],
+                    text: span_text(example, feature, s, e),
+                    at: SpanLocation {
+                        char_from: feature.encoded.offsets[s].0,
+                        char_to: feature.encoded.offsets[e].1,
+                        feature: fi,
+                        start_token: s,
+                        end_token: e,
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Feature indices per example.
+fn windows_by_example(examples: &[SquadExample], features: &[SquadFeature]) -> Vec<Vec<usize>> {
+    let mut by_example: Vec<Vec<usize>> = vec![Vec::new(); examples.len()];
+    for (i, f) in features.iter().enumerate() {
+        by_example[f.example].push(i);
+    }
+    by_example
+}
+
 /// `logits[i]` holds the (start, end) logits of `features[i]`, one value per token of its window.
 pub fn postprocess(
     examples: &[SquadExample],
@@ -114,45 +188,21 @@ pub fn postprocess(
         logits.len(),
         "one pair of logit vectors per feature"
     );
-    let mut by_example: Vec<Vec<usize>> = vec![Vec::new(); examples.len()];
-    for (i, f) in features.iter().enumerate() {
-        by_example[f.example].push(i);
-    }
+    let by_example = windows_by_example(examples, features);
     let mut predictions = Vec::with_capacity(examples.len());
     for (example, feature_ids) in examples.iter().zip(by_example) {
-        let mut null_score = f64::INFINITY;
-        let mut best: Option<(f64, String, SpanLocation)> = None;
-        for fi in feature_ids {
-            let feature = &features[fi];
-            let (start_logits, end_logits) = &logits[fi];
-            let len = feature.encoded.len();
-            let feature_null = f64::from(start_logits[0]) + f64::from(end_logits[0]);
-            null_score = null_score.min(feature_null);
-            for &s in &top_indexes(&start_logits[..len], config.n_best) {
-                for &e in &top_indexes(&end_logits[..len], config.n_best) {
-                    if !feature.is_context(s)
-                        || !feature.is_context(e)
-                        || e < s
-                        || e - s + 1 > config.max_answer_len
-                    {
-                        continue;
-                    }
-                    let score = f64::from(start_logits[s]) + f64::from(end_logits[e]);
-                    if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-                        let at = SpanLocation {
-                            char_from: feature.encoded.offsets[s].0,
-                            char_to: feature.encoded.offsets[e].1,
-                            feature: fi,
-                            start_token: s,
-                            end_token: e,
-                        };
-                        best = Some((score, span_text(example, feature, s, e), at));
-                    }
-                }
-            }
-        }
+        let found = example_spans(example, &feature_ids, features, logits, config);
+        // The first of equal scores wins.
+        let best = found
+            .spans
+            .into_iter()
+            .fold(None::<Span>, |best, s| match best {
+                Some(b) if s.score <= b.score => Some(b),
+                _ => Some(s),
+            });
+        let null_score = found.null_score;
         let (best_span_score, best_span, best_span_at) = match best {
-            Some((score, text, at)) => (score, text, Some(at)),
+            Some(s) => (s.score, s.text, Some(s.at)),
             None => (f64::NEG_INFINITY, String::new(), None),
         };
         let diff = null_score - best_span_score;
@@ -172,6 +222,72 @@ pub fn postprocess(
         });
     }
     SquadPredictions { predictions }
+}
+
+/// One entry of `nbest_predictions.json`, as Google's `run_squad` writes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NBestEntry {
+    pub text: String,
+    /// Softmax over the kept entries' scores (start + end logit), the null entry included.
+    pub probability: f64,
+    pub start_logit: f32,
+    pub end_logit: f32,
+}
+
+/// Question id → its best `n_best` distinct answer texts, highest score first, and the null
+/// answer `""` (from the window with the lowest null score).
+pub type NBest = std::collections::BTreeMap<String, Vec<NBestEntry>>;
+
+/// The n-best answers of every example (the spans [`postprocess`] chooses from).
+pub fn nbest(
+    examples: &[SquadExample],
+    features: &[SquadFeature],
+    logits: &[(Vec<f32>, Vec<f32>)],
+    config: &PostprocessConfig,
+) -> NBest {
+    let by_example = windows_by_example(examples, features);
+    let mut out = NBest::new();
+    for (example, feature_ids) in examples.iter().zip(by_example) {
+        let found = example_spans(example, &feature_ids, features, logits, config);
+        let mut spans = found.spans;
+        // Stable: the first of equal scores stays first, as in `postprocess`.
+        spans.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut kept: Vec<(f64, NBestEntry)> = Vec::new();
+        for s in spans {
+            if kept.len() == config.n_best {
+                break;
+            }
+            if !s.text.is_empty() && kept.iter().all(|(_, k)| k.text != s.text) {
+                let entry = NBestEntry {
+                    text: s.text,
+                    probability: 0.0,
+                    start_logit: s.start_logit,
+                    end_logit: s.end_logit,
+                };
+                kept.push((s.score, entry));
+            }
+        }
+        let (null_start, null_end) = found.null_logits;
+        let null = NBestEntry {
+            text: String::new(),
+            probability: 0.0,
+            start_logit: null_start,
+            end_logit: null_end,
+        };
+        kept.push((found.null_score, null));
+        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top = kept[0].0;
+        let total: f64 = kept.iter().map(|(s, _)| (s - top).exp()).sum();
+        let entries = kept
+            .into_iter()
+            .map(|(score, entry)| NBestEntry {
+                probability: (score - top).exp() / total,
+                ..entry
+            })
+            .collect();
+        out.insert(example.id.clone(), entries);
+    }
+    out
 }
 
 #[cfg(test)]

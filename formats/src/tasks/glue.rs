@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::registry::{Column, TaskKind, TaskSpec, TsvFormat};
+use super::registry::{Column, TaskKind, TaskSpec, TestFormat, TsvFormat};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +180,129 @@ pub fn parse_tsv(
     })
 }
 
+/// One row to predict: the index a GLUE submission repeats (the test file's `index` column; the
+/// row's position, from 0, in a labelled file), its texts, and its label when the file has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRow {
+    pub index: String,
+    pub text_a: String,
+    pub text_b: Option<String>,
+    pub label: Option<Label>,
+}
+
+/// A file to predict: a labelled train/dev file, or GLUE's label-free `test.tsv` layout.
+#[derive(Debug, Clone)]
+pub struct GlueInputs {
+    pub path: PathBuf,
+    pub rows: Vec<InputRow>,
+    pub labelled: bool,
+    /// Rows a labelled QQP/MNLI/QNLI file's official reader skips (a test file skips none: the
+    /// GLUE server wants a prediction for every index).
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// Reads a file to predict (see [`parse_inputs`]).
+pub fn load_inputs(task: &TaskSpec, path: &Path) -> Result<GlueInputs> {
+    let bytes = crate::error::read_file(path)?;
+    parse_inputs(task, path, &bytes)
+}
+
+/// A labelled file of `task` (as [`parse_tsv`] reads it), or, when the header has the test
+/// layout's index and text columns but not the labelled files' label column, a test file.
+pub fn parse_inputs(task: &TaskSpec, path: &Path, bytes: &[u8]) -> Result<GlueInputs> {
+    let (Some(format), Some(test)) = (task.format, task.test_format) else {
+        return Err(Error::usage(format!("{} is not a TSV task", task.name)));
+    };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = String::from_utf8_lossy(first.strip_suffix(b"\r").unwrap_or(first));
+    if is_test_header(&test, &first) {
+        return parse_test(&test, path, bytes);
+    }
+    let split = parse_tsv(task, &format, path, bytes)?;
+    let rows = split
+        .examples
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| InputRow {
+            index: i.to_string(),
+            text_a: e.text_a,
+            text_b: e.text_b,
+            label: Some(e.label),
+        });
+    Ok(GlueInputs {
+        path: split.path,
+        rows: rows.collect(),
+        labelled: true,
+        skipped: split.skipped,
+    })
+}
+
+fn is_test_header(test: &TestFormat, line: &str) -> bool {
+    let cols: Vec<&str> = line.split('\t').collect();
+    let has = |name: &str| cols.contains(&name);
+    has(test.index)
+        && has(test.text_a)
+        && test.text_b.is_none_or(has)
+        && !test.label.is_some_and(has)
+}
+
+fn parse_test(test: &TestFormat, path: &Path, bytes: &[u8]) -> Result<GlueInputs> {
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)));
+    let header: Vec<String> = match lines.next() {
+        Some((_, raw)) => String::from_utf8_lossy(raw)
+            .split('\t')
+            .map(str::to_string)
+            .collect(),
+        None => Vec::new(),
+    };
+    let col = |name: &str| header.iter().position(|c| c == name).unwrap_or(0);
+    let (index, a, b) = (col(test.index), col(test.text_a), test.text_b.map(col));
+    let needed = [index, a, b.unwrap_or(0)].into_iter().max().unwrap_or(0) + 1;
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (line, raw) in lines.filter(|(_, raw)| !raw.is_empty()) {
+        let row = std::str::from_utf8(raw)
+            .map_err(|_| Error::invalid_at(path, line, "not valid UTF-8"))?;
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < needed {
+            return Err(Error::invalid_at(
+                path,
+                line,
+                format!(
+                    "{} columns, expected at least {needed} (a test file's every row is predicted)",
+                    cols.len()
+                ),
+            ));
+        }
+        if !seen.insert(cols[index].to_string()) {
+            return Err(Error::invalid_at(
+                path,
+                line,
+                format!("index \"{}\" repeats an earlier row's", cols[index]),
+            ));
+        }
+        rows.push(InputRow {
+            index: cols[index].to_string(),
+            text_a: cols[a].to_string(),
+            text_b: b.map(|b| cols[b].to_string()),
+            label: None,
+        });
+    }
+    if rows.is_empty() {
+        return Err(Error::invalid(path, "no rows to predict in the file"));
+    }
+    Ok(GlueInputs {
+        path: path.to_path_buf(),
+        rows,
+        labelled: false,
+        skipped: Vec::new(),
+    })
+}
+
 type Row = (String, Option<String>, Label);
 
 fn parse_row(
@@ -297,5 +420,64 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("x.tsv:2: not valid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn test_files_are_read_without_labels_and_labelled_files_with_them() {
+        let t = task("RTE").unwrap();
+        let test = b"index\tsentence1\tsentence2\n0\tA.\tB.\n7\tC.\tD.\n";
+        let inputs = parse_inputs(t, Path::new("test.tsv"), test).unwrap();
+        assert!(!inputs.labelled);
+        assert_eq!(inputs.rows[1].index, "7");
+        assert_eq!(inputs.rows[1].text_b.as_deref(), Some("D."));
+        assert_eq!(inputs.rows[1].label, None);
+        let dev = b"index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n";
+        let inputs = parse_inputs(t, Path::new("dev.tsv"), dev).unwrap();
+        assert!(inputs.labelled);
+        assert_eq!(inputs.rows[0].label, Some(Label::Class(0)));
+        // CoLA: the labelled files have no header, the test file has one.
+        let cola = task("CoLA").unwrap();
+        let inputs =
+            parse_inputs(cola, Path::new("t.tsv"), b"index\tsentence\n0\tRode the.").unwrap();
+        assert!(!inputs.labelled && inputs.rows[0].text_a == "Rode the.");
+        let inputs = parse_inputs(cola, Path::new("d.tsv"), b"gj04\t0\t*\tRode the.").unwrap();
+        assert!(inputs.labelled);
+        // QQP's test index is `id`.
+        let qqp = task("QQP").unwrap();
+        let inputs = parse_inputs(
+            qqp,
+            Path::new("t.tsv"),
+            b"id\tquestion1\tquestion2\n3\ta?\tb?\n",
+        )
+        .unwrap();
+        assert_eq!(inputs.rows[0].index, "3");
+    }
+
+    #[test]
+    fn test_file_errors_name_file_and_line() {
+        let t = task("RTE").unwrap();
+        let e = parse_inputs(
+            t,
+            Path::new("t.tsv"),
+            b"index\tsentence1\tsentence2\n0\tA.\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.tsv:2: 2 columns, expected at least 3"),
+            "{e}"
+        );
+        let e = parse_inputs(
+            t,
+            Path::new("t.tsv"),
+            b"index\tsentence1\tsentence2\n0\tA\tB\n0\tC\tD\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "t.tsv:3: index \"0\" repeats an earlier row's");
+        let e = parse_inputs(t, Path::new("t.tsv"), b"index\tsentence1\tsentence2\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "t.tsv: no rows to predict in the file");
     }
 }

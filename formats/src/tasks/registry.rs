@@ -23,6 +23,26 @@ pub struct TsvFormat {
     pub official_reader_skips_bad_rows: bool,
 }
 
+/// How GLUE's label-free `test.tsv` files are laid out: a header, an index column the submission
+/// repeats, the text columns; `label` names the header column only labelled files have (`None`
+/// for CoLA, whose labelled files have no header at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestFormat {
+    pub index: &'static str,
+    pub text_a: &'static str,
+    pub text_b: Option<&'static str>,
+    pub label: Option<&'static str>,
+}
+
+/// A GLUE test file and the name GLUE's submission zip expects for its predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submission {
+    /// The input file's name (stem), as GLUE distributes it: `test`, `test_matched`, `AX`, ...
+    pub input: &'static str,
+    /// The prediction file's name inside the zip: `RTE.tsv`, `MNLI-m.tsv`, `AX.tsv`, ...
+    pub file: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
     /// Label strings in the order of the model's outputs (Hugging Face's processor order).
@@ -83,6 +103,10 @@ pub struct TaskSpec {
     /// Evaluation splits: (split name, file name). MNLI has two.
     pub dev_files: &'static [(&'static str, &'static str)],
     pub format: Option<TsvFormat>,
+    /// The label-free test files' layout (GLUE tasks).
+    pub test_format: Option<TestFormat>,
+    /// Submission file names by input file; the first is the default.
+    pub submissions: &'static [Submission],
     /// Default maximum sequence length (tokens, specials included).
     pub max_len: usize,
 }
@@ -143,6 +167,7 @@ const fn glue(
     metrics: &'static [MetricKind],
     dev_files: &'static [(&'static str, &'static str)],
     format: TsvFormat,
+    (test_format, submissions): (TestFormat, &'static [Submission]),
     max_len: usize,
 ) -> TaskSpec {
     TaskSpec {
@@ -156,7 +181,31 @@ const fn glue(
         train_file: "train.tsv",
         dev_files,
         format: Some(format),
+        test_format: Some(test_format),
+        submissions,
         max_len,
+    }
+}
+
+/// A test layout: `index` first, the text columns by name, the labelled files' label column.
+const fn test(
+    text_a: &'static str,
+    text_b: Option<&'static str>,
+    label: Option<&'static str>,
+) -> TestFormat {
+    TestFormat {
+        index: "index",
+        text_a,
+        text_b,
+        label,
+    }
+}
+
+/// GLUE's `test.tsv` of a task, submitted as `file`.
+const fn on_test(file: &'static str) -> Submission {
+    Submission {
+        input: "test",
+        file,
     }
 }
 
@@ -176,6 +225,7 @@ pub const TASKS: &[TaskSpec] = &[
             label: Column::Index(1),
             official_reader_skips_bad_rows: false,
         },
+        (test("sentence", None, None), &[on_test("CoLA.tsv")]),
         128,
     ),
     glue(
@@ -184,6 +234,10 @@ pub const TASKS: &[TaskSpec] = &[
         &[MetricKind::Accuracy],
         DEV,
         with_header("sentence", None, Column::Named("label"), false),
+        (
+            test("sentence", None, Some("label")),
+            &[on_test("SST-2.tsv")],
+        ),
         128,
     ),
     glue(
@@ -196,6 +250,10 @@ pub const TASKS: &[TaskSpec] = &[
             Some("#2 String"),
             Column::Named("Quality"),
             false,
+        ),
+        (
+            test("#1 String", Some("#2 String"), Some("Quality")),
+            &[on_test("MRPC.tsv")],
         ),
         128,
     ),
@@ -210,6 +268,10 @@ pub const TASKS: &[TaskSpec] = &[
             Column::Named("score"),
             false,
         ),
+        (
+            test("sentence1", Some("sentence2"), Some("score")),
+            &[on_test("STS-B.tsv")],
+        ),
         128,
     ),
     glue(
@@ -222,6 +284,13 @@ pub const TASKS: &[TaskSpec] = &[
             Some("question2"),
             Column::Named("is_duplicate"),
             true,
+        ),
+        (
+            TestFormat {
+                index: "id",
+                ..test("question1", Some("question2"), Some("is_duplicate"))
+            },
+            &[on_test("QQP.tsv")],
         ),
         128,
     ),
@@ -236,6 +305,28 @@ pub const TASKS: &[TaskSpec] = &[
             ("dev_mismatched", "dev_mismatched.tsv"),
         ],
         with_header("sentence1", Some("sentence2"), Column::Last, true),
+        (
+            test("sentence1", Some("sentence2"), Some("gold_label")),
+            &[
+                Submission {
+                    input: "test_matched",
+                    file: "MNLI-m.tsv",
+                },
+                Submission {
+                    input: "test_mismatched",
+                    file: "MNLI-mm.tsv",
+                },
+                // GLUE's diagnostic set, predicted with the MNLI model.
+                Submission {
+                    input: "AX",
+                    file: "AX.tsv",
+                },
+                Submission {
+                    input: "diagnostic",
+                    file: "AX.tsv",
+                },
+            ],
+        ),
         128,
     ),
     glue(
@@ -244,6 +335,10 @@ pub const TASKS: &[TaskSpec] = &[
         &[MetricKind::Accuracy],
         DEV,
         with_header("question", Some("sentence"), Column::Named("label"), true),
+        (
+            test("question", Some("sentence"), Some("label")),
+            &[on_test("QNLI.tsv")],
+        ),
         128,
     ),
     glue(
@@ -252,6 +347,10 @@ pub const TASKS: &[TaskSpec] = &[
         &[MetricKind::Accuracy],
         DEV,
         SENTENCE_PAIR,
+        (
+            test("sentence1", Some("sentence2"), Some("label")),
+            &[on_test("RTE.tsv")],
+        ),
         256,
     ),
     glue(
@@ -260,6 +359,10 @@ pub const TASKS: &[TaskSpec] = &[
         &[MetricKind::Accuracy],
         DEV,
         SENTENCE_PAIR,
+        (
+            test("sentence1", Some("sentence2"), Some("label")),
+            &[on_test("WNLI.tsv")],
+        ),
         128,
     ),
     TaskSpec {
@@ -270,6 +373,8 @@ pub const TASKS: &[TaskSpec] = &[
         train_file: "train-v2.0.json",
         dev_files: &[("dev", "dev-v2.0.json")],
         format: None,
+        test_format: None,
+        submissions: &[],
         max_len: 384,
     },
 ];

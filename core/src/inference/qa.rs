@@ -6,89 +6,19 @@
 //! Reading tensors back is left to the caller ([`QaModels::forward`] returns tensors): the
 //! browser must read them asynchronously, native code may block.
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use super::export::{ExportFiles, ExportedModels};
 use crate::bert::{BertConfig, BertInput};
 use crate::error::{Error, Result};
-use crate::head::{AdapterPooler, AdapterPoolerConfig, HeadKind, HeadOutput};
+use crate::head::{AdapterPooler, AdapterPoolerConfig, HeadOutput};
 use crate::pipeline::config::EnsembleRule;
 use crate::pipeline::evaluate::{EvalOutputs, ensemble, window_softmax};
-use crate::pipeline::export::{TaskHeadInfo, load_head, load_task_model};
 use crate::squad::postprocess::{SquadPrediction, postprocess};
 use crate::squad::{FeatureConfig, PostprocessConfig, SquadExample, SquadFeature, featurize};
 use crate::task_model::BertTaskModel;
 use crate::tokenize::{BertTokenizer, Encoded, TokenBatch};
-
-/// One file of an export: the name used in messages and its bytes.
-#[derive(Debug, Clone)]
-pub struct NamedBytes {
-    pub name: PathBuf,
-    pub bytes: Vec<u8>,
-}
-
-impl NamedBytes {
-    pub fn new(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Self {
-        NamedBytes {
-            name: name.into(),
-            bytes,
-        }
-    }
-
-    fn text(&self) -> Result<&str> {
-        std::str::from_utf8(&self.bytes)
-            .map_err(|_| Error::invalid(&self.name, "is not UTF-8 text"))
-    }
-}
-
-/// The files `bertvision run` exports for one seed (`export/bert/*`, `export/head.*`).
-#[derive(Debug, Clone)]
-pub struct ExportFiles {
-    pub config: NamedBytes,
-    pub model: NamedBytes,
-    pub tokenizer: NamedBytes,
-    pub head: NamedBytes,
-    pub head_config: NamedBytes,
-}
-
-impl ExportFiles {
-    /// File names inside an export folder, relative to it.
-    pub const NAMES: [&'static str; 5] = [
-        "bert/config.json",
-        "bert/model.safetensors",
-        "bert/tokenizer.json",
-        "head.safetensors",
-        "head.json",
-    ];
-
-    /// The five files, in the order of [`Self::NAMES`].
-    pub fn files(&self) -> [&NamedBytes; 5] {
-        [
-            &self.config,
-            &self.model,
-            &self.tokenizer,
-            &self.head,
-            &self.head_config,
-        ]
-    }
-
-    /// Reads an export folder from disk.
-    pub fn read_dir(dir: &Path) -> Result<Self> {
-        let read = |rel: &str| -> Result<NamedBytes> {
-            let path = dir.join(rel);
-            Ok(NamedBytes::new(&path, crate::error::read_file(&path)?))
-        };
-        Ok(ExportFiles {
-            config: read(Self::NAMES[0])?,
-            model: read(Self::NAMES[1])?,
-            tokenizer: read(Self::NAMES[2])?,
-            head: read(Self::NAMES[3])?,
-            head_config: read(Self::NAMES[4])?,
-        })
-    }
-}
 
 /// An exported SQuAD model pair: the fine-tuned BERT (with its span head) and the AdapterPooler
 /// trained on that BERT's hidden states.
@@ -101,57 +31,25 @@ pub struct QaModels<B: Backend> {
 }
 
 impl<B: crate::KernelBackend> QaModels<B> {
-    /// Validates and loads an export; every error names the file at fault.
+    /// Validates and loads a SQuAD export; every error names the file at fault.
     pub fn load(files: ExportFiles, device: &B::Device) -> Result<Self> {
-        let config_text = files.config.text()?;
-        let config = BertConfig::from_json(&files.config.name, config_text)?;
-        let info: TaskHeadInfo = serde_json::from_str::<serde_json::Value>(config_text)
-            .ok()
-            .and_then(|v| v.get("bertvision").cloned())
-            .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| {
-                Error::invalid(
-                    &files.config.name,
-                    "has no `bertvision` section: not a model exported by `bertvision run`",
-                )
-            })?;
-        if !info.span {
+        let name = files.config.name.clone();
+        let models = ExportedModels::load(files, device)?;
+        if !models.info.span {
             return Err(Error::invalid(
-                &files.config.name,
+                &name,
                 format!(
-                    "is a `{}` classification export; question answering needs a SQuAD export",
-                    info.task
+                    "is a `{}` classification export; question answering needs a SQuAD export (see `bertvision classify`)",
+                    models.info.task
                 ),
             ));
         }
-        let head_config: AdapterPoolerConfig =
-            crate::error::parse_json(&files.head_config.name, files.head_config.text()?)?;
-        if head_config.kind != HeadKind::Span
-            || head_config.hidden_size != config.hidden_size
-            || head_config.num_states != config.num_hidden_states()
-        {
-            return Err(Error::invalid(
-                &files.head_config.name,
-                format!(
-                    "describes a {:?} head over {} states of width {}; the BERT in {} needs a span head over {} states of width {}",
-                    head_config.kind,
-                    head_config.num_states,
-                    head_config.hidden_size,
-                    files.config.name.display(),
-                    config.num_hidden_states(),
-                    config.hidden_size
-                ),
-            ));
-        }
-        let tokenizer = BertTokenizer::from_bytes(&files.tokenizer.name, &files.tokenizer.bytes)?;
-        let bert = load_task_model(&config, &info, &files.model.name, files.model.bytes, device)?;
-        let head = load_head(&head_config, &files.head.name, files.head.bytes, device)?;
         Ok(QaModels {
-            bert,
-            head,
-            config,
-            head_config,
-            tokenizer,
+            bert: models.bert,
+            head: models.head,
+            config: models.config,
+            head_config: models.head_config,
+            tokenizer: models.tokenizer,
         })
     }
 
@@ -355,6 +253,7 @@ pub fn demo_samples(dataset: &crate::squad::SquadDataset, passages: usize) -> Ve
 mod tests {
     use super::*;
     use crate::squad::SquadDataset;
+    use std::path::Path;
 
     #[test]
     fn demo_samples_take_at_most_two_passages_per_article_with_all_their_questions() {
