@@ -108,7 +108,8 @@ fn glue_samples(
         .collect()
 }
 
-fn squad_samples(features: &[SquadFeature]) -> Vec<Sample> {
+/// A SQuAD split's windows as samples (the span target is the window's label).
+pub(crate) fn squad_samples(features: &[SquadFeature]) -> Vec<Sample> {
     features
         .iter()
         .map(|f| Sample {

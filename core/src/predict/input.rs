@@ -109,16 +109,7 @@ fn read_squad(
             "no answers anywhere: not scored"
         }
     );
-    let samples = windows
-        .iter()
-        .map(|f| Sample {
-            encoded: f.encoded.clone(),
-            target: Target::Span {
-                start: f.start,
-                end: f.end,
-            },
-        })
-        .collect();
+    let samples = crate::pipeline::data::squad_samples(&windows);
     Ok(PredictInput {
         split: EvalSplit {
             name: "input".into(),
