@@ -86,7 +86,8 @@ pub struct AnswerRequest<'a> {
     pub json: Option<&'a Path>,
 }
 
-fn host(t: Tensor<impl Backend, 2>) -> Result<Vec<f32>> {
+/// A `[rows, columns]` tensor read back to the host (shared with `classify`).
+pub(crate) fn host(t: Tensor<impl Backend, 2>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()

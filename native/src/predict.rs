@@ -9,9 +9,8 @@ use bertvision_core::inference::{ExportFiles, ExportedModels, Method};
 use bertvision_core::predict::{PredictOutcome, PredictRequest, run_predict};
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use bertvision_core::tasks::{TaskSpec, task};
-use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 
+use crate::answer::host;
 use crate::backend::DeviceArg;
 
 #[derive(Debug, clap::Args)]
@@ -176,13 +175,6 @@ pub struct ClassifyArgs {
 
 pub fn classify_main(args: &ClassifyArgs) -> Result<()> {
     with_backend!(args.device, |B, dev| classify_one::<B>(args, dev))
-}
-
-fn host(t: Tensor<impl Backend, 2>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading logits back from the device: {e:?}"))
 }
 
 fn classify_one<B: bertvision_core::KernelBackend>(
