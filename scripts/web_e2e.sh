@@ -21,8 +21,15 @@ fi
     --eval-articles 6 --data "$DATA" --out "$WORK/squad" \
     > "$WORK/squad.log" 2>&1 || { tail -5 "$WORK/squad.log"; exit 1; }
 
+# A tiny RTE export for the classification page.
+GLUE=${BERTVISION_DATA:-../shared/data}/glue
+"$BV" run --task RTE --model splade-tiny --seeds 1 --limit-train 128 --limit-eval 32 \
+    --max-length 64 --epochs 1 --data-dir "$GLUE" --out "$WORK/rte" \
+    > "$WORK/rte.log" 2>&1 || { tail -5 "$WORK/rte.log"; exit 1; }
+
 (cd web && trunk build --release)
 "$BV" web-assets --export "$WORK/squad/seed-1/export" --squad "$WORK/squad/dev.squad.json" \
+    --classify-export "$WORK/rte/seed-1/export" --glue "$GLUE/RTE/dev.tsv" \
     --results "$WORK/squad/results.json" tests/fixtures/web/results-wnli.json --out web/dist
 
 # The native answer for the sample the page preselects (first passage, first question).
@@ -43,9 +50,29 @@ json.dump({"question": open(f"{work}/question.txt").read(),
           open(f"{work}/native.json", "w"))
 PY
 
+# The native classification of the sample the classification page preselects.
+python3 - "$WORK" <<'PY'
+import json, sys
+first = json.load(open("web/dist/classify-samples.json"))["samples"][0]
+json.dump(first, open(f"{sys.argv[1]}/classify-sample.json", "w"))
+PY
+SAMPLE=$WORK/classify-sample.json
+"$BV" classify --export "$WORK/rte/seed-1/export" \
+    --text "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["text"])' "$SAMPLE")" \
+    --text-pair "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pair"])' "$SAMPLE")" \
+    --json "$WORK/native-classify-answers.json" > /dev/null
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+sample = json.load(open(f"{work}/classify-sample.json"))
+json.dump({"text": sample["text"], "answers": json.load(open(f"{work}/native-classify-answers.json"))},
+          open(f"{work}/native-classify.json", "w"))
+PY
+
 [ -d web/e2e/node_modules/playwright-core ] || (cd web/e2e && npm ci --no-audit --no-fund)
 python3 -m http.server "$PORT" --bind 127.0.0.1 --directory web/dist > "$WORK/http.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 sleep 1
-node web/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$WORK/native.json" tests/fixtures/web/results-v1.json "$WORK/shots"
+node web/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$WORK/native.json" tests/fixtures/web/results-v1.json "$WORK/shots" \
+    "$WORK/native-classify.json"

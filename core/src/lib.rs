@@ -4,6 +4,7 @@
 //! Nothing here assumes a device or a command line; see `ARCHITECTURE.md` for how the crates fit.
 
 pub mod bert;
+pub mod data_roots;
 pub mod fsutil;
 pub mod head;
 pub mod inference;

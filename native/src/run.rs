@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::{BertConfig, EncoderDtype, EncoderKernels};
+use bertvision_core::data_roots::{DataRoots, SquadFound};
 use bertvision_core::head::{HeadKind, HeadPath, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::config::{EnsembleRule, RunConfig};
@@ -101,7 +102,8 @@ const RECIPE_FLAGS: &[&str] = &[
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Data")]
 pub struct DataArgs {
-    /// GLUE folder (one sub-folder per task); default ../shared/data/glue when present.
+    /// GLUE folder (one sub-folder per task); default: the first of $BERTVISION_DATA/glue,
+    /// the cache's (`fetch-data`), ../shared/data/glue that holds the task.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// SQuAD training file.
@@ -111,7 +113,8 @@ pub struct DataArgs {
     #[arg(long, requires = "train_file", conflicts_with = "data")]
     pub eval_file: Option<PathBuf>,
     /// One SQuAD file, split by article (the last --eval-articles articles are evaluated);
-    /// default ../shared/data/squad2/dev-v2.0-28-articles.json when present.
+    /// default: the official train/dev pair, else the shared 28-article file, in the first data
+    /// root holding either ($BERTVISION_DATA, the cache, ../shared/data).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Articles held out for evaluation when --data is split.
@@ -353,16 +356,10 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     Ok(config)
 }
 
-fn default_glue_dir() -> Option<PathBuf> {
-    [
-        PathBuf::from("../shared/data/glue"),
-        PathBuf::from("shared/data/glue"),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir())
-}
-
-pub fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
+/// The task's data: the flags when given, else the first data root holding it
+/// (`$BERTVISION_DATA`, the cache `fetch-data` fills, `../shared/data`).
+pub fn data_source(args: &DataArgs, task: &TaskSpec, cache_dir: &Path) -> Result<DataSource> {
+    let roots = DataRoots::standard(cache_dir);
     if task.kind == TaskKind::Span {
         if let (Some(train), Some(eval)) = (&args.train_file, &args.eval_file) {
             return Ok(DataSource::SquadFiles {
@@ -370,17 +367,16 @@ pub fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
                 eval: eval.clone(),
             });
         }
-        let default = PathBuf::from("../shared/data/squad2/dev-v2.0-28-articles.json");
-        let data = args.data.clone().or(default.is_file().then_some(default));
-        let Some(data) = data else {
-            bail!(
-                "{} needs --train-file and --eval-file, or --data (one file split by article)",
-                task.name
-            );
+        let found = match &args.data {
+            Some(data) => SquadFound::Single(data.clone()),
+            None => roots.squad(task)?,
         };
-        return Ok(DataSource::SquadSplit {
-            data,
-            eval_articles: args.eval_articles,
+        return Ok(match found {
+            SquadFound::TrainDev { train, dev } => DataSource::SquadFiles { train, eval: dev },
+            SquadFound::Single(data) => DataSource::SquadSplit {
+                data,
+                eval_articles: args.eval_articles,
+            },
         });
     }
     if args.data.is_some() || args.train_file.is_some() {
@@ -389,11 +385,10 @@ pub fn data_source(args: &DataArgs, task: &TaskSpec) -> Result<DataSource> {
             task.name
         );
     }
-    let dir = args
-        .data_dir
-        .clone()
-        .or_else(default_glue_dir)
-        .context("give --data-dir <GLUE folder> (no ../shared/data/glue here)")?;
+    let dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => roots.glue_dir(task)?,
+    };
     Ok(DataSource::Glue { dir })
 }
 
@@ -411,16 +406,21 @@ fn config_file(args: &RunArgs, path: &Path) -> Result<RunConfig> {
 }
 
 /// The data of a `--config` run: the data flags when given, else the data.json beside the file.
-fn config_data(args: &RunArgs, path: &Path, task: &TaskSpec) -> Result<DataSource> {
+fn config_data(
+    args: &RunArgs,
+    path: &Path,
+    task: &TaskSpec,
+    cache_dir: &Path,
+) -> Result<DataSource> {
     let d = &args.data;
     if d.data_dir.is_some() || d.data.is_some() || d.train_file.is_some() {
-        return data_source(d, task);
+        return data_source(d, task, cache_dir);
     }
     let beside = path.with_file_name("data.json");
     match std::fs::read_to_string(&beside) {
         Ok(text) => serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: not a data record ({e})", beside.display())),
-        Err(_) => data_source(d, task),
+        Err(_) => data_source(d, task, cache_dir),
     }
 }
 
@@ -444,6 +444,7 @@ pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
         args,
         from_file.clone(),
         &model_dir,
+        cache_dir,
         dev
     ))
 }
@@ -452,6 +453,7 @@ pub fn run<B: bertvision_core::TrainBackend>(
     args: &RunArgs,
     from_file: Option<RunConfig>,
     model_dir: &Path,
+    cache_dir: &Path,
     device: B::Device,
 ) -> Result<()> {
     let task_name = from_file.as_ref().map(|c| c.task.as_str());
@@ -462,12 +464,12 @@ pub fn run<B: bertvision_core::TrainBackend>(
     let (config, source) = match (from_file, &args.config) {
         (Some(config), Some(path)) => {
             config.validate(&bert_config)?;
-            let source = config_data(args, path, task)?;
+            let source = config_data(args, path, task, cache_dir)?;
             (config, source)
         }
         _ => (
             configure(args, task, &bert_config)?,
-            data_source(&args.data, task)?,
+            data_source(&args.data, task, cache_dir)?,
         ),
     };
     let out = args.out.clone().unwrap_or_else(|| {

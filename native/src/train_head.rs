@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
 use bertvision_core::models::ModelDir;
+use bertvision_core::pipeline::data::DataSource;
 use bertvision_core::pipeline::heads::FinishedRun;
 use bertvision_core::pipeline::hidden_cache::HiddenCache;
 use bertvision_core::pipeline::{RunRequest, run_task};
@@ -61,10 +62,17 @@ pub fn main(args: &TrainHeadArgs, cache_dir: &Path) -> Result<()> {
     check_encoder_dtype(config.head.encoder_dtype, args.device)?;
     let model_dir = crate::fetch::resolve_model_dir(&config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
+    let task = bertvision_core::tasks::task(&config.task)?;
+    let flags_data = data_source(&args.data, task, cache_dir);
     with_backend!(args.device, |B, dev| train_heads::<
         burn::backend::Autodiff<B>,
     >(
-        args, &run, &config, &model_dir, dev
+        args,
+        &run,
+        &config,
+        &model_dir,
+        &flags_data,
+        dev
     ))
 }
 
@@ -73,15 +81,16 @@ fn train_heads<B: bertvision_core::TrainBackend>(
     run: &FinishedRun,
     config: &bertvision_core::pipeline::config::RunConfig,
     model_dir: &Path,
+    flags_data: &Result<DataSource>,
     device: B::Device,
 ) -> Result<()> {
     let task = bertvision_core::tasks::task(&config.task)?;
     let dir = ModelDir::open(model_dir)?;
     let bert_config = BertConfig::from_file(&dir.config)?;
     config.validate(&bert_config)?;
-    let source = match (&run.data, data_source(&args.data, task)) {
+    let source = match (&run.data, flags_data) {
         (Some(recorded), _) => recorded.clone(),
-        (None, Ok(given)) => given,
+        (None, Ok(given)) => given.clone(),
         (None, Err(e)) => bail!(
             "{} does not record its data (an older run): give its data flags ({e})",
             run.dir.display()

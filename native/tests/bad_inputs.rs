@@ -451,6 +451,24 @@ fn cases(root: &Path) -> Vec<Case> {
             vec!["config.json", "not the folder of a `bertvision run`"],
         ),
         (
+            "predict with no export there",
+            s(&[
+                "predict",
+                "--export",
+                "no-export",
+                "--input",
+                "dev.tsv",
+                "--out",
+                "predictions",
+            ]),
+            vec!["no-export"],
+        ),
+        (
+            "fetch-data for an unknown task",
+            s(&["fetch-data", "--task", "GLUE-X"]),
+            vec!["--task GLUE-X", "unknown", "RTE"],
+        ),
+        (
             "unknown model name",
             s(&[
                 "encode",

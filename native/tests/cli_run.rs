@@ -387,6 +387,59 @@ fn squad_slice_runs_end_to_end() {
         );
     }
     check_results_for_the_web(&out);
+    check_squad_predict(&out, &results);
+}
+
+/// `predict` on the run's dev file with the run's windows: every method's predictions.json is the
+/// run's, byte for byte, and its metrics are the run's.
+fn check_squad_predict(out: &Path, results: &Value) {
+    let predicted = out.join("predict-dev");
+    succeed(
+        bertvision()
+            .args(["predict", "--export"])
+            .arg(out.join("seed-1/export"))
+            .arg("--input")
+            .arg(out.join("dev.squad.json"))
+            .args(["--doc-stride", "64", "--out"])
+            .arg(&predicted),
+    );
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(predicted.join("metrics.json")).unwrap())
+            .unwrap();
+    for (method, key) in [
+        ("bert", "bert_extract"),
+        ("bertvision", "bertvision"),
+        ("ensemble_max", "ensemble_max"),
+        ("ensemble_mean", "ensemble_mean"),
+    ] {
+        let run = out.join(format!("seed-1/predictions/{key}.dev.predictions.json"));
+        let ours = predicted.join(method).join("predictions.json");
+        assert_eq!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&run).unwrap(),
+            "{method}"
+        );
+        for metric in ["exact", "f1", "HasAns_f1", "NoAns_f1"] {
+            assert_eq!(
+                metrics[method][metric], results["seeds"][0]["metrics"][key]["dev"][metric],
+                "{method} {metric}"
+            );
+        }
+        let nbest: Value = serde_json::from_str(
+            &std::fs::read_to_string(predicted.join(method).join("nbest_predictions.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(nbest.as_object().unwrap().values().all(|list| {
+            let sum: f64 = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["probability"].as_f64().unwrap())
+                .sum();
+            (sum - 1.0).abs() < 1e-6
+        }));
+    }
 }
 
 /// What the browser reads: results.json in the current format with per-layer head shares and a

@@ -1,16 +1,19 @@
 // End-to-end test of the built app in a real headless Chromium (Debian's /usr/bin/chromium).
 // Usage: node e2e.mjs <base url> <native answer JSON> <old results.json> <screenshot dir>
+//        <native classify JSON>
 // Checks: the tiny model's export loads (CPU fallback without WebGPU; WebGPU with
 // --enable-unsafe-webgpu), the three answers and the backend label appear, the logits equal the
-// native code's (`bertvision answer`) within tolerance, the comparison page draws its charts,
+// native code's (`bertvision answer`) within tolerance, the classification page's probabilities
+// equal `bertvision classify`'s on its first sample, the comparison page draws its charts,
 // and a bad weight file / an old results.json show an error on the page.
 import { chromium } from "playwright-core";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [base, nativeJson, oldResults, shots] = process.argv.slice(2);
+const [base, nativeJson, oldResults, shots, nativeClassifyJson] = process.argv.slice(2);
 const native = JSON.parse(readFileSync(nativeJson, "utf8"));
+const nativeClassify = JSON.parse(readFileSync(nativeClassifyJson, "utf8"));
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
 const TOLERANCE = { cpu: 1e-4, webgpu: 2e-3 };
@@ -52,7 +55,7 @@ async function askAndCompare(ctx, kind, expectLabel, { force = null, strict = tr
   if (force) {
     await page.waitForSelector("#backend-label", { timeout: 120000 });
     await page.selectOption("#backend-choice", force);
-    await page.click("text=Load the demo model");
+    await page.click("#load-demo");
     await page.waitForFunction((f) => {
       const l = document.querySelector("#backend-label");
       return l && l.textContent.toLowerCase().includes(f);
@@ -98,6 +101,54 @@ async function askAndCompare(ctx, kind, expectLabel, { force = null, strict = tr
   await page.screenshot({ path: join(shots, `qa-${name}.png`), fullPage: true });
   check(errors.length === 0, `${kind}: no page errors ${errors.join(" | ")}`);
   return { label, timings, max_abs_diff_bert: dBert, max_abs_diff_bertvision: dBv };
+}
+
+/// The classification page on its first sample: every method's decision and probabilities
+/// against `bertvision classify` on the same sentence pair.
+async function classifyAndCompare(ctx, kind, { force = null, strict = true, name = kind } = {}) {
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${base}#classify`, { waitUntil: "load" });
+  if (force) {
+    await page.waitForSelector("#cls-backend-label", { timeout: 120000 });
+    await page.selectOption("#cls-backend-choice", force);
+    await page.click("#cls-load-demo");
+    await page.waitForFunction((f) => {
+      const l = document.querySelector("#cls-backend-label");
+      return l && l.textContent.toLowerCase().includes(f);
+    }, force, { timeout: 120000 });
+  }
+  const label = await page.waitForSelector("#cls-backend-label", { timeout: 120000 })
+    .then((e) => e.textContent()).catch(() => null);
+  check(label !== null, `classify ${kind}: model loaded on "${label}"`);
+  if (label === null) {
+    const err = await page.$("#cls-error");
+    if (err) console.log(`  page says: ${await err.textContent()}`);
+    await page.screenshot({ path: join(shots, `classify-${name}-failed.png`), fullPage: true });
+    return;
+  }
+  check(await page.inputValue("#cls-text") === nativeClassify.text, `classify ${kind}: first sample preselected`);
+  await page.click("#cls-run", { timeout: 300000 });
+  await page.waitForSelector("#cls-method-ensemble_mean", { timeout: 300000 });
+  const got = JSON.parse(await page.textContent("#cls-json")).answers;
+  const want = nativeClassify.answers;
+  let worst = 0;
+  want.methods.forEach((m, i) => m.probabilities.forEach((p, j) => {
+    worst = Math.max(worst, Math.abs(p - (got.methods[i]?.probabilities[j] ?? Infinity)));
+  }));
+  const same = JSON.stringify(got.methods.map((m) => m.prediction)) === JSON.stringify(want.methods.map((m) => m.prediction));
+  const what = `probabilities vs native max |diff| ${worst.toExponential(2)}, decisions ${JSON.stringify(got.methods.map((m) => m.prediction))}`;
+  if (strict) {
+    check(worst <= TOLERANCE[kind] && same, `classify ${kind}: ${what} (tolerance ${TOLERANCE[kind]})`);
+  } else {
+    console.log(`  classify ${kind} (measured, not asserted): ${what}; native ${JSON.stringify(want.methods.map((m) => m.prediction))}`);
+  }
+  check((await page.$$(".classify .bar")).length >= 8, `classify ${kind}: a bar per label and method`);
+  console.log(`  classify ${kind} timings: ${await page.textContent("#cls-timings")}`);
+  await page.screenshot({ path: join(shots, `classify-${name}.png`), fullPage: true });
+  check(errors.length === 0, `classify ${kind}: no page errors ${errors.join(" | ")}`);
+  return { label, max_abs_diff_probabilities: worst, same_decisions: same };
 }
 
 const report = {};
@@ -151,9 +202,11 @@ const report = {};
   await page.setInputFiles("#results-files", oldResults);
   const oldErr = await page.waitForSelector(".compare-error", { timeout: 30000 }).then((e) => e.textContent()).catch(() => null);
   check(oldErr !== null && oldErr.includes("bertvision-results/1"), `old results.json: page shows "${oldErr}"`);
+  // 3. The classification page on the CPU.
+  report.classify_cpu = await classifyAndCompare(ctx, "cpu");
   await ctx.close();
 }
-// 3. With --enable-unsafe-webgpu Chromium offers a SwiftShader WebGPU adapter. Its subgroups of
+// 4. With --enable-unsafe-webgpu Chromium offers a SwiftShader WebGPU adapter. Its subgroups of
 // 4 lanes are below what Burn 0.21's reductions assume (8), so Auto keeps to the CPU and says
 // why; forcing WebGPU runs Burn on it, and the difference to native is measured and reported.
 {
@@ -164,6 +217,7 @@ const report = {};
 {
   const ctx = await browser(["--enable-unsafe-webgpu"]);
   report.webgpu_forced = await askAndCompare(ctx, "webgpu", "WebGPU", { force: "webgpu", strict: false });
+  report.classify_webgpu_forced = await classifyAndCompare(ctx, "webgpu", { force: "webgpu", strict: false });
   await ctx.close();
 }
 writeFileSync(join(shots, "e2e-report.json"), JSON.stringify(report, null, 2));

@@ -1,14 +1,16 @@
-//! The page frame: a header with two tabs. Both pages stay mounted (switching keeps a loaded
-//! model and chosen files); `#compare` in the URL opens the comparison page.
+//! The page frame: a header with three tabs. Every page stays mounted (switching keeps a loaded
+//! model and chosen files); `#classify` and `#compare` in the URL open those pages.
 
 use leptos::prelude::*;
 
+use crate::classify_page::ClassifyPage;
 use crate::compare_page::ComparePage;
 use crate::qa_page::QaPage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tab {
     Qa,
+    Classify,
     Compare,
 }
 
@@ -18,6 +20,8 @@ fn tab_from_hash() -> Tab {
         .unwrap_or_default();
     if hash.starts_with("#compare") {
         Tab::Compare
+    } else if hash.starts_with("#classify") {
+        Tab::Classify
     } else {
         Tab::Qa
     }
@@ -34,6 +38,7 @@ pub fn App() -> impl IntoView {
         if let Some(w) = web_sys::window() {
             let _ = w.location().set_hash(match t {
                 Tab::Qa => "qa",
+                Tab::Classify => "classify",
                 Tab::Compare => "compare",
             });
         }
@@ -51,6 +56,9 @@ pub fn App() -> impl IntoView {
                 <button id="tab-qa" class:active=move || tab.get() == Tab::Qa on:click=move |_| go(Tab::Qa)>
                     "Question answering"
                 </button>
+                <button id="tab-classify" class:active=move || tab.get() == Tab::Classify on:click=move |_| go(Tab::Classify)>
+                    "Classification"
+                </button>
                 <button id="tab-compare" class:active=move || tab.get() == Tab::Compare on:click=move |_| go(Tab::Compare)>
                     "Comparison"
                 </button>
@@ -59,6 +67,9 @@ pub fn App() -> impl IntoView {
         <main>
             <div style:display=move || if tab.get() == Tab::Qa { "block" } else { "none" }>
                 <QaPage/>
+            </div>
+            <div style:display=move || if tab.get() == Tab::Classify { "block" } else { "none" }>
+                <ClassifyPage/>
             </div>
             <div style:display=move || if tab.get() == Tab::Compare { "block" } else { "none" }>
                 <ComparePage/>

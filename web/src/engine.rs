@@ -1,11 +1,12 @@
-//! The models in the page and the backend they run on: Burn's WebGPU backend when the browser
+//! The models in the pages (a SQuAD export, a GLUE export) and the backend they run on: Burn's WebGPU backend when the browser
 //! gives an adapter, else Flex (pure-Rust CPU) — the same generic core code on both. Every
 //! tensor read is asynchronous (a blocking read panics on WebGPU in the browser).
 
 use std::cell::RefCell;
 
-use bertvision_core::inference::ExportFiles;
+use bertvision_core::inference::classify::{ClassifyAnswers, ClassifyQuery, classify};
 use bertvision_core::inference::qa::{QaModels, QaQuery};
+use bertvision_core::inference::{ExportFiles, ExportedModels};
 use burn::backend::wgpu::{WgpuDevice, graphics::WebGpu as WebGpuApi, init_setup_async};
 use burn::backend::{Flex, WebGpu};
 use burn::tensor::Tensor;
@@ -23,14 +24,11 @@ pub enum BackendChoice {
     Cpu,
 }
 
-pub enum Engine {
-    Gpu(QaModels<WebGpu>),
-    Cpu(QaModels<Flex>),
-}
-
 thread_local! {
     /// The loaded models; taken out while a question runs, so two runs cannot overlap.
-    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<QaEngine>> = const { RefCell::new(None) };
+    /// The classification page's models, taken out the same way.
+    static CLASSIFIER: RefCell<Option<ClassifyEngine>> = const { RefCell::new(None) };
     /// WebGPU is set up once per page; then this holds its self-check's failure ("" = passed).
     static GPU_READY: RefCell<Option<String>> = const { RefCell::new(None) };
 }
@@ -113,10 +111,15 @@ async fn webgpu_adapter() -> Option<Adapter> {
     })
 }
 
-/// Loads the export onto the chosen backend; returns the backend's label for the page.
-pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, String> {
-    // The previous model goes first: a failed load must not leave it answering.
-    ENGINE.with(|e| *e.borrow_mut() = None);
+/// The backend a model goes on, with the page's label for it.
+enum Placement {
+    Gpu(String),
+    Cpu(String),
+}
+
+/// Where `choice` puts a model: WebGPU when asked for, or on Auto when the browser offers an
+/// adapter that passes the self-check (run once per page); else the CPU.
+async fn place(choice: BackendChoice) -> Result<Placement, String> {
     let adapter = match choice {
         BackendChoice::Cpu => None,
         _ => webgpu_adapter().await,
@@ -124,53 +127,76 @@ pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, S
     if choice == BackendChoice::WebGpu && adapter.is_none() {
         return Err("this browser offers no WebGPU adapter; choose CPU or Auto".into());
     }
-    let device = WgpuDevice::default();
-    let checked = match &adapter {
-        Some(a) => {
-            if GPU_READY.with(|g| g.borrow().is_none()) {
-                init_setup_async::<WebGpuApi>(&device, Default::default()).await;
-                let verdict = self_check(&device).await.err().unwrap_or_default();
-                GPU_READY.with(|g| *g.borrow_mut() = Some(verdict));
-            }
-            let failure = GPU_READY.with(|g| g.borrow().clone().unwrap_or_default());
-            Some((a.description.clone(), failure))
-        }
-        None => None,
+    let Some(adapter) = adapter else {
+        return Ok(Placement::Cpu("CPU (Flex, wasm)".into()));
     };
-    let (adapter, skipped) = match (adapter, checked) {
-        (Some(_), Some((description, failure)))
-            if choice == BackendChoice::Auto && !failure.is_empty() =>
-        {
-            (None, Some((description, failure)))
-        }
-        (a, _) => (a, None),
-    };
-    let (engine, label) = match adapter {
-        Some(adapter) => {
-            let models = QaModels::<WebGpu>::load(files, &device).map_err(|e| e.to_string())?;
-            let failure = GPU_READY.with(|g| g.borrow().clone().unwrap_or_default());
-            let warning = if failure.is_empty() {
-                String::new()
-            } else {
-                format!(" — warning: self-check failed ({failure}); results may be wrong")
-            };
-            (
-                Engine::Gpu(models),
-                format!("WebGPU ({}){warning}", adapter.description),
-            )
-        }
-        None => {
-            let models =
-                QaModels::<Flex>::load(files, &Default::default()).map_err(|e| e.to_string())?;
-            let note = skipped.map_or(String::new(), |(description, failure)| {
-                format!(
-                    " — WebGPU adapter ({description}) skipped: its self-check failed ({failure})"
-                )
-            });
-            (Engine::Cpu(models), format!("CPU (Flex, wasm){note}"))
-        }
+    if GPU_READY.with(|g| g.borrow().is_none()) {
+        let device = WgpuDevice::default();
+        init_setup_async::<WebGpuApi>(&device, Default::default()).await;
+        let verdict = self_check(&device).await.err().unwrap_or_default();
+        GPU_READY.with(|g| *g.borrow_mut() = Some(verdict));
+    }
+    let failure = GPU_READY.with(|g| g.borrow().clone().unwrap_or_default());
+    let description = adapter.description;
+    Ok(match (choice, failure.is_empty()) {
+        (_, true) => Placement::Gpu(format!("WebGPU ({description})")),
+        (BackendChoice::Auto, false) => Placement::Cpu(format!(
+            "CPU (Flex, wasm) — WebGPU adapter ({description}) skipped: its self-check failed ({failure})"
+        )),
+        (_, false) => Placement::Gpu(format!(
+            "WebGPU ({description}) — warning: self-check failed ({failure}); results may be wrong"
+        )),
+    })
+}
+
+/// A model on one of the two backends.
+pub enum OnBackend<G, C> {
+    Gpu(G),
+    Cpu(C),
+}
+
+type QaEngine = OnBackend<QaModels<WebGpu>, QaModels<Flex>>;
+type ClassifyEngine = OnBackend<ExportedModels<WebGpu>, ExportedModels<Flex>>;
+
+/// Loads the SQuAD export onto the chosen backend; returns the backend's label for the page.
+pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, String> {
+    // The previous model goes first: a failed load must not leave it answering.
+    ENGINE.with(|e| *e.borrow_mut() = None);
+    let text = |e: bertvision_core::Error| e.to_string();
+    let (engine, label) = match place(choice).await? {
+        Placement::Gpu(label) => (
+            OnBackend::Gpu(QaModels::load(files, &WgpuDevice::default()).map_err(text)?),
+            label,
+        ),
+        Placement::Cpu(label) => (
+            OnBackend::Cpu(QaModels::load(files, &Default::default()).map_err(text)?),
+            label,
+        ),
     };
     ENGINE.with(|e| *e.borrow_mut() = Some(engine));
+    Ok(label)
+}
+
+/// Loads a GLUE export for the classification page; a SQuAD export is refused.
+pub async fn load_classifier(files: ExportFiles, choice: BackendChoice) -> Result<String, String> {
+    CLASSIFIER.with(|e| *e.borrow_mut() = None);
+    let text = |e: bertvision_core::Error| e.to_string();
+    let (engine, span, label) = match place(choice).await? {
+        Placement::Gpu(label) => {
+            let models = ExportedModels::load(files, &WgpuDevice::default()).map_err(text)?;
+            let span = models.info.span;
+            (OnBackend::Gpu(models), span, label)
+        }
+        Placement::Cpu(label) => {
+            let models = ExportedModels::load(files, &Default::default()).map_err(text)?;
+            let span = models.info.span;
+            (OnBackend::Cpu(models), span, label)
+        }
+    };
+    if span {
+        return Err("this is a SQuAD export: load it on the question-answering page".into());
+    }
+    CLASSIFIER.with(|e| *e.borrow_mut() = Some(engine));
     Ok(label)
 }
 
@@ -226,10 +252,58 @@ pub async fn ask(
         .with(|e| e.borrow_mut().take())
         .ok_or("no model loaded (or a question is still running)")?;
     let result = match &mut engine {
-        Engine::Gpu(m) => forward(m, &WgpuDevice::default(), passage, question, features).await,
-        Engine::Cpu(m) => forward(m, &Default::default(), passage, question, features).await,
+        OnBackend::Gpu(m) => forward(m, &WgpuDevice::default(), passage, question, features).await,
+        OnBackend::Cpu(m) => forward(m, &Default::default(), passage, question, features).await,
     };
     ENGINE.with(|e| *e.borrow_mut() = Some(engine));
+    result
+}
+
+/// One sentence (pair) through the classifier: every method's decision, the tokens, both
+/// models' logits (what the end-to-end test compares with native) and the timings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifyRun {
+    pub answers: ClassifyAnswers,
+    pub tokens: Vec<String>,
+    pub bert: Vec<f32>,
+    pub bertvision: Vec<f32>,
+    pub timings: RunTimings,
+}
+
+async fn classify_on<B: bertvision_core::KernelBackend>(
+    models: &mut ExportedModels<B>,
+    device: &B::Device,
+    text: &str,
+    pair: Option<&str>,
+) -> Result<ClassifyRun, String> {
+    let t0 = crate::fetch::now_ms();
+    let query = ClassifyQuery::new(models, text, pair).map_err(|e| e.to_string())?;
+    let t1 = crate::fetch::now_ms();
+    let [bert, head] = models.forward(query.batch.to_input(device));
+    let (bert, bertvision) = (read(bert).await?, read(head).await?);
+    let t2 = crate::fetch::now_ms();
+    Ok(ClassifyRun {
+        answers: classify(models.task, &bert, &bertvision),
+        tokens: query.tokens,
+        bert,
+        bertvision,
+        timings: RunTimings {
+            tokenize_ms: t1 - t0,
+            forward_ms: t2 - t1,
+        },
+    })
+}
+
+/// Classifies one sentence (pair) with the loaded GLUE export.
+pub async fn classify_text(text: &str, pair: Option<&str>) -> Result<ClassifyRun, String> {
+    let mut engine = CLASSIFIER
+        .with(|e| e.borrow_mut().take())
+        .ok_or("no model loaded (or a sentence is still running)")?;
+    let result = match &mut engine {
+        OnBackend::Gpu(m) => classify_on(m, &WgpuDevice::default(), text, pair).await,
+        OnBackend::Cpu(m) => classify_on(m, &Default::default(), text, pair).await,
+    };
+    CLASSIFIER.with(|e| *e.borrow_mut() = Some(engine));
     result
 }
 

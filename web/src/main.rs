@@ -1,17 +1,21 @@
-//! The browser app: SQuAD answers of BERT, BERTVision and their ensemble side by side (Burn on
-//! WebGPU when the browser offers an adapter, else Flex on the CPU), and the comparison page
-//! for `results.json` files. Built with trunk (see the README); wasm32 only.
+//! The browser app: SQuAD answers of BERT, BERTVision and their ensemble side by side, a GLUE
+//! page with their probabilities for a sentence or pair (Burn on WebGPU when the browser offers
+//! an adapter, else Flex on the CPU), and the comparison page for `results.json` files. Built with trunk (see the README); wasm32 only.
 
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
 mod charts;
 #[cfg(target_arch = "wasm32")]
+mod classify_page;
+#[cfg(target_arch = "wasm32")]
 mod compare_page;
 #[cfg(target_arch = "wasm32")]
 mod engine;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
+#[cfg(target_arch = "wasm32")]
+mod model_card;
 #[cfg(target_arch = "wasm32")]
 mod qa_page;
 

@@ -3,31 +3,17 @@
 //! start/end probabilities over the tokens.
 
 use bertvision_core::inference::qa::{DemoSample, QaAnswers, QaQuery, answer};
-use bertvision_core::inference::{ExportFiles, NamedBytes};
 use bertvision_core::squad::{FeatureConfig, PostprocessConfig};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::engine::{self, BackendChoice, RunTimings, WindowLogits};
-use crate::fetch::{fetch_bytes, fetch_text, now_ms, on_files_chosen};
+use crate::engine::{self, RunTimings, WindowLogits};
+use crate::fetch::fetch_text;
+use crate::model_card::{Loader, ModelKind, model_card};
 
 /// Where `bertvision web-assets` puts the demo export, relative to the page.
 const DEMO_MODEL: &str = "models/squad";
 const METHOD_LABELS: [&str; 3] = ["BERT", "BERTVision", "Ensemble"];
-
-#[derive(Debug, Clone, PartialEq)]
-struct FileProgress {
-    name: String,
-    loaded: u64,
-    total: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-struct LoadTimings {
-    download_ms: Option<f64>,
-    load_ms: f64,
-    bytes: u64,
-}
 
 /// The last question's raw outputs; decisions are recomputed from them when the threshold moves.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,19 +24,12 @@ struct LastRun {
     timings: RunTimings,
 }
 
-fn mb(bytes: u64) -> String {
-    format!("{:.2} MB", bytes as f64 / 1e6)
-}
-
 /// The page's state: every signal its parts read and write (signals are `Copy`, so the parts
 /// and the callbacks below each take the whole state by value).
 #[derive(Clone, Copy)]
 struct QaState {
-    choice: RwSignal<BackendChoice>,
-    progress: RwSignal<Vec<FileProgress>>,
+    loader: Loader,
     backend: RwSignal<Option<String>>,
-    load_timings: RwSignal<Option<LoadTimings>>,
-    loading: RwSignal<bool>,
     error: RwSignal<Option<String>>,
     samples: RwSignal<Vec<DemoSample>>,
     passage: RwSignal<String>,
@@ -64,13 +43,12 @@ struct QaState {
 
 impl QaState {
     fn new() -> Self {
+        let error = RwSignal::new(None);
+        let loader = Loader::new(ModelKind::Qa, DEMO_MODEL, "", error);
         QaState {
-            choice: RwSignal::new(BackendChoice::Auto),
-            progress: RwSignal::new(Vec::new()),
-            backend: RwSignal::new(None),
-            load_timings: RwSignal::new(None),
-            loading: RwSignal::new(false),
-            error: RwSignal::new(None),
+            loader,
+            backend: loader.backend,
+            error,
             samples: RwSignal::new(Vec::new()),
             passage: RwSignal::new(String::new()),
             question: RwSignal::new(String::new()),
@@ -95,111 +73,6 @@ impl QaState {
                 })
             })
         })
-    }
-
-    fn load_export(self, files: ExportFiles, download_ms: Option<f64>) {
-        let bytes = files.files().iter().map(|f| f.bytes.len() as u64).sum();
-        spawn_local(async move {
-            let t0 = now_ms();
-            match engine::load(files, self.choice.get_untracked()).await {
-                Ok(label) => {
-                    self.backend.set(Some(label));
-                    self.load_timings.set(Some(LoadTimings {
-                        download_ms,
-                        load_ms: now_ms() - t0,
-                        bytes,
-                    }));
-                    self.last.set(None);
-                    self.error.set(None);
-                }
-                Err(e) => {
-                    // Nothing from a previous model may stay on screen as if it were current.
-                    self.backend.set(None);
-                    self.load_timings.set(None);
-                    self.last.set(None);
-                    self.error
-                        .set(Some(format!("could not load the model: {e}")));
-                }
-            }
-            self.loading.set(false);
-        });
-    }
-
-    /// Downloads the served demo export, file by file with progress, then loads it.
-    fn load_served(self) {
-        self.loading.set(true);
-        self.error.set(None);
-        self.progress.set(Vec::new());
-        spawn_local(async move {
-            let t0 = now_ms();
-            let mut files = Vec::new();
-            for (i, rel) in ExportFiles::NAMES.iter().enumerate() {
-                let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
-                self.progress.update(|p| {
-                    p.push(FileProgress {
-                        name: name.clone(),
-                        loaded: 0,
-                        total: None,
-                    })
-                });
-                let url = format!("{DEMO_MODEL}/{rel}");
-                let got = fetch_bytes(&url, |loaded, total| {
-                    self.progress.update(|p| {
-                        p[i].loaded = loaded;
-                        p[i].total = total;
-                    })
-                })
-                .await;
-                let failure = match got {
-                    Ok(Some(bytes)) => {
-                        files.push(NamedBytes::new(url, bytes));
-                        continue;
-                    }
-                    Ok(None) => format!(
-                        "no demo model is served here ({url} is missing): choose the exported files below"
-                    ),
-                    Err(e) => e,
-                };
-                self.error.set(Some(failure));
-                self.loading.set(false);
-                return;
-            }
-            let download_ms = now_ms() - t0;
-            let mut it = files.into_iter();
-            let mut next = || it.next().expect("five files");
-            let export = ExportFiles {
-                config: next(),
-                model: next(),
-                tokenizer: next(),
-                head: next(),
-                head_config: next(),
-            };
-            self.load_export(export, Some(download_ms));
-        });
-    }
-
-    /// Loads the files a user picked.
-    fn load_picked(self, picked: Result<Vec<(String, Vec<u8>)>, String>) {
-        self.loading.set(true);
-        match picked.and_then(engine::export_from_named) {
-            Ok(export) => {
-                let sizes: Vec<FileProgress> = export
-                    .files()
-                    .iter()
-                    .map(|f| FileProgress {
-                        name: f.name.display().to_string(),
-                        loaded: f.bytes.len() as u64,
-                        total: Some(f.bytes.len() as u64),
-                    })
-                    .collect();
-                self.progress.set(sizes);
-                self.load_export(export, None);
-            }
-            Err(e) => {
-                self.error.set(Some(e));
-                self.loading.set(false);
-            }
-        }
     }
 
     /// The served sample passages (optional), the first one shown.
@@ -273,72 +146,17 @@ pub fn QaPage() -> impl IntoView {
     let answers = state.answers();
     // On opening: the served samples (optional) and the served demo model.
     state.load_samples();
-    state.load_served();
+    state.loader.load_served();
+    // A new model (or a failed load) leaves no answer of the previous one on screen.
+    Effect::new(move |_| {
+        state.backend.track();
+        state.last.set(None);
+    });
     view! {
-        {model_card(state)}
+        {model_card(state.loader)}
         {move || state.error.get().map(|e| view! { <div class="error" id="error">{e}</div> })}
         {question_card(state)}
         {move || answers.get().map(|a| answers_view(state, a))}
-    }
-}
-
-/// The backend selector, the demo model's download progress and what it runs on.
-fn model_card(state: QaState) -> impl IntoView {
-    let QaState {
-        choice,
-        progress,
-        backend,
-        load_timings,
-        loading,
-        ..
-    } = state;
-    let on_pick = on_files_chosen(move |picked| state.load_picked(picked));
-    view! {
-        <section class="card">
-            <h2>"Model"</h2>
-            <div class="row">
-                <label>"Backend "
-                    <select id="backend-choice" on:change=move |ev| choice.set(match event_target_value(&ev).as_str() {
-                        "webgpu" => BackendChoice::WebGpu,
-                        "cpu" => BackendChoice::Cpu,
-                        _ => BackendChoice::Auto,
-                    })>
-                        <option value="auto">"Auto (WebGPU if offered, else CPU)"</option>
-                        <option value="webgpu">"WebGPU"</option>
-                        <option value="cpu">"CPU (Flex)"</option>
-                    </select>
-                </label>
-                <button on:click=move |_| state.load_served() disabled=move || loading.get()>"Load the demo model"</button>
-                <label class="file">"or choose the exported files "
-                    <input id="model-files" type="file" multiple on:change=on_pick/>
-                </label>
-            </div>
-            <ul class="progress">
-                {move || progress.get().into_iter().map(|f| {
-                    let pct = f.total.map_or(0.0, |t| if t == 0 { 100.0 } else { 100.0 * f.loaded as f64 / t as f64 });
-                    view! {
-                        <li>
-                            <span class="fname">{f.name.clone()}</span>
-                            <progress max="100" value=pct.to_string()></progress>
-                            <span class="size">{match f.total { Some(t) => format!("{} / {}", mb(f.loaded), mb(t)), None => mb(f.loaded) }}</span>
-                        </li>
-                    }
-                }).collect_view()}
-            </ul>
-            <p class="status">
-                {move || match (backend.get(), loading.get()) {
-                    (_, true) => view! { <span class="muted">"loading…"</span> }.into_any(),
-                    (Some(label), false) => view! { <span>"Running on " <b id="backend-label">{label}</b></span> }.into_any(),
-                    (None, false) => view! { <span class="muted">"no model loaded"</span> }.into_any(),
-                }}
-                {move || load_timings.get().map(|t| format!(
-                    " · {} · download {} · load {:.0} ms",
-                    mb(t.bytes),
-                    t.download_ms.map_or("— (local files)".to_string(), |d| format!("{d:.0} ms")),
-                    t.load_ms
-                ))}
-            </p>
-        </section>
     }
 }
 

@@ -16,6 +16,7 @@ use crate::bert::BertInput;
 use crate::error::{Error, Result};
 use crate::head::{HeadKind, HeadOutput};
 use crate::pipeline::evaluate::{EvalOutputs, window_softmax};
+use crate::tasks::glue::{GlueInputs, Label};
 use crate::tasks::{TaskKind, TaskSpec};
 use crate::tokenize::TokenBatch;
 
@@ -117,6 +118,40 @@ pub fn classify(task: &TaskSpec, bert: &[f32], bertvision: &[f32]) -> ClassifyAn
         task: task.name.to_string(),
         labels: labels(task).iter().map(|l| l.to_string()).collect(),
         methods,
+    }
+}
+
+/// A sentence (pair) the browser's classification page offers, with its gold label.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassifySample {
+    pub text: String,
+    pub pair: Option<String>,
+    /// The gold label as the task spells it, or the score; `None` for a test file.
+    pub label: Option<String>,
+}
+
+/// The samples file of the classification page: the task and up to `n` rows of a GLUE file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassifySamples {
+    pub task: String,
+    pub samples: Vec<ClassifySample>,
+}
+
+/// The first `n` rows of a GLUE file as samples (labels spelled as the task spells them).
+pub fn classify_samples(task: &TaskSpec, inputs: &GlueInputs, n: usize) -> ClassifySamples {
+    let samples = (inputs.rows.iter().take(n))
+        .map(|row| ClassifySample {
+            text: row.text_a.clone(),
+            pair: row.text_b.clone(),
+            label: row.label.as_ref().map(|l| match l {
+                Label::Class(c) => labels(task)[*c].to_string(),
+                Label::Score(s) => format!("{s:.3}"),
+            }),
+        })
+        .collect();
+    ClassifySamples {
+        task: task.name.to_string(),
+        samples,
     }
 }
 

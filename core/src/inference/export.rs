@@ -68,8 +68,20 @@ impl ExportFiles {
 
     /// Reads an export folder from disk.
     pub fn read_dir(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                dir,
+                "no export folder here (`bertvision run` writes one to <run>/seed-N/export)",
+            ));
+        }
         let read = |rel: &str| -> Result<NamedBytes> {
             let path = dir.join(rel);
+            if !path.is_file() {
+                return Err(Error::invalid(
+                    &path,
+                    "missing: not a complete export of `bertvision run`",
+                ));
+            }
             Ok(NamedBytes::new(&path, crate::error::read_file(&path)?))
         };
         Ok(ExportFiles {
