@@ -69,7 +69,7 @@ pub fn App() -> impl IntoView {
                 <QaPage/>
             </div>
             <div style:display=move || if tab.get() == Tab::Classify { "block" } else { "none" }>
-                <ClassifyPage/>
+                <ClassifyPage shown=Signal::derive(move || tab.get() == Tab::Classify)/>
             </div>
             <div style:display=move || if tab.get() == Tab::Compare { "block" } else { "none" }>
                 <ComparePage/>

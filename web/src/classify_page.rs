@@ -105,11 +105,19 @@ impl ClassifyState {
     }
 }
 
+/// `shown`: whether the page's tab is open; the demo model is downloaded the first time it is
+/// (a visitor who never opens the page never downloads it).
 #[component]
-pub fn ClassifyPage() -> impl IntoView {
+pub fn ClassifyPage(shown: Signal<bool>) -> impl IntoView {
     let state = ClassifyState::new();
-    state.load_samples();
-    state.loader.load_served();
+    let started = RwSignal::new(false);
+    Effect::new(move |_| {
+        if shown.get() && !started.get_untracked() {
+            started.set(true);
+            state.load_samples();
+            state.loader.load_served();
+        }
+    });
     Effect::new(move |_| {
         state.loader.backend.track();
         state.last.set(None);

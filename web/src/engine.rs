@@ -29,8 +29,9 @@ thread_local! {
     static ENGINE: RefCell<Option<QaEngine>> = const { RefCell::new(None) };
     /// The classification page's models, taken out the same way.
     static CLASSIFIER: RefCell<Option<ClassifyEngine>> = const { RefCell::new(None) };
-    /// WebGPU is set up once per page; then this holds its self-check's failure ("" = passed).
-    static GPU_READY: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// WebGPU is set up once per page, whichever page asks first (a second set-up of the same
+    /// device panics in CubeCL); then this holds its self-check's failure ("" = passed).
+    static GPU_SETUP: RefCell<GpuSetup> = const { RefCell::new(GpuSetup::NotStarted) };
 }
 
 /// What the browser says about its WebGPU adapter.
@@ -111,6 +112,42 @@ async fn webgpu_adapter() -> Option<Adapter> {
     })
 }
 
+#[derive(Debug, Clone, PartialEq)]
+enum GpuSetup {
+    NotStarted,
+    Running,
+    /// The self-check's failure, "" when it passed.
+    Done(String),
+}
+
+/// Sets WebGPU up and runs the self-check the first time; a caller arriving while that runs
+/// waits for it. Returns the self-check's failure ("" = passed).
+async fn gpu_self_check() -> String {
+    loop {
+        match GPU_SETUP.with(|g| g.borrow().clone()) {
+            GpuSetup::Done(failure) => return failure,
+            GpuSetup::Running => sleep_ms(20).await,
+            GpuSetup::NotStarted => {
+                GPU_SETUP.with(|g| *g.borrow_mut() = GpuSetup::Running);
+                let device = WgpuDevice::default();
+                init_setup_async::<WebGpuApi>(&device, Default::default()).await;
+                let failure = self_check(&device).await.err().unwrap_or_default();
+                GPU_SETUP.with(|g| *g.borrow_mut() = GpuSetup::Done(failure.clone()));
+                return failure;
+            }
+        }
+    }
+}
+
+async fn sleep_ms(ms: i32) {
+    let wait = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = JsFuture::from(wait).await;
+}
+
 /// The backend a model goes on, with the page's label for it.
 enum Placement {
     Gpu(String),
@@ -130,13 +167,7 @@ async fn place(choice: BackendChoice) -> Result<Placement, String> {
     let Some(adapter) = adapter else {
         return Ok(Placement::Cpu("CPU (Flex, wasm)".into()));
     };
-    if GPU_READY.with(|g| g.borrow().is_none()) {
-        let device = WgpuDevice::default();
-        init_setup_async::<WebGpuApi>(&device, Default::default()).await;
-        let verdict = self_check(&device).await.err().unwrap_or_default();
-        GPU_READY.with(|g| *g.borrow_mut() = Some(verdict));
-    }
-    let failure = GPU_READY.with(|g| g.borrow().clone().unwrap_or_default());
+    let failure = gpu_self_check().await;
     let description = adapter.description;
     Ok(match (choice, failure.is_empty()) {
         (_, true) => Placement::Gpu(format!("WebGPU ({description})")),
