@@ -217,7 +217,10 @@ const report = {};
 {
   const ctx = await browser(["--enable-unsafe-webgpu"]);
   report.webgpu_forced = await askAndCompare(ctx, "webgpu", "WebGPU", { force: "webgpu", strict: false });
-  report.classify_webgpu_forced = await classifyAndCompare(ctx, "webgpu", { force: "webgpu", strict: false });
+  // 39 s of SwiftShader per forward pass: measured on request only (E2E_CLASSIFY_WEBGPU=1).
+  if (process.env.E2E_CLASSIFY_WEBGPU) {
+    report.classify_webgpu_forced = await classifyAndCompare(ctx, "webgpu", { force: "webgpu", strict: false });
+  }
   await ctx.close();
 }
 writeFileSync(join(shots, "e2e-report.json"), JSON.stringify(report, null, 2));

@@ -15,7 +15,7 @@ use super::export::ExportedModels;
 use crate::bert::BertInput;
 use crate::error::{Error, Result};
 use crate::head::{HeadKind, HeadOutput};
-use crate::pipeline::evaluate::{EvalOutputs, window_softmax};
+use crate::pipeline::evaluate::{EvalOutputs, argmax, window_softmax};
 use crate::tasks::glue::{GlueInputs, Label};
 use crate::tasks::{TaskKind, TaskSpec};
 use crate::tokenize::TokenBatch;
@@ -178,15 +178,6 @@ fn decision(task: &TaskSpec, method: Method, out: &EvalOutputs) -> MethodDecisio
         },
         EvalOutputs::Spans(_) => unreachable!("classification outputs only"),
     }
-}
-
-/// The index of the largest value (the first of equal ones, as evaluation decides).
-pub(crate) fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]

@@ -201,6 +201,16 @@ pub struct SplitEvaluation {
 }
 
 /// Scores `outputs` on `split` with the task's metrics.
+/// The index of the largest value: the decision of a classifier (the last of equal values, as
+/// `Iterator::max_by` keeps it).
+pub(crate) fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
 pub fn score(
     task: &TaskSpec,
     split: &EvalSplit,
@@ -210,15 +220,7 @@ pub fn score(
     let mut metrics = BTreeMap::new();
     match outputs {
         EvalOutputs::Probs(probs) => {
-            let pred: Vec<usize> = probs
-                .iter()
-                .map(|p| {
-                    p.iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map_or(0, |(i, _)| i)
-                })
-                .collect();
+            let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
             let gold: Vec<usize> = split
                 .samples
                 .iter()

@@ -202,20 +202,25 @@ fn write_method(
     out: &EvalOutputs,
 ) -> Result<MethodPrediction> {
     let dir = req.out.join(method.name());
+    let scored = if input.labelled {
+        Some(score(task, &input.split, out, &req.postprocess)?)
+    } else {
+        None
+    };
     let files = match (out, &input.split.squad) {
         (EvalOutputs::Spans(spans), Some((_, examples, features))) => {
-            let predictions = postprocess(examples, features, spans, &req.postprocess);
+            // The scored predictions are the post-processed ones; unscored, post-process here.
+            let predictions = match scored.as_ref().and_then(|s| s.squad_predictions.clone()) {
+                Some(p) => p,
+                None => postprocess(examples, features, spans, &req.postprocess),
+            };
             let nbest =
                 crate::squad::postprocess::nbest(examples, features, spans, &req.postprocess);
             output::write_squad(&dir, &predictions, &nbest)?
         }
         _ => output::write_glue(&dir, task, input, out)?,
     };
-    let metrics = if input.labelled {
-        Some(score(task, &input.split, out, &req.postprocess)?.metrics)
-    } else {
-        None
-    };
+    let metrics = scored.map(|s| s.metrics);
     Ok(MethodPrediction {
         method,
         files,
