@@ -280,23 +280,29 @@ fn unpack(set: &DataSet, downloads: &[PathBuf], staging: &Path) -> Result<()> {
 }
 
 fn print_summary(fetched: &[Fetched]) {
+    let rows: Vec<[String; 4]> = (fetched.iter())
+        .map(|f| {
+            let files: Vec<String> = (f.set.files.iter())
+                .map(|file| match file.check {
+                    FileCheck::Sha256(_) => format!("{} (sha256)", file.name),
+                    other => format!("{} ({})", file.name, count_words(other)),
+                })
+                .collect();
+            [
+                f.set.name.to_string(),
+                f.state.to_string(),
+                files.join(", "),
+                f.folder.display().to_string(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0).max(4), width(1).max(5), width(2).max(13));
     println!(
-        "{:<8} {:<8} {:<44} folder",
+        "{:<w0$}  {:<w1$}  {:<w2$}  folder",
         "data", "state", "files (check)"
     );
-    for f in fetched {
-        let files: Vec<String> = (f.set.files.iter())
-            .map(|file| match file.check {
-                FileCheck::Sha256(_) => format!("{} (sha256)", file.name),
-                other => format!("{} ({})", file.name, count_words(other)),
-            })
-            .collect();
-        println!(
-            "{:<8} {:<8} {:<44} {}",
-            f.set.name,
-            f.state,
-            files.join(", "),
-            f.folder.display()
-        );
+    for [name, state, files, folder] in &rows {
+        println!("{name:<w0$}  {state:<w1$}  {files:<w2$}  {folder}");
     }
 }
