@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use bertvision_tests::{model_dir, shared_data, succeed};
+use bertvision_tests::{model_dir, refused, shared_data, succeed};
 
 /// What the server serves and what it saw.
 #[derive(Default)]
@@ -146,18 +146,6 @@ fn bertvision(cache: &Path, server: &Server, cwd: &Path) -> Command {
         .env_remove("BERTVISION_DATA")
         .current_dir(cwd);
     command
-}
-
-/// Exit 1 and one line holding every `expected` piece.
-fn refused(command: &mut Command, expected: &[&str]) -> String {
-    let out = command.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    for e in expected {
-        assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
-    }
-    stderr
 }
 
 fn fetch(cache: &Path, server: &Server, cwd: &Path, task: &str) -> Command {

@@ -47,6 +47,19 @@ pub fn succeed(command: &mut Command) -> Output {
     output
 }
 
+/// Runs a command that must be refused the way every bad input is: exit code 1 and one line of
+/// stderr holding each of `expected`; returns that line.
+pub fn refused(command: &mut Command, expected: &[&str]) -> String {
+    let out = command.output().expect("the command starts");
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for e in expected {
+        assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
+    }
+    stderr
+}
+
 /// Starts `command` (its output discarded) and kills it (SIGKILL) as soon as `now()` holds, or
 /// lets it end after five minutes at most; whether it was still running when killed.
 pub fn kill_when(command: &mut Command, now: impl Fn() -> bool) -> bool {
