@@ -140,13 +140,18 @@ fn download(d: &Download, dir: &Path) -> Result<PathBuf> {
     let part = dir.join(format!("{}.part", d.name));
     let have = part.metadata().map_or(0, |m| m.len());
     let url = mirrored(d.url);
-    let mut request = agent()?.get(&url).header("Accept-Encoding", "identity");
-    if have > 0 {
-        request = request.header("Range", format!("bytes={have}-"));
+    let agent = agent()?;
+    let get = || agent.get(&url).header("Accept-Encoding", "identity");
+    let mut response = match have {
+        0 => get().call(),
+        // A part the server will not resume (416: the file changed, or the part is whole) is
+        // dropped and the file read from the start.
+        _ => match get().header("Range", format!("bytes={have}-")).call() {
+            Err(ureq::Error::StatusCode(416)) => get().call(),
+            other => other,
+        },
     }
-    let mut response = request
-        .call()
-        .with_context(|| format!("downloading {url}"))?;
+    .with_context(|| format!("downloading {url}"))?;
     let resumed = have > 0 && response.status().as_u16() == 206;
     let start = if resumed { have } else { 0 };
     let length = (response.headers().get("content-length"))

@@ -23,8 +23,8 @@ struct Served {
     requests: Vec<String>,
 }
 
-/// A one-thread HTTP/1.1 server on 127.0.0.1: GET with `Range: bytes=N-`, one request per
-/// connection.
+/// A one-thread HTTP/1.1 server on 127.0.0.1: GET with `Range: bytes=N-` (416 past the end),
+/// one request per connection.
 struct Server {
     base: String,
     served: Arc<Mutex<Served>>,
@@ -73,7 +73,12 @@ fn respond(mut stream: TcpStream, state: &Mutex<Served>) -> std::io::Result<()> 
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
     };
-    let (status, from) = if start > 0 && start < body.len() {
+    if start > 0 && start >= body.len() {
+        return stream.write_all(
+            b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    let (status, from) = if start > 0 {
         let range = format!(
             "Content-Range: bytes {start}-{}/{}\r\n",
             body.len() - 1,
@@ -272,11 +277,21 @@ fn check_refused_downloads(cache: &Path, server: &Server, cwd: &Path) {
     );
     assert!(!folder.exists() && !download.exists());
 
-    server.serve(
-        "/glue/data/WNLI.zip",
-        glue_zip("WNLI", &files(shared("WNLI/dev.tsv")), false),
-    );
+    // A part as long as the file (a fetch killed before its rename): the server cannot resume
+    // it (416), so it is read from the start.
+    let good = glue_zip("WNLI", &files(shared("WNLI/dev.tsv")), false);
+    std::fs::write(cache.join("downloads/WNLI.zip.part"), &good).unwrap();
+    server.serve("/glue/data/WNLI.zip", good.clone());
     succeed(&mut fetch(cache, server, cwd, "WNLI"));
+    let requests = server.served.lock().unwrap().requests.clone();
+    let tail = &requests[requests.len() - 2..];
+    assert_eq!(
+        tail,
+        [
+            format!("/glue/data/WNLI.zip {}", good.len()),
+            "/glue/data/WNLI.zip 0".into()
+        ]
+    );
     assert_eq!(
         std::fs::read(folder.join("dev.tsv")).unwrap(),
         shared("WNLI/dev.tsv")
