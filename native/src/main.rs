@@ -134,13 +134,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the chain of contexts, outermost first.
-            // A source whose text its wrapper already ends with (`file: reason`) once only.
-            let mut chain: Vec<String> = Vec::new();
-            for message in e.chain().map(|c| c.to_string()) {
-                if !chain.last().is_some_and(|last| last.ends_with(&message)) {
-                    chain.push(message);
-                }
-            }
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
             ExitCode::FAILURE
         }

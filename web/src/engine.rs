@@ -1,6 +1,7 @@
-//! The models in the pages (a SQuAD export, a GLUE export) and the backend they run on: Burn's WebGPU backend when the browser
-//! gives an adapter, else Flex (pure-Rust CPU) — the same generic core code on both. Every
-//! tensor read is asynchronous (a blocking read panics on WebGPU in the browser).
+//! The models in the pages (a SQuAD export, a GLUE export) and the backend they run on: Burn's
+//! WebGPU backend when the browser gives an adapter, else Flex (pure-Rust CPU) — the same
+//! generic core code on both. Every tensor read is asynchronous (a blocking read panics on
+//! WebGPU in the browser).
 
 use std::cell::RefCell;
 

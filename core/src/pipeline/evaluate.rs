@@ -200,7 +200,6 @@ pub struct SplitEvaluation {
     pub squad_predictions: Option<SquadPredictions>,
 }
 
-/// Scores `outputs` on `split` with the task's metrics.
 /// The index of the largest value: the decision of a classifier (the last of equal values, as
 /// `Iterator::max_by` keeps it).
 pub(crate) fn argmax(values: &[f32]) -> usize {
@@ -211,6 +210,7 @@ pub(crate) fn argmax(values: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
+/// Scores `outputs` on `split` with the task's metrics.
 pub fn score(
     task: &TaskSpec,
     split: &EvalSplit,

@@ -202,7 +202,7 @@ fn write_method(
     out: &EvalOutputs,
 ) -> Result<MethodPrediction> {
     let dir = req.out.join(method.name());
-    let scored = if input.labelled {
+    let mut scored = if input.labelled {
         Some(score(task, &input.split, out, &req.postprocess)?)
     } else {
         None
@@ -210,7 +210,7 @@ fn write_method(
     let files = match (out, &input.split.squad) {
         (EvalOutputs::Spans(spans), Some((_, examples, features))) => {
             // The scored predictions are the post-processed ones; unscored, post-process here.
-            let predictions = match scored.as_ref().and_then(|s| s.squad_predictions.clone()) {
+            let predictions = match scored.as_mut().and_then(|s| s.squad_predictions.take()) {
                 Some(p) => p,
                 None => postprocess(examples, features, spans, &req.postprocess),
             };
