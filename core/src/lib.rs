@@ -4,6 +4,7 @@
 //! Nothing here assumes a device or a command line; see `ARCHITECTURE.md` for how the crates fit.
 
 pub mod bert;
+pub mod checks;
 pub mod data_roots;
 pub mod fsutil;
 pub mod head;
@@ -21,7 +22,7 @@ pub mod tokenize;
 pub mod train;
 
 // The file readers live in `bertvision-formats` (fuzzed without tensor code); their old paths stay.
-pub use bertvision_formats::{error, metrics, safetensors_header, tasks};
+pub use bertvision_formats::{error, metrics, safetensors_header, tasks, wording};
 pub use error::{Error, Result};
 
 /// A backend the models run on: every op of `bertvision-shaders` (the encoder's linear layers,

@@ -76,6 +76,12 @@ pub struct ModelDir {
 impl ModelDir {
     /// Checks that `root` holds `config.json`, `model.safetensors` and `tokenizer.json`.
     pub fn open(root: &Path) -> Result<Self> {
+        if root.is_file() {
+            return Err(Error::invalid(
+                root,
+                "is a file, not a model directory (give the folder holding config.json, model.safetensors and tokenizer.json)",
+            ));
+        }
         if !root.is_dir() {
             return Err(Error::invalid(root, "model directory does not exist"));
         }

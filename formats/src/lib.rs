@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod safetensors_header;
 pub mod squad;
 pub mod tasks;
+pub mod wording;
 
 pub use error::{Error, Result};

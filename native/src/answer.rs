@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use bertvision_core::checks;
 use bertvision_core::fsutil::write_atomic;
 use bertvision_core::inference::ExportFiles;
 use bertvision_core::inference::qa::{QaAnswers, QaModels, QaQuery, answer};
@@ -14,16 +15,13 @@ use burn::tensor::backend::Backend;
 use crate::backend::DeviceArg;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("passage_source").required(true).args(["passage", "passage_file"])))]
 pub struct AnswerArgs {
     /// The export folder (`bert/` + `head.safetensors` + `head.json`).
     #[arg(long)]
     pub export: PathBuf,
     /// The passage, as text.
-    #[arg(
-        long,
-        conflicts_with = "passage_file",
-        required_unless_present = "passage_file"
-    )]
+    #[arg(long, conflicts_with = "passage_file")]
     pub passage: Option<String>,
     /// Read the passage from a UTF-8 text file instead.
     #[arg(long)]
@@ -52,13 +50,29 @@ pub struct AnswerArgs {
     pub device: DeviceArg,
 }
 
-/// `answer`: reads the passage and runs [`run`] on the chosen backend.
+impl AnswerArgs {
+    /// Every flag's value, from its meaning, before the export or the passage is read.
+    pub fn validate(&self) -> Result<()> {
+        checks::not_empty("--question", &self.question)?;
+        if let Some(passage) = &self.passage {
+            checks::not_empty("--passage", passage)?;
+        }
+        checks::finite("--null-threshold", self.null_threshold)?;
+        let (len, stride, query) = (self.max_length, self.doc_stride, self.max_query_length);
+        checks::squad_windows("--max-length", len, stride, query)?;
+        Ok(())
+    }
+}
+
+/// `answer`: checks the flags, reads the passage and runs [`run`] on the chosen backend.
 pub fn main(args: &AnswerArgs) -> Result<()> {
+    args.validate()?;
     let passage = match (&args.passage, &args.passage_file) {
         (Some(p), _) => p.clone(),
         (None, Some(file)) => bertvision_core::error::read_text(file)?,
-        (None, None) => unreachable!("clap requires one"),
+        (None, None) => anyhow::bail!("give the passage: --passage TEXT or --passage-file FILE"),
     };
+    checks::not_empty("--passage-file", &passage)?;
     let req = AnswerRequest {
         export: &args.export,
         passage: &passage,

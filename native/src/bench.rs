@@ -69,9 +69,23 @@ pub struct BenchArgs {
 }
 
 /// `bench`: checks the flags, resolves the model and runs [`bench`] on the chosen backend.
+impl BenchArgs {
+    /// Every flag's value, from its meaning, before the model is read (the lengths against
+    /// the model's positions and the batch against the memory once its shape is known).
+    pub fn validate(&self) -> Result<()> {
+        check_encoder_dtype(self.encoder_dtype, self.device)?;
+        check_rows(&self.rows)?;
+        bertvision_core::checks::at_least("--batch", self.batch, 1)?;
+        bertvision_core::checks::at_least("--repeats", self.repeats, 1)?;
+        if self.seq_lens.is_empty() {
+            bail!("--seq-lens: give at least one length");
+        }
+        Ok(())
+    }
+}
+
 pub fn main(args: &BenchArgs, cache_dir: &Path) -> Result<()> {
-    check_encoder_dtype(args.encoder_dtype, args.device)?;
-    check_rows(&args.rows)?;
+    args.validate()?;
     let model_dir = match args.model.as_str() {
         "bert-base" | "bert-large" => None,
         _ => Some(resolve_model_dir(&args.model, cache_dir)?),
@@ -303,6 +317,17 @@ fn load_model<B: bertvision_core::TrainBackend>(
             config.max_position_embeddings
         );
     }
+    let longest = args.seq_lens.iter().copied().max().unwrap_or(1) as f64;
+    let (heads, states) = (
+        config.num_attention_heads as f64,
+        config.num_hidden_layers as f64 + 1.0,
+    );
+    let per_sequence = 4.0 * longest * (heads * longest + states * config.hidden_size as f64);
+    bertvision_core::checks::fits(
+        &format!("--batch {} at --seq-lens {longest}", args.batch),
+        args.batch as f64 * per_sequence,
+        bertvision_core::checks::machine_memory(),
+    )?;
     Ok((config, bert, weights))
 }
 

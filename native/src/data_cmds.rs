@@ -1,6 +1,7 @@
 //! `evaluate-squad` (the official SQuAD 2.0 evaluation) and `data-report` (what the data loaders
 //! read, and the SQuAD featurisation round trip).
 
+use bertvision_core::wording::count;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -119,12 +120,12 @@ pub fn data_report(args: &DataReportArgs, cache_dir: &Path) -> Result<()> {
         let features = featurize(&examples, &mut tokenizer, &config)?;
         let rt = round_trip(&examples, &features);
         println!(
-            "SQuAD  {}: {} articles, {} questions ({} unanswerable), {} windows of {} tokens (stride {})",
+            "SQuAD  {}: {}, {} ({} unanswerable), {} of {} tokens (stride {})",
             squad.display(),
-            dataset.articles.len(),
-            examples.len(),
+            count(dataset.articles.len(), "article"),
+            count(examples.len(), "question"),
             examples.iter().filter(|e| e.is_impossible()).count(),
-            features.len(),
+            count(features.len(), "window"),
             config.max_len,
             config.doc_stride
         );

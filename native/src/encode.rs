@@ -38,8 +38,23 @@ pub struct EncodeArgs {
 }
 
 /// `encode`: resolves the model and runs [`encode`] on the chosen backend.
+impl EncodeArgs {
+    /// Every flag's value, from its meaning, before the model is read.
+    pub fn validate(&self) -> Result<()> {
+        bertvision_core::checks::not_empty("--text", &self.text)?;
+        if let Some(pair) = &self.text_pair {
+            bertvision_core::checks::not_empty("--text-pair", pair)?;
+        }
+        if let Some(len) = self.max_length {
+            let needed = if self.text_pair.is_some() { 5 } else { 3 };
+            bertvision_core::checks::sequence_length("--max-length", len, needed, usize::MAX)?;
+        }
+        check_encoder_dtype(self.encoder_dtype, self.device)
+    }
+}
+
 pub fn main(args: &EncodeArgs, cache_dir: &Path) -> Result<()> {
-    check_encoder_dtype(args.encoder_dtype, args.device)?;
+    args.validate()?;
     let model_dir = resolve_model_dir(&args.model, cache_dir)?;
     let req = EncodeRequest {
         model_dir: &model_dir,

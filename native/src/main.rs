@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use bertvision_core::models::default_cache_dir;
 
@@ -106,9 +106,45 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// The command line as clap sees it: every flag that takes a value also takes a negative number
+/// (`--lr -1` reaches the flag's check, which says why -1 is refused, instead of clap's
+/// "unexpected argument").
+fn command() -> clap::Command {
+    let negative = |arg: clap::Arg| {
+        if arg.get_action().takes_values() {
+            arg.allow_negative_numbers(true)
+        } else {
+            arg
+        }
+    };
+    Cli::command().mut_subcommands(move |sub| sub.mut_args(negative))
+}
+
+/// clap's message as one line: its lines up to the usage block, joined (a missing argument's
+/// name is on the line after "the following required arguments were not provided:").
+fn one_line(error: &clap::Error) -> String {
+    let text = error.to_string();
+    let body = text.split("\nUsage:").next().unwrap_or(&text);
+    let parts: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = parts.join(" ");
+    let line = line.trim_start_matches("error: ");
+    if line.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        line.to_string()
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e)
             if matches!(
@@ -119,14 +155,8 @@ fn main() -> ExitCode {
             e.exit()
         }
         Err(e) => {
-            // clap's message without the usage block: one line, exit code 1 like every other error.
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("error: {first} (see bertvision --help)");
+            // One line, exit code 1 like every other error.
+            eprintln!("error: {} (see bertvision --help)", one_line(&e));
             return ExitCode::FAILURE;
         }
     };

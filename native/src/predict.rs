@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use bertvision_core::checks;
 use bertvision_core::inference::classify::{ClassifyAnswers, ClassifyQuery, classify};
 use bertvision_core::inference::{ExportFiles, ExportedModels, Method};
 use bertvision_core::predict::{PredictOutcome, PredictRequest, run_predict};
@@ -86,10 +87,31 @@ fn task_arg(name: Option<&str>) -> Result<Option<&'static TaskSpec>> {
         .transpose()
 }
 
-pub fn main(args: &PredictArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
+impl PredictArgs {
+    /// Every flag's value, from its meaning, before the export or the input is read (the
+    /// windows' length is the export's, checked against these when it is read).
+    pub fn validate(&self) -> Result<()> {
+        checks::at_least("--batch-size", self.batch_size, 1)?;
+        checks::at_least("--doc-stride", self.doc_stride, 1)?;
+        checks::at_least("--max-query-length", self.max_query_length, 1)?;
+        checks::finite("--null-threshold", self.null_threshold)?;
+        checks::at_least("--n-best", self.n_best, 1)?;
+        Ok(())
     }
+}
+
+impl ClassifyArgs {
+    pub fn validate(&self) -> Result<()> {
+        checks::not_empty("--text", &self.text)?;
+        if let Some(pair) = &self.text_pair {
+            checks::not_empty("--text-pair", pair)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn main(args: &PredictArgs) -> Result<()> {
+    args.validate()?;
     let req = PredictRequest {
         export: args.export.clone(),
         input: args.input.clone(),
@@ -174,6 +196,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify_main(args: &ClassifyArgs) -> Result<()> {
+    args.validate()?;
     with_backend!(args.device, |B, dev| classify_one::<B>(args, dev))
 }
 

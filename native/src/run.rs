@@ -8,7 +8,7 @@ use bertvision_core::data_roots::{DataRoots, SquadFound};
 use bertvision_core::head::{HeadKind, HeadPath, LayerMix};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::config::{EnsembleRule, RunConfig};
-use bertvision_core::pipeline::data::DataSource;
+use bertvision_core::pipeline::data::{DataRecord, DataSource};
 use bertvision_core::pipeline::{RunRequest, run_task};
 use bertvision_core::tasks::{TaskKind, TaskSpec};
 use clap::Args;
@@ -48,6 +48,8 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub slice: SliceArgs,
     #[command(flatten)]
     pub finetune: FinetuneArgs,
     #[command(flatten)]
@@ -120,6 +122,13 @@ pub struct DataArgs {
     /// Articles held out for evaluation when --data is split.
     #[arg(long, default_value_t = 6)]
     pub eval_articles: usize,
+}
+
+/// Which examples a run reads and how long its sequences are (recipe values: `train-head`
+/// reads the run's).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Data")]
+pub struct SliceArgs {
     /// Train on the first N examples only (a slice, for quick runs).
     #[arg(long)]
     pub limit_train: Option<usize>,
@@ -313,20 +322,21 @@ fn parse_rules(rules: &[String]) -> Result<Vec<EnsembleRule>> {
 /// The run's configuration: the recipe's defaults for the model, overridden by the flags.
 fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Result<RunConfig> {
     let mut config = RunConfig::new(task, &args.model, bert);
-    let (data, ft, head, eval) = (&args.data, &args.finetune, &args.head, &args.evaluation);
+    let (data, ft, head, eval) = (&args.slice, &args.finetune, &args.head, &args.evaluation);
     if !args.seeds.is_empty() {
         config.seeds = args.seeds.clone();
     }
     config.max_len = data.max_length.unwrap_or(task.max_len);
     config.limit_train = data.limit_train;
     config.limit_eval = data.limit_eval;
-    config.eval_articles = data.eval_articles;
+    config.eval_articles = args.data.eval_articles;
     config.squad_features.max_len = config.max_len;
     config.squad_features.doc_stride = data.doc_stride;
     config.squad_features.max_query = data.max_query_length;
     let optimizer = bertvision_core::train::OptimizerConfig {
         weight_decay: ft.weight_decay,
-        max_grad_norm: (ft.max_grad_norm > 0.0).then_some(ft.max_grad_norm),
+        // 0 disables the clip; any other value is the config's, checked by `validate`.
+        max_grad_norm: (ft.max_grad_norm != 0.0).then_some(ft.max_grad_norm),
         epsilon: 1e-8,
     };
     let f = &mut config.finetune;
@@ -417,10 +427,9 @@ fn config_data(
         return data_source(d, task, cache_dir);
     }
     let beside = path.with_file_name("data.json");
-    match std::fs::read_to_string(&beside) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: not a data record ({e})", beside.display())),
-        Err(_) => data_source(d, task, cache_dir),
+    match DataRecord::read(&beside)? {
+        Some(record) => Ok(record.source),
+        None => data_source(d, task, cache_dir),
     }
 }
 
@@ -472,6 +481,9 @@ pub fn run<B: bertvision_core::TrainBackend>(
             data_source(&args.data, task, cache_dir)?,
         ),
     };
+    if let Some(pad) = args.finetune.pad_multiple {
+        bertvision_core::checks::at_least("--pad-multiple", pad, 1)?;
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}-{}",

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
+use bertvision_core::checks;
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::RunRequest;
 use bertvision_core::pipeline::heads::FinishedRun;
@@ -120,14 +121,29 @@ fn settings(args: &SearchArgs, run: &FinishedRun) -> Result<SearchSettings> {
             run.config.seeds
         );
     }
-    if args.trials == 0 || args.parallel == 0 {
-        bail!("--trials and --parallel must be at least 1");
-    }
     check_search(run, &settings)?;
     Ok(settings)
 }
 
+impl SearchArgs {
+    /// The flags' own values, before the run is read (the space against the run's
+    /// configuration once it is).
+    pub fn validate(&self) -> Result<()> {
+        checks::at_least("--trials", self.trials, 1)?;
+        checks::at_least("--parallel", self.parallel, 1)?;
+        checks::non_negative("--cache-gib", self.cache_gib)?;
+        if let Some(fraction) = self.train_fraction {
+            checks::share("--train-fraction", fraction, true)?;
+        }
+        if let Some(pad) = self.pad_multiple {
+            checks::at_least("--pad-multiple", pad, 1)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn main(args: &SearchArgs, cache_dir: &Path) -> Result<()> {
+    args.validate()?;
     let run = FinishedRun::read(&args.from)?;
     let out = args.out.clone().unwrap_or_else(|| {
         run.dir

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bertvision_core::bert::BertConfig;
+use bertvision_core::checks;
 use bertvision_core::models::ModelDir;
 use bertvision_core::pipeline::data::DataSource;
 use bertvision_core::pipeline::heads::FinishedRun;
@@ -52,7 +53,23 @@ pub struct TrainHeadArgs {
 
 /// `train-head`: reads the run, applies the head flags to its configuration, resolves its
 /// model, and runs [`train_heads`] on the chosen backend (with autodiff).
+impl TrainHeadArgs {
+    /// The flags' own values, before the run is read (the head settings are checked with the
+    /// run's configuration, by `RunConfig::validate`).
+    pub fn validate(&self) -> Result<()> {
+        for &point in &self.at {
+            checks::positive("--at", point)?;
+        }
+        checks::non_negative("--cache-gib", self.cache_gib)?;
+        if let Some(pad) = self.pad_multiple {
+            checks::at_least("--pad-multiple", pad, 1)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn main(args: &TrainHeadArgs, cache_dir: &Path) -> Result<()> {
+    args.validate()?;
     let run = FinishedRun::read(&args.from)?;
     let mut config = run.config.clone();
     args.head.apply(&mut config);

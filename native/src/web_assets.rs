@@ -3,9 +3,9 @@
 //! passages and sentences, and results.json files for the comparison page — after checking
 //! each one loads, so a broken file is caught here rather than in the browser.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bertvision_core::fsutil::write_atomic;
 use bertvision_core::inference::classify::classify_samples;
 use bertvision_core::inference::qa::{QaModels, demo_samples};
@@ -38,83 +38,108 @@ pub struct WebAssetsArgs {
     pub out: PathBuf,
 }
 
-/// `web-assets`: checks each input loads, then copies it under `--out`.
+/// `web-assets`: checks every input loads, then writes them under `--out` (nothing is written
+/// when any input is refused).
 pub fn main(req: &WebAssetsArgs) -> Result<()> {
+    let mut out = Outputs::default();
     if let Some(export) = &req.export {
         let files = ExportFiles::read_dir(export)?;
         // Loading it is the check: the same code (and CPU backend) the page runs.
         QaModels::<crate::backend::CpuBackend>::load(files.clone(), &Default::default())?;
-        copy_export(&files, req.f16, &req.out.join("models/squad"))?;
+        export_files(&mut out, &files, req.f16, &req.out.join("models/squad"))?;
     }
     if let Some(export) = &req.classify_export {
-        let files = ExportFiles::read_dir(export)?;
-        let models =
-            ExportedModels::<crate::backend::CpuBackend>::load(files.clone(), &Default::default())?;
-        if models.info.span {
-            bail!(
-                "--classify-export {}: a SQuAD export (give it as --export)",
-                export.display()
-            );
-        }
-        copy_export(&files, req.f16, &req.out.join("models/classify"))?;
-        if let Some(glue) = &req.glue {
-            let inputs = bertvision_core::tasks::glue::load_inputs(models.task, glue)?;
-            let samples = classify_samples(models.task, &inputs, 8);
-            if samples.samples.is_empty() {
-                bail!("{}: no rows to offer as samples", glue.display());
-            }
-            write_atomic(
-                &req.out.join("classify-samples.json"),
-                serde_json::to_string(&samples)?.as_bytes(),
-            )?;
-            eprintln!("classification samples: {}", samples.samples.len());
-        }
+        classify_assets(&mut out, req, export)?;
     }
     if let Some(squad) = &req.squad {
         let samples = demo_samples(&SquadDataset::load(squad)?, 8);
         if samples.is_empty() {
             bail!("{}: no questions to offer as samples", squad.display());
         }
-        write_atomic(
-            &req.out.join("samples.json"),
-            serde_json::to_string(&samples)?.as_bytes(),
-        )?;
-        eprintln!("samples: {} passages", samples.len());
+        let json = serde_json::to_string(&samples)?;
+        out.add(req.out.join("samples.json"), json.into_bytes());
+        out.log(format!("samples: {} passages", samples.len()));
     }
     if !req.results.is_empty() {
         let dir = req.out.join("results");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut index = Vec::new();
         for path in &req.results {
             let text = bertvision_core::error::read_text(path)?;
             let run = RunResults::parse(path, &text)?;
             let name = format!("{}-{}-{}.json", index.len() + 1, run.task, run.model.spec)
                 .replace(['/', ' '], "_");
-            write_atomic(&dir.join(&name), text.as_bytes())?;
+            out.add(dir.join(&name), text.into_bytes());
             index.push(name);
         }
-        write_atomic(
-            &dir.join("index.json"),
-            serde_json::to_string_pretty(&index)?.as_bytes(),
-        )?;
-        eprintln!("results: {} file(s)", index.len());
+        let json = serde_json::to_string_pretty(&index)?;
+        out.add(dir.join("index.json"), json.into_bytes());
+        out.log(format!("results: {} file(s)", index.len()));
+    }
+    out.write()
+}
+
+/// What `web-assets` writes, gathered while every input is checked and written only then.
+#[derive(Default)]
+struct Outputs {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    log: Vec<String>,
+}
+
+impl Outputs {
+    fn add(&mut self, path: PathBuf, bytes: Vec<u8>) {
+        self.files.push((path, bytes));
+    }
+
+    fn log(&mut self, line: String) {
+        self.log.push(line);
+    }
+
+    fn write(self) -> Result<()> {
+        for (path, bytes) in &self.files {
+            write_atomic(path, bytes)?;
+        }
+        for line in &self.log {
+            eprintln!("{line}");
+        }
+        Ok(())
+    }
+}
+
+/// The classification page's demo model and, with `--glue`, its sample sentences.
+fn classify_assets(out: &mut Outputs, req: &WebAssetsArgs, export: &Path) -> Result<()> {
+    let files = ExportFiles::read_dir(export)?;
+    let models =
+        ExportedModels::<crate::backend::CpuBackend>::load(files.clone(), &Default::default())?;
+    if models.info.span {
+        bail!(
+            "--classify-export {}: a SQuAD export (give it as --export)",
+            export.display()
+        );
+    }
+    export_files(out, &files, req.f16, &req.out.join("models/classify"))?;
+    if let Some(glue) = &req.glue {
+        let inputs = bertvision_core::tasks::glue::load_inputs(models.task, glue)?;
+        let samples = classify_samples(models.task, &inputs, 8);
+        if samples.samples.is_empty() {
+            bail!("{}: no rows to offer as samples", glue.display());
+        }
+        let json = serde_json::to_string(&samples)?;
+        out.add(req.out.join("classify-samples.json"), json.into_bytes());
+        out.log(format!("classification samples: {}", samples.samples.len()));
     }
     Ok(())
 }
 
 /// The export's files under `to` (BERT's weights as F16 when asked).
-fn copy_export(files: &ExportFiles, f16: bool, to: &std::path::Path) -> Result<()> {
+fn export_files(out: &mut Outputs, files: &ExportFiles, f16: bool, to: &Path) -> Result<()> {
     for (rel, file) in ExportFiles::NAMES.into_iter().zip(files.files()) {
         let bytes = if f16 && rel.ends_with("model.safetensors") {
             bertvision_core::fsutil::safetensors_to_f16(&file.name, &file.bytes)?
         } else {
             file.bytes.clone()
         };
-        let path = to.join(rel);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .with_context(|| format!("creating {}", path.display()))?;
-        write_atomic(&path, &bytes)?;
+        out.add(to.join(rel), bytes);
     }
-    eprintln!("demo model: {}", to.display());
+    out.log(format!("demo model: {}", to.display()));
     Ok(())
 }

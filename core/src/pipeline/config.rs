@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::recipe::Recipe;
 use crate::bert::{BertConfig, EncoderDtype, EncoderKernels};
+use crate::checks;
 use crate::error::{Error, Result};
 use crate::head::{HeadKind, HeadPath, LayerMix};
 use crate::squad::{FeatureConfig, PostprocessConfig};
@@ -233,72 +234,117 @@ impl RunConfig {
         }
     }
 
-    /// Refuses settings that cannot run, naming the flag of `bertvision run` that sets each.
+    /// Refuses settings that cannot run, naming the flag of `bertvision run` that sets each
+    /// (the checks of `crate::checks`, from what each value means).
     pub fn validate(&self, bert: &BertConfig) -> Result<()> {
-        let usage = |message: String| Err(Error::usage(message));
-        if self.max_len > bert.max_position_embeddings {
-            return usage(format!(
-                "--max-length {} exceeds the model's {} positions",
-                self.max_len, bert.max_position_embeddings
-            ));
+        let task = crate::tasks::task(&self.task)?;
+        self.validate_lengths(task, bert)?;
+        self.validate_seeds()?;
+        let (f, h) = (&self.finetune, &self.head);
+        checks::positive("--lr", f.lr)?;
+        checks::positive("--epochs", f.epochs)?;
+        checks::positive("--head-lr", h.lr)?;
+        checks::positive("--head-epochs", h.epochs)?;
+        for &p in &self.extract_at {
+            checks::positive("--extract-at", p)?;
         }
-        if self.seeds.is_empty() {
-            return usage("--seeds: give at least one seed".into());
-        }
-        if let Some(seed) = self
-            .seeds
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| self.seeds[..i].contains(s).then_some(s))
-        {
-            return usage(format!("--seeds: seed {seed} is given twice"));
-        }
-        let mut positive = vec![
-            ("lr", self.finetune.lr),
-            ("epochs", self.finetune.epochs),
-            ("head-lr", self.head.lr),
-            ("head-epochs", self.head.epochs),
-        ];
-        positive.extend(self.extract_at.iter().map(|&p| ("extract-at", p)));
-        positive.extend(self.eval_every_epochs.map(|e| ("eval-every-epochs", e)));
-        for (name, v) in positive {
-            if !(v > 0.0 && v.is_finite()) {
-                return usage(format!("--{name} must be positive, got {v}"));
-            }
+        if let Some(e) = self.eval_every_epochs {
+            checks::positive("--eval-every-epochs", e)?;
         }
         self.validate_points()?;
         self.validate_selection()?;
-        let fractions = self.train_fraction.iter().map(|&f| ("train-fraction", f));
-        let head_fractions = self.head.train_fractions.iter();
-        for (name, f) in fractions.chain(head_fractions.map(|&f| ("head-train-fraction", f))) {
-            if !(f > 0.0 && f <= 1.0) {
-                return usage(format!(
-                    "--{name} {f}: a share of the training data, in (0, 1]"
-                ));
-            }
+        if let Some(fraction) = self.train_fraction {
+            checks::share("--train-fraction", fraction, true)?;
         }
-        if let Some(f) = self.validation_fraction
-            && !(f > 0.0 && f < 1.0)
-        {
-            return usage(format!(
-                "--validation-fraction {f}: a share of the training data, in (0, 1)"
-            ));
+        for &fraction in &h.train_fractions {
+            checks::share("--head-train-fraction", fraction, true)?;
         }
-        for (name, v) in [
-            ("batch-size", self.finetune.batch_size),
-            ("head-batch-size", self.head.batch_size),
-            ("adapter-size", self.head.adapter_size),
-            ("eval-batch-size", self.eval_batch_size),
-            ("checkpoint-every", self.checkpoint_every),
+        if let Some(fraction) = self.validation_fraction {
+            checks::share("--validation-fraction", fraction, false)?;
+        }
+        for (flag, v) in [
+            ("--batch-size", f.batch_size),
+            ("--head-batch-size", h.batch_size),
+            ("--adapter-size", h.adapter_size),
+            ("--eval-batch-size", self.eval_batch_size),
+            ("--checkpoint-every", self.checkpoint_every),
+            ("--eval-articles", self.eval_articles),
+            ("--limit-train", self.limit_train.unwrap_or(1)),
+            ("--limit-eval", self.limit_eval.unwrap_or(1)),
         ] {
-            if v == 0 {
-                return usage(format!("--{name} must be at least 1"));
+            checks::at_least(flag, v, 1)?;
+        }
+        for ratio in [f.warmup_ratio, h.warmup_ratio] {
+            if !(0.0..1.0).contains(&ratio) {
+                return Err(Error::usage(format!(
+                    "--warmup-ratio must be in [0, 1), got {ratio}"
+                )));
             }
         }
-        if !(0.0..1.0).contains(&self.finetune.warmup_ratio) {
-            return usage("--warmup-ratio must be in [0, 1)".into());
+        for optimizer in [&f.optimizer, &h.optimizer] {
+            checks::non_negative("--weight-decay", optimizer.weight_decay)?;
+            if let Some(norm) = optimizer.max_grad_norm {
+                checks::positive("--max-grad-norm", norm)?;
+            }
+        }
+        let post = &self.squad_postprocess;
+        checks::finite("--null-threshold", post.null_threshold)?;
+        checks::at_least("--n-best", post.n_best, 1)?;
+        checks::at_least("--max-answer-length", post.max_answer_len, 1)?;
+        self.check_memory(bert, checks::machine_memory())
+    }
+
+    /// `--max-length` holds a sequence of the task (SQuAD: a window of question and passage)
+    /// within the model's positions.
+    fn validate_lengths(&self, task: &crate::tasks::TaskSpec, bert: &BertConfig) -> Result<()> {
+        let pair = task.format.is_some_and(|f| f.text_b.is_some());
+        let needed = if pair { 5 } else { 3 };
+        let positions = bert.max_position_embeddings;
+        checks::sequence_length("--max-length", self.max_len, needed, positions)?;
+        if task.kind == crate::tasks::TaskKind::Span {
+            let w = &self.squad_features;
+            checks::squad_windows("--max-length", w.max_len, w.doc_stride, w.max_query)?;
         }
         Ok(())
+    }
+
+    fn validate_seeds(&self) -> Result<()> {
+        if self.seeds.is_empty() {
+            return Err(Error::usage("--seeds: give at least one seed"));
+        }
+        let twice = (self.seeds.iter().enumerate())
+            .find_map(|(i, s)| self.seeds[..i].contains(s).then_some(s));
+        match twice {
+            Some(seed) => Err(Error::usage(format!("--seeds: seed {seed} is given twice"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Lower bounds on what a step allocates (one layer's attention scores and every layer's
+    /// hidden states, f32, for a batch of `--max-length` sequences; the head's weights with
+    /// their gradients and two Adam moments), each against `available` bytes: a size that
+    /// cannot fit is refused by its flag instead of aborting an allocation part-way through.
+    pub fn check_memory(&self, bert: &BertConfig, available: Option<u64>) -> Result<()> {
+        let (len, hidden) = (self.max_len as f64, bert.hidden_size as f64);
+        let states = bert.num_hidden_layers as f64 + 1.0;
+        let per_sequence = 4.0 * len * (bert.num_attention_heads as f64 * len + states * hidden);
+        let len_flag = format!("--max-length {}", self.max_len);
+        for (flag, batch) in [
+            ("--batch-size", self.finetune.batch_size),
+            ("--head-batch-size", self.head.batch_size),
+            ("--eval-batch-size", self.eval_batch_size),
+        ] {
+            let what = format!("{flag} {batch} with {len_flag}");
+            checks::fits(&what, batch as f64 * per_sequence, available)?;
+        }
+        let adapters = if self.head.shared_adapter {
+            1.0
+        } else {
+            states
+        };
+        let head_bytes = 4.0 * 4.0 * adapters * hidden * self.head.adapter_size as f64;
+        let what = format!("--adapter-size {}", self.head.adapter_size);
+        checks::fits(&what, head_bytes, available)
     }
 
     /// `--select-best` scores a validation split at evaluation points; patience needs it.
@@ -428,5 +474,37 @@ mod tests {
         );
         refused(|c| c.max_len = 100_000, "--max-length");
         refused(|c| c.finetune.warmup_ratio = 1.0, "--warmup-ratio");
+        refused(|c| c.max_len = 4, "--max-length 4");
+        refused(|c| c.limit_eval = Some(0), "--limit-eval");
+        refused(
+            |c| c.squad_postprocess.null_threshold = f64::NAN,
+            "--null-threshold",
+        );
+        refused(
+            |c| c.finetune.optimizer.weight_decay = -1.0,
+            "--weight-decay",
+        );
+        refused(
+            |c| c.head.optimizer.max_grad_norm = Some(f64::NAN),
+            "--max-grad-norm",
+        );
+    }
+
+    /// A batch or adapter that cannot fit is refused by its flag; the defaults fit in 1 GiB.
+    #[test]
+    fn sizes_beyond_the_memory_are_refused_by_their_flag() {
+        let (mut config, bert) = config();
+        config.check_memory(&bert, Some(1 << 30)).unwrap();
+        config.eval_batch_size = 1 << 24;
+        let message = config.check_memory(&bert, Some(1 << 30)).unwrap_err();
+        assert!(
+            message
+                .to_string()
+                .contains("--eval-batch-size 16777216 with --max-length")
+        );
+        config.eval_batch_size = 64;
+        config.head.adapter_size = 1 << 40;
+        let message = config.check_memory(&bert, Some(1 << 30)).unwrap_err();
+        assert!(message.to_string().contains("--adapter-size"));
     }
 }

@@ -9,6 +9,7 @@ use crate::squad::{FeatureConfig, SquadDataset, SquadExample, SquadFeature, feat
 use crate::tasks::glue::{self, Label};
 use crate::tasks::{TaskKind, TaskSpec};
 use crate::tokenize::{BertTokenizer, Encoded};
+use crate::wording::count;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
@@ -74,6 +75,86 @@ impl DataSource {
                 eval_articles: *eval_articles,
             },
         }
+    }
+}
+
+/// What a run folder's data is (`data.json`): where (absolute paths) and what (every split's
+/// size and the hash of its examples' tokens and targets, after the slices), so that a resumed
+/// run on other files, or on the same files changed, is refused instead of mixing results.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataRecord {
+    pub source: DataSource,
+    /// `None` in records from before the hashes were kept (a bare `DataSource`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<std::collections::BTreeMap<String, super::results::SplitInfo>>,
+}
+
+impl DataRecord {
+    /// `data` loaded from `source`.
+    pub fn of(source: &DataSource, data: &TaskData) -> Self {
+        DataRecord {
+            source: source.absolute(),
+            splits: Some(data.split_infos()),
+        }
+    }
+
+    /// Reads `path` (`None` when there is none), in either format: a record, or an older
+    /// version's bare source.
+    pub fn read(path: &Path) -> Result<Option<Self>> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum OnDisk {
+            Record(DataRecord),
+            Source(DataSource),
+        }
+        Ok(
+            super::context::read_json::<OnDisk>(path)?.map(|on_disk| match on_disk {
+                OnDisk::Record(record) => record,
+                OnDisk::Source(source) => DataRecord {
+                    source,
+                    splits: None,
+                },
+            }),
+        )
+    }
+
+    /// How `loaded` differs from this record's splits (`None`: the same, or nothing recorded),
+    /// naming each split that changed with its two sizes and hashes.
+    pub fn changed_splits(&self, loaded: &DataRecord) -> Option<String> {
+        let (Some(old), Some(new)) = (&self.splits, &loaded.splits) else {
+            return None;
+        };
+        let mut changes = Vec::new();
+        for name in old
+            .keys()
+            .chain(new.keys().filter(|k| !old.contains_key(*k)))
+        {
+            let show = |info: Option<&super::results::SplitInfo>| {
+                info.map_or("none".to_string(), |i| {
+                    format!("{} examples, hash {}", i.examples, i.key)
+                })
+            };
+            let (was, is) = (old.get(name), new.get(name));
+            if was != is {
+                changes.push(format!("{name}: {} → {}", show(was), show(is)));
+            }
+        }
+        (!changes.is_empty()).then(|| changes.join("; "))
+    }
+}
+
+impl TaskData {
+    /// Every split's size and identity: `train` as loaded (before `--train-fraction`), then the
+    /// evaluation splits (`validation` first when held out).
+    pub fn split_infos(&self) -> std::collections::BTreeMap<String, super::results::SplitInfo> {
+        use super::results::SplitInfo;
+        std::iter::once(("train".to_string(), SplitInfo::of(&self.train)))
+            .chain(
+                self.eval
+                    .iter()
+                    .map(|s| (s.name.clone(), SplitInfo::of(&s.samples))),
+            )
+            .collect()
     }
 }
 
@@ -145,6 +226,27 @@ fn limit_squad(dataset: &SquadDataset, limit: Option<usize>) -> SquadDataset {
 /// Loads and tokenises a task's training and evaluation data; with a `validation_fraction`, the
 /// validation split is carved from the training data (after `limit_train`) and listed first.
 pub fn load_task_data(
+    task: &TaskSpec,
+    source: &DataSource,
+    tokenizer: &mut BertTokenizer,
+    config: &RunConfig,
+) -> Result<TaskData> {
+    let data = load_by_kind(task, source, tokenizer, config)?;
+    // Every phase reads at least one batch of every split (its outputs are indexed by split).
+    let splits = std::iter::once(("train", data.train.len()))
+        .chain(data.eval.iter().map(|s| (s.name.as_str(), s.samples.len())));
+    for (name, len) in splits {
+        if len == 0 {
+            return Err(Error::usage(format!(
+                "{}: its {name} split has no examples left (after --limit-train/--limit-eval/--validation-fraction)",
+                task.name
+            )));
+        }
+    }
+    Ok(data)
+}
+
+fn load_by_kind(
     task: &TaskSpec,
     source: &DataSource,
     tokenizer: &mut BertTokenizer,
@@ -289,10 +391,10 @@ fn load_squad(
     notes.insert(
         0,
         format!(
-            "SQuAD train: {} articles, {} questions, {} windows; {}",
-            train_set.articles.len(),
-            train_examples.len(),
-            train_features.len(),
+            "SQuAD train: {}, {}, {}; {}",
+            count(train_set.articles.len(), "article"),
+            count(train_examples.len(), "question"),
+            count(train_features.len(), "window"),
             squad_note("eval", &dev)
         ),
     );
@@ -310,7 +412,9 @@ fn squad_note(name: &str, split: &EvalSplit) -> String {
         (set.articles.len(), examples.len())
     });
     format!(
-        "{name}: {articles} articles, {questions} questions, {} windows",
-        split.samples.len()
+        "{name}: {}, {}, {}",
+        count(articles, "article"),
+        count(questions, "question"),
+        count(split.samples.len(), "window")
     )
 }

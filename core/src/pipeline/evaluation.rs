@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::head::HeadOutput;
 use crate::task_model::BertTaskModel;
+use crate::wording::epochs;
 
 /// Each method's answers (question id → text), per method key.
 type Answers = Vec<(String, HashMap<String, String>)>;
@@ -210,7 +211,7 @@ fn point_outputs<B: crate::TrainBackend>(
             forward,
         )
     };
-    let bert_label = format!("seed {seed} eval BERT at {} epochs", models.point);
+    let bert_label = format!("seed {seed} eval BERT at {}", epochs(models.point));
     let shared_pass = head_padding == ctx.padding() && cfg.head.encoder_dtype.is_f32();
     if shared_pass {
         let label = format!("{bert_label} + BERTVision ({name})");
@@ -236,8 +237,8 @@ fn point_outputs<B: crate::TrainBackend>(
     )
     .remove(0);
     let label = format!(
-        "seed {seed} eval BERTVision at {} epochs ({name})",
-        models.point
+        "seed {seed} eval BERTVision at {} ({name})",
+        epochs(models.point)
     );
     let heads = run(label, head_padding, &mut |input| {
         let mask = input.attention_mask.clone();
@@ -291,7 +292,7 @@ fn cached_point_outputs<B: crate::TrainBackend>(
     );
     let bs = cfg.eval_batch_size;
     let states = cache.states(&key, models.encoder, samples, padding, bs, device, progress)?;
-    let bert_label = format!("seed {seed} eval BERT at {} epochs", models.point);
+    let bert_label = format!("seed {seed} eval BERT at {}", epochs(models.point));
     let bert = bert_outputs(ctx, split, models.checkpoint, || {
         let label = format!("{bert_label} ({})", split.name);
         let forward = |input| vec![models.bert.forward(input).1];
@@ -307,8 +308,9 @@ fn cached_point_outputs<B: crate::TrainBackend>(
         .remove(0)
     });
     let label = format!(
-        "seed {seed} eval BERTVision at {} epochs ({}, kept states)",
-        models.point, split.name
+        "seed {seed} eval BERTVision at {} ({}, kept states)",
+        epochs(models.point),
+        split.name
     );
     // `predict` walks the samples in order, one batch after the other.
     let mut next = 0;

@@ -34,10 +34,12 @@ pub struct TaskHeadInfo {
     pub num_outputs: usize,
 }
 
+/// The store's file, byte-identical for equal weights (`fsutil::canonical_safetensors`).
 fn bytes_of(store: &SafetensorsStore, what: &str) -> Result<Vec<u8>> {
-    store
+    let bytes = store
         .get_bytes()
-        .map_err(|e| Error::usage(format!("{what} could not be serialised: {e}")))
+        .map_err(|e| Error::usage(format!("{what} could not be serialised: {e}")))?;
+    crate::fsutil::canonical_safetensors(what, &bytes)
 }
 
 /// Writes `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json`.

@@ -23,6 +23,7 @@ use crate::fsutil::write_atomic;
 use crate::pretrained::Pretrained;
 use crate::task_model::{BertTaskModel, head_loss};
 use crate::train::Checkpoint;
+use crate::wording::epochs;
 
 /// A seed's fine-tuning, done (here or by the run `train-head` reads): the loss curve, BERT's
 /// scores at the evaluation-only points, the time at every point, and what loading its
@@ -192,8 +193,8 @@ pub(super) fn finetune<B: crate::TrainBackend>(
                     let best = crate::error::read_file(&files.bert_best)?;
                     write_atomic(&files.bert_final, &best)?;
                     progress.log(&format!(
-                        "seed {seed}: BERT after {} epochs is the best on {} ({} {:.4}): kept as bert_final",
-                        s.best.as_deref().unwrap_or("?"),
+                        "seed {seed}: BERT after {} is the best on {} ({} {:.4}): kept as bert_final",
+                        epochs(s.best.as_deref().unwrap_or("?")),
                         s.split,
                         s.metric,
                         s.best_point().map_or(f64::NAN, |p| s.value(p))
@@ -306,7 +307,8 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
             self.log.eval(step, epoch, &scores)?;
             if eval_only && !self.evals.contains_key(&label) {
                 progress.log(&format!(
-                    "BERT after {label} epochs: {}",
+                    "BERT after {}: {}",
+                    epochs(&label),
                     summary_line(&scores)
                 ));
                 update_map(&self.files.finetune_evals, label.clone(), scores.clone())?;
@@ -353,7 +355,8 @@ impl<'a, 'c, B: crate::TrainBackend> PointWatcher<'a, 'c, B> {
         if stop {
             selection.stopped_after = Some(label.to_string());
             progress.log(&format!(
-                "early stop after {label} epochs: {} points without a better {} {} (best at {})",
+                "early stop after {}: {} points without a better {} {} (best at {})",
+                epochs(label),
                 selection.since_best(),
                 selection.split,
                 selection.metric,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::RunConfig;
 use super::context::read_json;
-use super::data::DataSource;
+use super::data::{DataRecord, DataSource};
 use super::files::SeedFiles;
 use super::methods::point_label;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ impl FinishedRun {
         })?;
         Ok(FinishedRun {
             dir: dir.to_path_buf(),
-            data: read_json(&dir.join("data.json"))?,
+            data: DataRecord::read(&dir.join("data.json"))?.map(|r| r.source),
             config,
         })
     }

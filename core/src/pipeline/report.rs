@@ -103,17 +103,17 @@ pub struct ReportInput<'a> {
 pub fn report_markdown(r: &ReportInput<'_>) -> String {
     let config = r.config;
     let mut md = format!(
-        "# BERTVision on {} with {}\n\n{} seed(s): {:?}. Fine-tuning {} epochs (lr {:.1e}, batch {}), head on BERT-{} hidden states (lr {:.1e}, {} epochs, A = {}, {:?}).\n\n",
+        "# BERTVision on {} with {}\n\n{}: {:?}. Fine-tuning {} (lr {:.1e}, batch {}), head on BERT-{} hidden states (lr {:.1e}, {}, A = {}, {:?}).\n\n",
         r.task.name,
         config.model,
-        r.seeds,
+        crate::wording::count(r.seeds, "seed"),
         config.seeds,
-        config.finetune.epochs,
+        crate::wording::epochs(config.finetune.epochs),
         config.finetune.lr,
         config.finetune.batch_size,
         epochs_label(config.last_point()),
         config.head.lr,
-        config.head.epochs,
+        crate::wording::epochs(config.head.epochs),
         config.head.adapter_size,
         config.head.kind
     );

@@ -9,12 +9,10 @@ use std::time::Instant;
 use super::charts::run_charts;
 use super::config::RunConfig;
 use super::context::{RunContext, SeedResult, write_json};
-use super::data::{DataSource, TaskData, load_task_data};
+use super::data::{DataRecord, DataSource, TaskData, load_task_data};
 use super::progress::Progress;
 use super::report::{ReportInput, method_descriptions, report_markdown};
-use super::results::{
-    ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults, SplitInfo, summarise,
-};
+use super::results::{ModelInfo, ParameterCounts, RESULTS_FORMAT, RunResults, summarise};
 use super::sample::fraction_of;
 use super::seed::run_seed;
 use crate::bert::BertConfig;
@@ -63,14 +61,32 @@ pub fn run_task<B: crate::TrainBackend>(
     device: &B::Device,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome> {
-    claim_folder(req.out_dir, req.config, progress)?;
-    let data_record = check_data(req.out_dir, req.source)?;
+    // Nothing is written before the data has loaded and matched the folder's record: a run that
+    // fails on its data leaves the folder as it was (a new folder empty).
+    let claim = claim_folder(req.out_dir, req.config)?;
+    let recorded = check_data_source(req.out_dir, req.source, claim.taken_over)?;
     let started = Instant::now();
     let mut tokenizer = BertTokenizer::from_file(&req.model_dir.tokenizer)?;
     let data = load_data(req, &mut tokenizer, progress)?;
-    if let Some((path, source)) = data_record {
-        write_json(&path, &source)?;
+    let record = DataRecord::of(req.source, &data);
+    if let Some(change) = recorded.as_ref().and_then(|r| r.changed_splits(&record)) {
+        return Err(Error::usage(format!(
+            "{} holds a run on other data: the same files now give other examples ({change}); use another --out or delete it",
+            req.out_dir.display()
+        )));
     }
+    claim.commit(progress)?;
+    if recorded.as_ref() != Some(&record) {
+        write_json(&req.out_dir.join("data.json"), &record)?;
+    }
+    let stale = crate::fsutil::remove_stale_temps(req.out_dir)?;
+    if stale > 0 {
+        progress.log(&format!(
+            "removed {stale} temporary file(s) of killed processes in {}",
+            req.out_dir.display()
+        ));
+    }
+    write_squad_files(req, &data)?;
     let data_seconds = started.elapsed().as_secs_f64();
     let ctx = RunContext {
         config: req.config,
@@ -96,14 +112,18 @@ pub fn run_task<B: crate::TrainBackend>(
         req.device_label
     ));
     let seeds = run_seeds::<B>(&ctx, device, progress)?;
+    // Only the seeds' recorded phases: results.json is the same whichever process (and how
+    // many) ran the seeds, and however often it is rewritten; this process's times are logged.
     let mut wall: BTreeMap<String, f64> = BTreeMap::new();
-    wall.insert("data".into(), data_seconds);
     for s in &seeds {
         for (k, v) in &s.wall_seconds {
             *wall.entry(k.clone()).or_default() += v;
         }
     }
-    wall.insert("total_this_process".into(), started.elapsed().as_secs_f64());
+    progress.log(&format!(
+        "this process: data {data_seconds:.1} s, total {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     let results = assemble_results(req, &data, params, seeds, wall);
     let results_path = req.out_dir.join("results.json");
     write_json(&results_path, &results)?;
@@ -131,21 +151,55 @@ pub fn run_task<B: crate::TrainBackend>(
     })
 }
 
-/// Makes `out` the folder of `config`'s run: a new folder gets `config.json`; a folder of the
-/// same configuration is resumed (also when its `config.json` spells an older version's names),
-/// with other seeds too (each seed has its own folder, and `results.json` gathers the seeds
-/// asked for); one of other settings is refused, naming them, since resuming it would mix
-/// results.
-fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+/// What `run_task` may do with a folder, decided before anything is written there: write
+/// `config.json` (a new folder, other seeds, or a folder whose run did no work), or resume.
+struct FolderClaim {
+    path: PathBuf,
+    json: String,
+    write: bool,
+    /// The folder's `config.json` was of other settings, but no seed had started: its record
+    /// of the data is no longer the run's either.
+    taken_over: bool,
+    log: String,
+}
+
+impl FolderClaim {
+    fn commit(self, progress: &mut dyn Progress) -> Result<()> {
+        progress.log(&self.log);
+        if self.write {
+            write_atomic(&self.path, self.json.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Decides whether `out` can be the folder of `config`'s run: a new folder, a folder of the same
+/// configuration (also when its `config.json` spells an older version's names) or of other seeds
+/// only (each seed has its own folder; `results.json` gathers the seeds asked for) is taken; a
+/// folder of other settings is refused, naming each difference, since resuming it would mix
+/// results, unless none of its seeds started (a run that failed before any work).
+fn claim_folder(out: &Path, config: &RunConfig) -> Result<FolderClaim> {
     let path = out.join("config.json");
     let json = serde_json::to_string_pretty(config).expect("plain data");
-    let Ok(existing) = std::fs::read_to_string(&path) else {
-        return write_atomic(&path, json.as_bytes());
+    let mut claim = FolderClaim {
+        path: path.clone(),
+        json: json.clone(),
+        write: false,
+        taken_over: false,
+        log: format!("resuming the run in {}", out.display()),
+    };
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+            claim.write = true;
+            claim.log = format!("a new run in {}", out.display());
+            return Ok(claim);
+        }
+        Err(e) => return Err(Error::io(&path, e)),
     };
     if existing == json {
-        progress.log(&format!("resuming the run in {}", out.display()));
-        return Ok(());
+        return Ok(claim);
     }
     let old = serde_json::from_str::<RunConfig>(&existing).ok();
     match old {
@@ -156,13 +210,22 @@ fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> 
                 ..old.clone()
             } == *config =>
         {
-            progress.log(&format!(
+            claim.write = true;
+            claim.log = format!(
                 "{}: seeds {:?} (before: {:?}); finished seeds are kept",
                 out.display(),
                 config.seeds,
                 old.seeds
-            ));
-            write_atomic(&path, json.as_bytes())?;
+            );
+        }
+        _ if !any_seed_started(out)? => {
+            claim.write = true;
+            claim.taken_over = true;
+            claim.log = format!(
+                "{}: its run of other settings never started a seed; it is replaced ({})",
+                out.display(),
+                differing_keys(&existing, &json)
+            );
         }
         _ => {
             return Err(Error::usage(format!(
@@ -172,57 +235,103 @@ fn claim_folder(out: &Path, config: &RunConfig, progress: &mut dyn Progress) -> 
             )));
         }
     }
-    progress.log(&format!("resuming the run in {}", out.display()));
-    Ok(())
+    Ok(claim)
 }
 
-/// The top-level `config.json` keys whose values differ, for the refusal's message (the seeds
-/// aside: they may differ).
+/// Whether any `seed-N/` folder of `out` holds anything but its lock: work a new configuration
+/// must not be mixed with.
+fn any_seed_started(out: &Path) -> Result<bool> {
+    let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("seed-") || !entry.path().is_dir() {
+            continue;
+        }
+        let inside = std::fs::read_dir(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        if inside
+            .flatten()
+            .any(|f| f.file_name() != crate::fsutil::WORK_LOCK_FILE)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Every difference between two `config.json` texts, as `key: old → new` (nested keys with
+/// dots), the seeds aside: they may differ.
 fn differing_keys(old: &str, new: &str) -> String {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
-    let (Some(serde_json::Value::Object(old)), Some(serde_json::Value::Object(new))) =
-        (parse(old), parse(new))
-    else {
+    let (Some(old), Some(new)) = (parse(old), parse(new)) else {
         return "its config.json is not a run configuration".to_string();
     };
-    let keys: Vec<&str> = new
-        .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, _)| k.as_str())
-        .chain(
-            old.keys()
-                .filter(|k| !new.contains_key(*k))
-                .map(|k| k.as_str()),
-        )
-        .filter(|k| *k != "seeds")
-        .collect();
-    if keys.is_empty() {
+    if !old.is_object() {
+        return "its config.json is not a run configuration".to_string();
+    }
+    let mut changes = Vec::new();
+    json_differences("", &old, &new, &mut changes);
+    changes.retain(|c| !c.starts_with("seeds:"));
+    if changes.is_empty() {
         "an older version's spelling of them".to_string()
     } else {
-        format!("differs in {}", keys.join(", "))
+        format!("differs in {}", changes.join(", "))
     }
 }
 
-/// Where the run's data is recorded (`data.json`, absolute paths), so that `train-head` reads
-/// the same: a folder whose run read other files is refused, since resuming it would mix
-/// results; a new folder gets the record once the data loaded (the path and the record to
-/// write are returned).
-fn check_data(out: &Path, source: &DataSource) -> Result<Option<(PathBuf, DataSource)>> {
-    let path = out.join("data.json");
+fn json_differences(
+    prefix: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
+            for key in keys {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                let (was, is) = (a.get(key), b.get(key));
+                match (was, is) {
+                    (Some(was), Some(is)) => json_differences(&name, was, is, out),
+                    _ => out.push(format!(
+                        "{name}: {} → {}",
+                        was.map_or("(absent)".into(), |v| v.to_string()),
+                        is.map_or("(absent)".into(), |v| v.to_string())
+                    )),
+                }
+            }
+        }
+        (was, is) if was != is => out.push(format!("{prefix}: {was} → {is}")),
+        _ => {}
+    }
+}
+
+/// The folder's record of its data (`data.json`), after checking that it names the files of
+/// `source`: a folder whose run read other files is refused, since resuming it would mix
+/// results (`None`: no record yet, or one of a replaced run).
+fn check_data_source(
+    out: &Path,
+    source: &DataSource,
+    taken_over: bool,
+) -> Result<Option<DataRecord>> {
+    let recorded = DataRecord::read(&out.join("data.json"))?.filter(|_| !taken_over);
     let source = source.absolute();
-    match super::context::read_json::<DataSource>(&path)? {
+    match recorded {
         // Resolved again: an older record may spell the same file with `..`.
-        Some(recorded) if recorded.absolute() != source => Err(Error::usage(format!(
-            "{} holds a run on other data ({recorded:?}, not {source:?}); use another --out or delete it",
-            out.display()
+        Some(r) if r.source.absolute() != source => Err(Error::usage(format!(
+            "{} holds a run on other data ({:?}, not {source:?}); use another --out or delete it",
+            out.display(),
+            r.source
         ))),
-        Some(_) => Ok(None),
-        None => Ok(Some((path, source))),
+        recorded => Ok(recorded),
     }
 }
 
-/// Loads and tokenises the task's data, logs what the loaders noted, and writes the exact SQuAD
-/// questions evaluated beside the results (so the official evaluator can be run on our files).
+/// Loads and tokenises the task's data and logs what the loaders noted.
 fn load_data(
     req: &RunRequest<'_>,
     tokenizer: &mut BertTokenizer,
@@ -233,6 +342,12 @@ fn load_data(
     for note in &data.notes {
         progress.log(note);
     }
+    Ok(data)
+}
+
+/// The exact SQuAD questions evaluated, beside the results (so that the official evaluator can
+/// be run on our files).
+fn write_squad_files(req: &RunRequest<'_>, data: &TaskData) -> Result<()> {
     for split in &data.eval {
         if let Some((dataset, _, _)) = &split.squad {
             write_atomic(
@@ -241,7 +356,7 @@ fn load_data(
             )?;
         }
     }
-    Ok(data)
+    Ok(())
 }
 
 fn parameter_counts(ctx: &RunContext<'_>, bert: &BertConfig) -> ParameterCounts {
@@ -333,13 +448,7 @@ fn assemble_results(
         methods: method_descriptions(req.config, &seeds),
         parameters,
         data_notes: data.notes.clone(),
-        splits: std::iter::once(("train".to_string(), SplitInfo::of(&data.train)))
-            .chain(
-                data.eval
-                    .iter()
-                    .map(|s| (s.name.clone(), SplitInfo::of(&s.samples))),
-            )
-            .collect(),
+        splits: data.split_infos(),
         summary: summarise(&seeds),
         seeds,
         wall_seconds,
@@ -366,15 +475,23 @@ mod tests {
     }
 
     /// Other seeds resume a folder (its `config.json` then names them); other settings are
-    /// refused, naming what differs, and leave `config.json` as it was.
+    /// refused, naming what differs with both values, and leave `config.json` as it was; a
+    /// folder whose run never started a seed is taken over.
     #[test]
     fn a_folder_takes_other_seeds_but_not_other_settings() {
         let dir = std::env::temp_dir().join(format!("bv-claim-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut cfg = config();
-        claim_folder(&dir, &cfg, &mut NoProgress).unwrap();
+        let claim = claim_folder(&dir, &cfg).unwrap();
+        assert!(!dir.join("config.json").exists(), "written before commit");
+        claim.commit(&mut NoProgress).unwrap();
+        std::fs::create_dir_all(dir.join("seed-1")).unwrap();
+        std::fs::write(dir.join("seed-1/finetune.loss.json"), "[]").unwrap();
         cfg.seeds = vec![1, 2, 3];
-        claim_folder(&dir, &cfg, &mut NoProgress).unwrap();
+        claim_folder(&dir, &cfg)
+            .unwrap()
+            .commit(&mut NoProgress)
+            .unwrap();
         let read = |d: &Path| std::fs::read_to_string(d.join("config.json")).unwrap();
         let written: RunConfig = serde_json::from_str(&read(&dir)).unwrap();
         assert_eq!(written.seeds, vec![1, 2, 3]);
@@ -383,12 +500,15 @@ mod tests {
         other.finetune.epochs = 3.0;
         other.max_len += 1;
         other.seeds = vec![4];
-        let err = claim_folder(&dir, &other, &mut NoProgress)
-            .unwrap_err()
-            .to_string();
+        let err = claim_folder(&dir, &other).err().unwrap().to_string();
         assert!(err.contains("other settings (differs in "), "{err}");
-        assert!(err.contains("max_len") && err.contains("finetune") && !err.contains("seeds"));
+        assert!(err.contains("max_len: 256 → 257"), "{err}");
+        assert!(err.contains("finetune.epochs: 2.0 → 3.0"), "{err}");
+        assert!(!err.contains("seeds"), "{err}");
         assert_eq!(read(&dir), before);
+        std::fs::remove_dir_all(dir.join("seed-1")).unwrap();
+        let claim = claim_folder(&dir, &other).unwrap();
+        assert!(claim.taken_over && claim.write);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

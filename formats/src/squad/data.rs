@@ -192,8 +192,9 @@ impl SquadDataset {
         let n = self.articles.len();
         if eval_articles == 0 || eval_articles >= n {
             return Err(Error::usage(format!(
-                "{}: cannot hold out {eval_articles} of {n} articles (need at least one on each side)",
-                self.path.display()
+                "{}: cannot hold out {eval_articles} of {} (need at least one on each side)",
+                self.path.display(),
+                crate::wording::count(n, "article")
             )));
         }
         let cut = n - eval_articles;
