@@ -5,21 +5,35 @@
 # lavapipe (Vulkan on the CPU), then the browser app end to end in headless Chromium
 # (scripts/web_e2e.sh), the scripts' own tests, and bounded fuzzing of the file readers
 # (scripts/fuzz.sh). Arguments go to `cargo test` only, and skip the set-up and later stages.
+# With BERTVISION_CLIPPY set (`.ci/run`), clippy -D warnings lints the workspace's crates as
+# they compile, the browser app's wasm32 build included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stage() { echo "-- $* ($(date +%T))"; }
 [ $# -gt 0 ] || scripts/setup.sh
+if [ -n "${BERTVISION_CLIPPY:-}" ]; then
+    RUSTC_WORKSPACE_WRAPPER=$(command -v clippy-driver)
+    export RUSTC_WORKSPACE_WRAPPER
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+fi
 # One build of the workspace, the kernel tests' wgpu backend included, serves every test and,
 # beside them, the `bertvision` binary that fetches the models and drives the browser test (a
 # `-p bertvision` build, or one without that feature, resolves Burn's features differently and
 # compiles it all again).
 TEST=(cargo test --workspace --features bertvision-shaders/wgpu-tests)
+stage "build"
 "${TEST[@]}" --no-run "$@"
 BV=${CARGO_TARGET_DIR:-target}/debug/bertvision
 "$BV" fetch-models
+stage "cargo tests"
 "${TEST[@]}" "$@"
 if [ $# -eq 0 ]; then
     # The repository's own checkers (the GLUE submission format rules).
     python3 -m unittest discover -s scripts -p 'test_*.py'
+    stage "browser end to end"
     BERTVISION_BIN=$BV scripts/web_e2e.sh
-    scripts/fuzz.sh
+    stage "fuzzing"
+    # The fuzz crate is its own workspace, built by nightly: not linted here.
+    env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/fuzz.sh
+    stage "done"
 fi

@@ -3,6 +3,8 @@
 //! (`RunConfig::validate` for `run`, `train-head` and `search`'s trials; each other command's
 //! `validate` in `native`), so a bad value costs one line and no work.
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 
 fn refuse<T>(message: String) -> Result<T> {
@@ -108,6 +110,58 @@ pub fn squad_windows(
     Ok(())
 }
 
+/// A folder (`dir`) or a non-empty file the command will read.
+pub fn existing(flag: &str, path: &Path, dir: bool) -> Result<()> {
+    let problem = match std::fs::metadata(path) {
+        Err(_) => "no such file or folder",
+        Ok(m) if dir && !m.is_dir() => "is a file, not a folder",
+        Ok(m) if !dir && m.is_dir() => "is a folder, not a file",
+        Ok(m) if !dir && m.len() == 0 => "is empty",
+        Ok(_) => return Ok(()),
+    };
+    refuse(format!("{flag} {}: {problem}", path.display()))
+}
+
+/// A file the command will write: not an existing folder, and under a folder (or a place one can
+/// be created) rather than under a file. Checked before the work, so an hour of work is not lost
+/// to a typo in the output's name.
+pub fn output_file(flag: &str, path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return refuse(format!(
+            "{flag} {}: is a folder; give the file's name",
+            path.display()
+        ));
+    }
+    parents_are_folders(flag, path)
+}
+
+/// A folder the command will write into: not an existing file, nor under one.
+pub fn output_dir(flag: &str, path: &Path) -> Result<()> {
+    if path.exists() && !path.is_dir() {
+        return refuse(format!(
+            "{flag} {}: is a file, not a folder",
+            path.display()
+        ));
+    }
+    parents_are_folders(flag, path)
+}
+
+fn parents_are_folders(flag: &str, path: &Path) -> Result<()> {
+    let file_above = path
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists() && !a.is_dir());
+    match file_above {
+        Some(file) => refuse(format!(
+            "{flag} {}: {} is a file, not a folder",
+            path.display(),
+            file.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// This machine's memory in bytes (`None` where it cannot be read: nothing is refused then).
 pub fn machine_memory() -> Option<u64> {
     #[cfg(target_os = "linux")]
@@ -121,6 +175,19 @@ pub fn machine_memory() -> Option<u64> {
     {
         None
     }
+}
+
+/// A lower bound on the bytes one sequence of `len` tokens needs in a forward pass: the f32
+/// attention scores of every head (`heads × len²`) and the hidden states of every layer and the
+/// embeddings (`states × len × hidden`), which the head reads. Training needs more.
+pub fn activation_bytes_per_sequence(
+    len: usize,
+    heads: usize,
+    states: usize,
+    hidden: usize,
+) -> f64 {
+    let len = len as f64;
+    4.0 * len * (heads as f64 * len + states as f64 * hidden as f64)
 }
 
 /// `bytes` (a lower bound on what `what` allocates) must fit in `available` bytes; else the
@@ -143,6 +210,12 @@ pub fn fits(what: &str, bytes: f64, available: Option<u64>) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bv-checks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn each_check_names_its_flag_and_takes_the_edges_it_means() {
         let msg = |r: Result<()>| r.unwrap_err().to_string();
@@ -163,5 +236,13 @@ mod tests {
         assert!(msg(squad_windows("--max-length", 100, 40, 64)).contains("--doc-stride 40"));
         assert!(fits("x", 2.0, Some(1)).is_err() && fits("x", 2.0, None).is_ok());
         assert!(not_empty("--text", " \n").is_err());
+        let dir = tempfile_dir();
+        let file = dir.join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert!(msg(output_file("--out", &dir)).contains("is a folder"));
+        assert!(msg(output_file("--out", &file.join("x.json"))).contains("is a file"));
+        assert!(output_file("--out", &dir.join("new/x.json")).is_ok());
+        assert!(output_dir("--out", &file).is_err() && output_dir("--out", &dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -54,6 +54,9 @@ impl AnswerArgs {
     /// Every flag's value, from its meaning, before the export or the passage is read.
     pub fn validate(&self) -> Result<()> {
         checks::not_empty("--question", &self.question)?;
+        if let Some(json) = &self.json {
+            checks::output_file("--json", json)?;
+        }
         if let Some(passage) = &self.passage {
             checks::not_empty("--passage", passage)?;
         }

@@ -76,6 +76,9 @@ impl BenchArgs {
         check_encoder_dtype(self.encoder_dtype, self.device)?;
         check_rows(&self.rows)?;
         bertvision_core::checks::at_least("--batch", self.batch, 1)?;
+        if let Some(out) = &self.out {
+            bertvision_core::checks::output_file("--out", out)?;
+        }
         bertvision_core::checks::at_least("--repeats", self.repeats, 1)?;
         if self.seq_lens.is_empty() {
             bail!("--seq-lens: give at least one length");
@@ -317,12 +320,13 @@ fn load_model<B: bertvision_core::TrainBackend>(
             config.max_position_embeddings
         );
     }
-    let longest = args.seq_lens.iter().copied().max().unwrap_or(1) as f64;
-    let (heads, states) = (
-        config.num_attention_heads as f64,
-        config.num_hidden_layers as f64 + 1.0,
+    let longest = args.seq_lens.iter().copied().max().unwrap_or(1);
+    let per_sequence = bertvision_core::checks::activation_bytes_per_sequence(
+        longest,
+        config.num_attention_heads,
+        config.num_hidden_layers + 1,
+        config.hidden_size,
     );
-    let per_sequence = 4.0 * longest * (heads * longest + states * config.hidden_size as f64);
     bertvision_core::checks::fits(
         &format!("--batch {} at --seq-lens {longest}", args.batch),
         args.batch as f64 * per_sequence,

@@ -30,6 +30,9 @@ pub struct EvaluateSquadArgs {
 
 /// Prints the official metrics JSON (and writes it to `--out` if given).
 pub fn evaluate_squad(args: &EvaluateSquadArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        bertvision_core::checks::output_file("--out", out)?;
+    }
     let dataset = SquadDataset::load(&args.data)?;
     let preds = load_predictions(&args.predictions)?;
     let na = args.na_prob.as_deref().map(load_na_probs).transpose()?;
@@ -63,6 +66,9 @@ pub struct DataReportArgs {
 /// tokenizer, printing counts, skipped rows and the label round trip; the full report goes to
 /// `--out`.
 pub fn data_report(args: &DataReportArgs, cache_dir: &Path) -> Result<()> {
+    if let Some(out) = &args.out {
+        bertvision_core::checks::output_file("--out", out)?;
+    }
     let tokenizer = match &args.squad {
         Some(_) => {
             Some(crate::fetch::resolve_model_dir(&args.model, cache_dir)?.join("tokenizer.json"))

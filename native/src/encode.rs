@@ -42,6 +42,7 @@ impl EncodeArgs {
     /// Every flag's value, from its meaning, before the model is read.
     pub fn validate(&self) -> Result<()> {
         bertvision_core::checks::not_empty("--text", &self.text)?;
+        bertvision_core::checks::output_file("--output", &self.output)?;
         if let Some(pair) = &self.text_pair {
             bertvision_core::checks::not_empty("--text-pair", pair)?;
         }

@@ -92,6 +92,8 @@ impl PredictArgs {
     /// windows' length is the export's, checked against these when it is read).
     pub fn validate(&self) -> Result<()> {
         checks::at_least("--batch-size", self.batch_size, 1)?;
+        checks::existing("--input", &self.input, false)?;
+        checks::output_dir("--out", &self.out)?;
         checks::at_least("--doc-stride", self.doc_stride, 1)?;
         checks::at_least("--max-query-length", self.max_query_length, 1)?;
         checks::finite("--null-threshold", self.null_threshold)?;
@@ -103,6 +105,9 @@ impl PredictArgs {
 impl ClassifyArgs {
     pub fn validate(&self) -> Result<()> {
         checks::not_empty("--text", &self.text)?;
+        if let Some(json) = &self.json {
+            checks::output_file("--json", json)?;
+        }
         if let Some(pair) = &self.text_pair {
             checks::not_empty("--text-pair", pair)?;
         }

@@ -124,6 +124,33 @@ pub struct DataArgs {
     pub eval_articles: usize,
 }
 
+impl DataArgs {
+    /// Whether any flag names data (the folder or a file).
+    pub fn given(&self) -> bool {
+        self.data_dir.is_some() || self.data.is_some() || self.train_file.is_some()
+    }
+
+    /// Each named folder and file exists, and a split keeps articles to evaluate.
+    pub fn validate(&self) -> Result<()> {
+        use bertvision_core::checks::{at_least, existing};
+        at_least("--eval-articles", self.eval_articles, 1)?;
+        if let Some(dir) = &self.data_dir {
+            existing("--data-dir", dir, true)?;
+        }
+        let files = [
+            ("--train-file", &self.train_file),
+            ("--eval-file", &self.eval_file),
+            ("--data", &self.data),
+        ];
+        for (flag, file) in files {
+            if let Some(file) = file {
+                existing(flag, file, false)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which examples a run reads and how long its sequences are (recipe values: `train-head`
 /// reads the run's).
 #[derive(Debug, Args)]
@@ -369,6 +396,13 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
 /// The task's data: the flags when given, else the first data root holding it
 /// (`$BERTVISION_DATA`, the cache `fetch-data` fills, `../shared/data`).
 pub fn data_source(args: &DataArgs, task: &TaskSpec, cache_dir: &Path) -> Result<DataSource> {
+    if task.kind != TaskKind::Span && (args.data.is_some() || args.train_file.is_some()) {
+        bail!(
+            "{} is a GLUE task: give --data-dir, not --data/--train-file",
+            task.name
+        );
+    }
+    args.validate()?;
     let roots = DataRoots::standard(cache_dir);
     if task.kind == TaskKind::Span {
         if let (Some(train), Some(eval)) = (&args.train_file, &args.eval_file) {
@@ -388,12 +422,6 @@ pub fn data_source(args: &DataArgs, task: &TaskSpec, cache_dir: &Path) -> Result
                 eval_articles: args.eval_articles,
             },
         });
-    }
-    if args.data.is_some() || args.train_file.is_some() {
-        bail!(
-            "{} is a GLUE task: give --data-dir, not --data/--train-file",
-            task.name
-        );
     }
     let dir = match &args.data_dir {
         Some(dir) => dir.clone(),
@@ -483,6 +511,9 @@ pub fn run<B: bertvision_core::TrainBackend>(
     };
     if let Some(pad) = args.finetune.pad_multiple {
         bertvision_core::checks::at_least("--pad-multiple", pad, 1)?;
+    }
+    if let Some(out) = &args.out {
+        bertvision_core::checks::output_dir("--out", out)?;
     }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(

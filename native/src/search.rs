@@ -130,6 +130,12 @@ impl SearchArgs {
     /// configuration once it is).
     pub fn validate(&self) -> Result<()> {
         checks::at_least("--trials", self.trials, 1)?;
+        if let Some(space) = &self.space {
+            checks::existing("--space", space, false)?;
+        }
+        if let Some(out) = &self.out {
+            checks::output_dir("--out", out)?;
+        }
         checks::at_least("--parallel", self.parallel, 1)?;
         checks::non_negative("--cache-gib", self.cache_gib)?;
         if let Some(fraction) = self.train_fraction {
@@ -165,6 +171,12 @@ pub fn main(args: &SearchArgs, cache_dir: &Path) -> Result<()> {
     check_encoder_dtype(run.config.head.encoder_dtype, args.device)?;
     let model_dir = crate::fetch::resolve_model_dir(&run.config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
+    if run.data.is_none() {
+        bail!(
+            "{} does not record its data (data.json): an older run",
+            run.dir.display()
+        );
+    }
     // The folder is claimed before the workers start, so they find the same search.
     SearchDir::claim(&out, &settings)?;
     let workers = spawn_workers(args, &out)?;

@@ -60,7 +60,11 @@ impl TrainHeadArgs {
         for &point in &self.at {
             checks::positive("--at", point)?;
         }
+        self.data.validate()?;
         checks::non_negative("--cache-gib", self.cache_gib)?;
+        if let Some(out) = &self.out {
+            checks::output_dir("--out", out)?;
+        }
         if let Some(pad) = self.pad_multiple {
             checks::at_least("--pad-multiple", pad, 1)?;
         }
@@ -71,14 +75,23 @@ impl TrainHeadArgs {
 pub fn main(args: &TrainHeadArgs, cache_dir: &Path) -> Result<()> {
     args.validate()?;
     let run = FinishedRun::read(&args.from)?;
+    if run.data.is_some() && args.data.given() {
+        bail!(
+            "{} records its data (data.json), which its heads must be trained on: leave out the data flags",
+            args.from.display()
+        );
+    }
     let mut config = run.config.clone();
     args.head.apply(&mut config);
-    let at = (!args.at.is_empty()).then(|| args.at.clone());
-    let seeds = (!args.seeds.is_empty()).then(|| args.seeds.clone());
-    let config = run.heads_config(config, at, seeds)?;
     check_encoder_dtype(config.head.encoder_dtype, args.device)?;
     let model_dir = crate::fetch::resolve_model_dir(&config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
+    // The flags' values first, then whether the run kept what they ask for.
+    let bert_config = BertConfig::from_file(&ModelDir::open(&model_dir)?.config)?;
+    config.validate(&bert_config)?;
+    let at = (!args.at.is_empty()).then(|| args.at.clone());
+    let seeds = (!args.seeds.is_empty()).then(|| args.seeds.clone());
+    let config = run.heads_config(config, at, seeds)?;
     let task = bertvision_core::tasks::task(&config.task)?;
     let flags_data = data_source(&args.data, task, cache_dir);
     with_backend!(args.device, |B, dev| train_heads::<

@@ -38,9 +38,36 @@ pub struct WebAssetsArgs {
     pub out: PathBuf,
 }
 
+impl WebAssetsArgs {
+    /// Every input is there (a file not empty) and `--out` can be a folder, before any is read.
+    fn validate(&self) -> Result<()> {
+        use bertvision_core::checks::{existing, output_dir};
+        for (flag, file) in [("--squad", &self.squad), ("--glue", &self.glue)] {
+            if let Some(file) = file {
+                existing(flag, file, false)?;
+            }
+        }
+        for file in &self.results {
+            existing("--results", file, false)?;
+        }
+        let dirs = [
+            ("--export", &self.export),
+            ("--classify-export", &self.classify_export),
+        ];
+        for (flag, dir) in dirs {
+            if let Some(dir) = dir {
+                existing(flag, dir, true)?;
+            }
+        }
+        output_dir("--out", &self.out)?;
+        Ok(())
+    }
+}
+
 /// `web-assets`: checks every input loads, then writes them under `--out` (nothing is written
 /// when any input is refused).
 pub fn main(req: &WebAssetsArgs) -> Result<()> {
+    req.validate()?;
     let mut out = Outputs::default();
     if let Some(export) = &req.export {
         let files = ExportFiles::read_dir(export)?;

@@ -365,7 +365,7 @@ fn cases(root: &Path) -> Vec<Case> {
             root.join("assets").display().to_string(),
         ],
         expected: vec!["results-v1.json", "bertvision-results/1"],
-        output: Some(root.join("assets/results/index.json")),
+        output: Some(root.join("assets")),
     });
     for (name, args, expected) in [
         (
@@ -457,7 +457,10 @@ fn cases(root: &Path) -> Vec<Case> {
                 "--export",
                 "no-export",
                 "--input",
-                "dev.tsv",
+                &bertvision_tests::shared_data()
+                    .join("glue/RTE/dev.tsv")
+                    .display()
+                    .to_string(),
                 "--out",
                 "predictions",
             ]),

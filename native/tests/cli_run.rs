@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bertvision_tests::{shared_data, succeed};
+use bertvision_tests::{shared_data, succeed, workspace_root};
 use serde_json::Value;
 
 fn bertvision() -> Command {
@@ -52,6 +52,32 @@ fn run_to_end(args: &[String]) -> Value {
     );
     let dir = PathBuf::from(&args[args.iter().position(|a| a == "--out").unwrap() + 1]);
     serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+}
+
+/// `results.json` without its measured times (`*seconds*` keys), which differ from process to
+/// process; everything else must be byte-identical however the run was done.
+fn untimed(dir: &Path) -> String {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(|k, _| !k.contains("seconds"));
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    strip(&mut v);
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+/// `args` with `flag`'s value replaced.
+fn with_flag(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let i = args.iter().position(|a| a == flag).unwrap();
+    args[i + 1] = value.to_string();
+    args
 }
 
 fn metric(results: &Value, method: &str, metric: &str) -> f64 {
@@ -101,17 +127,46 @@ fn sst2_slice_learns_and_resumes_after_kills() {
         assert!(reference_dir.join(file).is_file(), "{file} missing");
     }
 
+    // A rerun of the finished run changes no byte of its results.
+    let finished = std::fs::read(reference_dir.join("results.json")).unwrap();
+    run_to_end(&sst2_args(&reference_dir));
+    assert!(
+        std::fs::read(reference_dir.join("results.json")).unwrap() == finished,
+        "results.json changed when the finished run was run again"
+    );
+
     // Kill during fine-tuning, then during head training; the reruns end where the reference did.
+    // The first is started in one folder with relative paths and resumed from another folder,
+    // the same data and output spelled differently.
+    let (first_cwd, second_cwd) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&first_cwd).unwrap();
+    std::fs::create_dir_all(&second_cwd).unwrap();
+    std::os::unix::fs::symlink(shared_data().join("glue"), first_cwd.join("glue")).unwrap();
     for (phase, checkpoint) in [
         ("fine-tuning", "seed-1/finetune.ckpt"),
         ("head training", "seed-1/head.ckpt"),
     ] {
-        let dir = tmp
-            .path()
-            .join(format!("killed-{}", phase.replace(' ', "-")));
+        let name = format!("killed-{}", phase.replace(' ', "-"));
+        let dir = first_cwd.join(&name);
         let args = sst2_args(&dir);
+        let (start, start_cwd) = match phase {
+            "fine-tuning" => (
+                with_flag(
+                    with_flag(args.clone(), "--out", &name),
+                    "--data-dir",
+                    "glue",
+                ),
+                &first_cwd,
+            ),
+            _ => (args.clone(), &second_cwd),
+        };
+        let args = match phase {
+            "fine-tuning" => with_flag(args, "--out", &format!("../a/{name}")),
+            _ => args,
+        };
         let mut child = bertvision()
-            .args(&args)
+            .args(&start)
+            .current_dir(start_cwd)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -131,7 +186,38 @@ fn sst2_slice_learns_and_resumes_after_kills() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         assert!(!dir.join("results.json").exists());
-        let resumed = run_to_end(&args);
+        // A temporary file of a dead process (no PID is above Linux's largest, 2^22) is
+        // removed by the next run in the folder; a live process's is not touched.
+        let stale = dir.join("seed-1/.bert-extract.bin.tmp-4999999");
+        let live = dir.join(format!(
+            "seed-1/.bert-extract.bin.tmp-{}",
+            std::process::id()
+        ));
+        std::fs::write(&stale, "left by a killed run").unwrap();
+        std::fs::write(&live, "being written").unwrap();
+        let out = bertvision()
+            .args(&args)
+            .current_dir(&second_cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "resume failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !stale.exists() && live.exists(),
+            "stale temporary files after {phase}"
+        );
+        std::fs::remove_file(&live).unwrap();
+        let resumed: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            untimed(&dir),
+            untimed(&reference_dir),
+            "results.json after a kill during {phase} and a resume"
+        );
         // Same batches and dropout masks from the checkpoint on, and the CPU backend (Flex) is
         // deterministic: the resumed run is bit-identical to the uninterrupted one.
         for curve in ["finetune_loss", "head_loss"] {
@@ -202,6 +288,23 @@ fn two_processes_share_the_seeds_of_one_run() {
         .map(|s| s["seed"].as_u64().unwrap())
         .collect();
     assert_eq!(seeds, [1, 2]);
+    let alone = tmp.path().join("alone");
+    run_to_end(&with_flag(args, "--out", &alone.display().to_string()));
+    assert_eq!(
+        untimed(&dir),
+        untimed(&alone),
+        "results.json of two processes on one folder differs from one process's"
+    );
+    // Exported weights are byte-identical run to run (a canonical safetensors header).
+    for file in [
+        "seed-1/export/head.safetensors",
+        "seed-2/export/bert/model.safetensors",
+    ] {
+        assert!(
+            std::fs::read(dir.join(file)).unwrap() == std::fs::read(alone.join(file)).unwrap(),
+            "{file} differs between two runs of one configuration"
+        );
+    }
 }
 
 /// `--encoder-dtype bf16` feeds the head from a bf16 copy of the frozen encoder: fine-tuning and
@@ -602,6 +705,41 @@ fn contradictory_or_bad_flags_are_one_clear_line() {
             .args(args)
             .arg("--out")
             .arg(tempfile::tempdir().unwrap().path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.trim().lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+    }
+    // Other commands (no --out): the passage's two sources, a file as the model.
+    for (args, expected) in [
+        (
+            &["answer", "--export", "e", "--question", "q"][..],
+            "--passage",
+        ),
+        (
+            &["run", "--task", "RTE", "--lr", "-1"][..],
+            "--lr must be positive",
+        ),
+        (
+            &[
+                "encode",
+                "--model",
+                "Cargo.toml",
+                "--text",
+                "x",
+                "--output",
+                "o.st",
+            ][..],
+            "is a file, not a model directory",
+        ),
+    ] {
+        let out = bertvision()
+            .args(args)
+            .current_dir(workspace_root())
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

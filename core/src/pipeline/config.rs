@@ -325,9 +325,14 @@ impl RunConfig {
     /// their gradients and two Adam moments), each against `available` bytes: a size that
     /// cannot fit is refused by its flag instead of aborting an allocation part-way through.
     pub fn check_memory(&self, bert: &BertConfig, available: Option<u64>) -> Result<()> {
-        let (len, hidden) = (self.max_len as f64, bert.hidden_size as f64);
-        let states = bert.num_hidden_layers as f64 + 1.0;
-        let per_sequence = 4.0 * len * (bert.num_attention_heads as f64 * len + states * hidden);
+        let hidden = bert.hidden_size as f64;
+        let states = bert.num_hidden_layers + 1;
+        let per_sequence = checks::activation_bytes_per_sequence(
+            self.max_len,
+            bert.num_attention_heads,
+            states,
+            bert.hidden_size,
+        );
         let len_flag = format!("--max-length {}", self.max_len);
         for (flag, batch) in [
             ("--batch-size", self.finetune.batch_size),
@@ -340,7 +345,7 @@ impl RunConfig {
         let adapters = if self.head.shared_adapter {
             1.0
         } else {
-            states
+            states as f64
         };
         let head_bytes = 4.0 * 4.0 * adapters * hidden * self.head.adapter_size as f64;
         let what = format!("--adapter-size {}", self.head.adapter_size);

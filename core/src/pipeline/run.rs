@@ -190,8 +190,8 @@ fn claim_folder(out: &Path, config: &RunConfig) -> Result<FolderClaim> {
     };
     let existing = match std::fs::read_to_string(&path) {
         Ok(text) => text,
+        // The folder itself is made by `commit` (config.json's write), after the data loaded.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
             claim.write = true;
             claim.log = format!("a new run in {}", out.display());
             return Ok(claim);
@@ -338,7 +338,9 @@ fn load_data(
     progress: &mut dyn Progress,
 ) -> Result<TaskData> {
     let config = req.config;
-    let data = load_task_data(req.task, req.source, tokenizer, config)?;
+    // From the absolute paths: the notes (which name the files, and go into results.json) are
+    // then the same from whichever folder the run is started or resumed.
+    let data = load_task_data(req.task, &req.source.absolute(), tokenizer, config)?;
     for note in &data.notes {
         progress.log(note);
     }
