@@ -4,8 +4,11 @@
 # wasm-bindgen CLI of exactly the crate's version (no tool is ever downloaded at build time),
 # the nightly toolchain + cargo-fuzz for the bounded fuzz runs, playwright-core from npm, and
 # Mesa's Vulkan drivers (lavapipe: Vulkan on the CPU) for the CubeCL kernel tests.
+# `setup.sh packages` installs only the system packages, `setup.sh tools` only the rest
+# (`scripts/test.sh` runs the first beside the build: it waits on the network, not the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PART=${1:-all}
 
 TRUNK=0.21.14            # 0.22 needs rustc >= 1.96.1
 WASM_BINDGEN=0.2.130     # must equal wasm-bindgen in Cargo.lock
@@ -14,11 +17,12 @@ CARGO_FUZZ=0.13.2
 APT=()
 command -v chromium > /dev/null || APT+=(chromium chromium-driver)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json > /dev/null 2>&1 || APT+=(mesa-vulkan-drivers libvulkan1)
-if [ ${#APT[@]} -gt 0 ]; then
+if [ "$PART" != tools ] && [ ${#APT[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${APT[@]}" > /dev/null
 fi
+[ "$PART" != packages ] || exit 0
 rustup target add wasm32-unknown-unknown > /dev/null 2>&1
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 

@@ -10,7 +10,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage() { echo "-- $* ($(date +%T))"; }
-[ $# -gt 0 ] || scripts/setup.sh
+PACKAGES=
+if [ $# -eq 0 ]; then
+    stage "set-up"
+    if [ "$(id -u)" = 0 ]; then
+        # System packages (apt: network-bound) beside the tool builds and the workspace build;
+        # the tests that need them wait below. Not as a user: sudo may ask for a password.
+        PACKAGES_LOG=$(mktemp)
+        scripts/setup.sh packages > "$PACKAGES_LOG" 2>&1 &
+        PACKAGES=$!
+        scripts/setup.sh tools
+    else
+        scripts/setup.sh
+    fi
+fi
 if [ -n "${BERTVISION_CLIPPY:-}" ]; then
     RUSTC_WORKSPACE_WRAPPER=$(command -v clippy-driver)
     export RUSTC_WORKSPACE_WRAPPER
@@ -25,6 +38,9 @@ stage "build"
 "${TEST[@]}" --no-run "$@"
 BV=${CARGO_TARGET_DIR:-target}/debug/bertvision
 "$BV" fetch-models
+if [ -n "$PACKAGES" ]; then
+    wait "$PACKAGES" || { cat "$PACKAGES_LOG"; echo "installing the system packages failed"; exit 1; }
+fi
 stage "cargo tests"
 "${TEST[@]}" "$@"
 if [ $# -eq 0 ]; then

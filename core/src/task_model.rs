@@ -94,6 +94,8 @@ pub fn head_loss<B: Backend>(output: HeadOutput<B>, targets: &Targets<B>) -> Ten
             let [batch, _] = logits.dims();
             (logits.reshape([batch]) - t.clone()).powi_scalar(2).mean()
         }
+        // The task decides both (its head's outputs and its targets' kind): a mismatch is a
+        // programming error, never a property of the data.
         _ => panic!("head output and targets are of different kinds"),
     }
 }

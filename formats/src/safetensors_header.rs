@@ -118,6 +118,7 @@ impl SafetensorsHeader {
         let file_len = bytes.len() as u64;
         let header_len = check_header_len(
             name,
+            // Cannot fail: 8 bytes, the length checked above.
             u64::from_le_bytes(bytes[..8].try_into().unwrap()),
             file_len,
         )?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bertvision_tests::{shared_data, succeed, workspace_root};
+use bertvision_tests::{refused, shared_data, succeed, workspace_root};
 use serde_json::Value;
 
 fn bertvision() -> Command {
@@ -195,16 +195,7 @@ fn sst2_slice_learns_and_resumes_after_kills() {
         ));
         std::fs::write(&stale, "left by a killed run").unwrap();
         std::fs::write(&live, "being written").unwrap();
-        let out = bertvision()
-            .args(&args)
-            .current_dir(&second_cwd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "resume failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeed(bertvision().args(&args).current_dir(&second_cwd));
         assert!(
             !stale.exists() && live.exists(),
             "stale temporary files after {phase}"
@@ -239,6 +230,61 @@ fn sst2_slice_learns_and_resumes_after_kills() {
             );
         }
     }
+}
+
+/// A run folder knows its data: the same command after the files changed in place (one dev
+/// label) is refused, naming the split that changed with both sizes and hashes, and the folder
+/// is left as it was (issue #22, case 1).
+#[test]
+fn a_resume_on_changed_files_is_refused_naming_the_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = tmp.path().join("glue/RTE");
+    std::fs::create_dir_all(&glue).unwrap();
+    for f in ["train.tsv", "dev.tsv"] {
+        std::fs::copy(shared_data().join("glue/RTE").join(f), glue.join(f)).unwrap();
+    }
+    let out = tmp.path().join("run");
+    let args = strings(&[
+        "run",
+        "--task",
+        "RTE",
+        "--limit-train",
+        "16",
+        "--limit-eval",
+        "8",
+        "--max-length",
+        "32",
+        "--data-dir",
+        &tmp.path().join("glue").display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    run_to_end(&args);
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    let dev = std::fs::read_to_string(glue.join("dev.tsv")).unwrap();
+    let mut lines: Vec<String> = dev.lines().map(String::from).collect();
+    let flipped = match lines[1].rsplit_once('\t') {
+        Some((rest, "entailment")) => format!("{rest}\tnot_entailment"),
+        Some((rest, _)) => format!("{rest}\tentailment"),
+        None => panic!("no label in {}", lines[1]),
+    };
+    lines[1] = flipped;
+    std::fs::write(glue.join("dev.tsv"), lines.join("\n") + "\n").unwrap();
+    // The data's notes come first (it was read to be compared), the refusal last.
+    let output = bertvision().args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let message = stderr.trim().lines().last().unwrap_or_default();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        message.starts_with("error: ") && message.contains("other examples (dev: 8 examples"),
+        "{message}"
+    );
+    assert!(message.contains(" → 8 examples, hash "), "{message}");
+    assert!(std::fs::read(out.join("results.json")).unwrap() == before);
+}
+
+fn strings(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
 }
 
 /// The same command started twice on one folder splits the seeds: each seed is trained by one
@@ -737,16 +783,9 @@ fn contradictory_or_bad_flags_are_one_clear_line() {
             "is a file, not a model directory",
         ),
     ] {
-        let out = bertvision()
-            .args(args)
-            .current_dir(workspace_root())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(expected) && stderr.trim().lines().count() == 1,
-            "{args:?}: {stderr}"
+        refused(
+            bertvision().args(args).current_dir(workspace_root()),
+            &[expected],
         );
     }
 }

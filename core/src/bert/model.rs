@@ -346,6 +346,10 @@ mod tests {
         use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
         let _rng = crate::lock_flex_rng();
         let device = Default::default();
+        // Fixed weights: how far the two backends' f32 roundings drift apart depends on them
+        // (unseeded, the weights came from whatever Flex's generator held, and a CI run drew
+        // ones 1.1e-4 off, above the old bound of 1e-4).
+        <Autodiff<Flex> as Backend>::seed(&device, 1);
         let mut config = tiny_config();
         config.hidden_act = "relu".to_string();
         let flex = Bert::<Autodiff<Flex>>::init(&config, true, &device);
@@ -396,10 +400,11 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            // Both backends in f32 with their own matmul, softmax and LayerNorm: seen up to 5e-5
-            // of the largest gradient (a gradient off by 0.1% fails).
+            // Both backends in f32 with their own matmul, softmax and LayerNorm. Over the seeds
+            // 1 to 16 the worst gradient (the query weight's) was 4.3e-5 to 2.9e-4 of the largest
+            // one (seed 1: 7.1e-5), so the bound is 5e-4: a gradient off by 0.1% still fails.
             assert!(
-                worst <= 1e-4 * scale.max(1.0),
+                worst <= 5e-4 * scale.max(1.0),
                 "gradient {i}: max abs difference {worst} (largest gradient {scale})"
             );
         }

@@ -82,14 +82,17 @@ impl Checkpoint {
             if rest.len() < 8 {
                 return Err(bad("truncated"));
             }
+            // Cannot fail: 8 bytes, the length checked above.
             let n = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
-            if rest.len() < 8 + n {
+            // Not `8 + n`: a corrupt length near usize::MAX would wrap.
+            if n > rest.len() - 8 {
                 return Err(bad("truncated"));
             }
             parts.push(rest[8..8 + n].to_vec());
             rest = &rest[8 + n..];
         }
         let position = serde_json::from_slice(&parts[0]).map_err(|_| bad("position unreadable"))?;
+        // Cannot fail: the loop above pushed three parts.
         let optimizer = parts.pop().unwrap();
         let model = parts.pop().unwrap();
         Ok(Some(Checkpoint {
@@ -97,5 +100,31 @@ impl Checkpoint {
             model,
             optimizer,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A corrupt checkpoint (cut short, or a part's length near `u64::MAX`, which `8 + n` would
+    /// wrap) is refused by name, never a panic.
+    #[test]
+    fn a_corrupt_checkpoint_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("bv-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("phase.ckpt");
+        for length in [u64::MAX, u64::MAX - 7, 1 << 40, 3] {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend(length.to_le_bytes());
+            bytes.extend(b"{}");
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Checkpoint::load(&path).err().unwrap().to_string();
+            assert!(
+                err.contains("phase.ckpt") && err.contains("truncated"),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

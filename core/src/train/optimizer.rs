@@ -92,6 +92,8 @@ fn move_grad<B: AutodiffBackend>(
         2 => mv!(2),
         3 => mv!(3),
         4 => mv!(4),
+        // The models' parameters (BERT's, the heads') are of ranks 1 to 4: a new rank is a
+        // programming error, never a property of the data.
         d => panic!("parameters of rank {d} are not used here"),
     }
 }
@@ -203,8 +205,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         if bytes.len() < 8 {
             return Err(bad("too short"));
         }
+        // Cannot fail: 8 bytes, the length checked above.
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        if 8 + n > bytes.len() {
+        // Not `8 + n`: a corrupt length near usize::MAX would wrap.
+        if n > bytes.len() - 8 {
             return Err(bad("length prefix past the end"));
         }
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
@@ -259,5 +263,21 @@ mod tests {
         }
         let last: f32 = loss_of(&net).into_scalar().elem();
         assert!(last < first * 0.01, "loss {first} -> {last}");
+    }
+
+    /// A corrupt optimizer state (a length near `u64::MAX`, which `8 + n` would wrap) is an
+    /// error, never a panic.
+    #[test]
+    fn a_corrupt_state_is_an_error_not_a_panic() {
+        let device = Default::default();
+        let net = Net::<B> {
+            layer: LinearConfig::new(2, 1).init(&device),
+        };
+        for length in [u64::MAX, u64::MAX - 7, 1 << 40] {
+            let mut bytes = length.to_le_bytes().to_vec();
+            bytes.extend([0u8; 16]);
+            let opt = TrainOptimizer::new(&net, OptimizerConfig::default());
+            assert!(opt.load_bytes(&bytes, &device).is_err(), "length {length}");
+        }
     }
 }
