@@ -10,7 +10,7 @@ use std::process::Command;
 
 use bertvision_core::bert::BertConfig;
 use bertvision_core::pipeline::config::RunConfig;
-use bertvision_tests::{model_dir, shared_data, workspace_root};
+use bertvision_tests::{model_dir, shared_data, strings, workspace_root};
 
 /// Flags no value of which is wrong, and why.
 const FREE: &[(&str, &str, &str)] = &[
@@ -70,15 +70,10 @@ impl Fixture {
             "--max-answer-length",
             "--null-threshold",
             "--data",
-            "--train-file",
-            "--eval-file",
             "--eval-articles",
         ];
         let args: Vec<String> = match command {
-            "encode" => vec!["--model", "splade-tiny", "--text", "hi", "--output", "o.st"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            "encode" => strings(&["--model", "splade-tiny", "--text", "hi", "--output", "o.st"]),
             "run" if ["--train-file", "--eval-file"].contains(&flag) => strings(&[
                 "--task",
                 "SQuAD2",
@@ -182,10 +177,6 @@ impl Fixture {
             _ => Vec::new(),
         }
     }
-}
-
-fn strings(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|p| p.to_string()).collect()
 }
 
 /// `args` without `flag` and its value.

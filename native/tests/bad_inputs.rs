@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bertvision_tests::{model_dir, succeed, workspace_root};
+use bertvision_tests::{model_dir, strings, succeed, workspace_root};
 
 fn bertvision() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bertvision"))
@@ -62,10 +62,6 @@ struct Case {
     output: Option<PathBuf>,
 }
 
-fn s(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|p| p.to_string()).collect()
-}
-
 fn encode_case(
     root: &Path,
     name: &'static str,
@@ -76,7 +72,7 @@ fn encode_case(
     let model = model_copy(root, dir);
     break_it(&model);
     let output = root.join(format!("{dir}.out.safetensors"));
-    let mut args = s(&["encode", "--text", "hello", "--model"]);
+    let mut args = strings(&["encode", "--text", "hello", "--model"]);
     args.push(model.display().to_string());
     args.push("--output".into());
     args.push(output.display().to_string());
@@ -370,12 +366,12 @@ fn cases(root: &Path) -> Vec<Case> {
     for (name, args, expected) in [
         (
             "unknown task name",
-            s(&["run", "--task", "NOPE"]),
+            strings(&["run", "--task", "NOPE"]),
             vec!["unknown task", "NOPE"],
         ),
         (
             "contradictory flags",
-            s(&[
+            strings(&[
                 "run",
                 "--task",
                 "SQuAD2",
@@ -388,12 +384,12 @@ fn cases(root: &Path) -> Vec<Case> {
         ),
         (
             "extraction point after the end of fine-tuning",
-            s(&["run", "--task", "RTE", "--extract-at", "3", "--epochs", "2"]),
+            strings(&["run", "--task", "RTE", "--extract-at", "3", "--epochs", "2"]),
             vec!["past the end of fine-tuning"],
         ),
         (
             "bf16 asked of a backend without it",
-            s(&[
+            strings(&[
                 "run",
                 "--task",
                 "RTE",
@@ -406,17 +402,17 @@ fn cases(root: &Path) -> Vec<Case> {
         ),
         (
             "seed given twice",
-            s(&["run", "--task", "RTE", "--seeds", "1,2,1"]),
+            strings(&["run", "--task", "RTE", "--seeds", "1,2,1"]),
             vec!["seed 1 is given twice"],
         ),
         (
             "validation share of all the training data",
-            s(&["run", "--task", "RTE", "--validation-fraction", "1"]),
+            strings(&["run", "--task", "RTE", "--validation-fraction", "1"]),
             vec!["--validation-fraction 1", "(0, 1)"],
         ),
         (
             "best checkpoint chosen on dev",
-            s(&[
+            strings(&[
                 "run",
                 "--task",
                 "RTE",
@@ -431,17 +427,17 @@ fn cases(root: &Path) -> Vec<Case> {
         ),
         (
             "early stopping without a validation choice",
-            s(&["run", "--task", "RTE", "--early-stop-patience", "2"]),
+            strings(&["run", "--task", "RTE", "--early-stop-patience", "2"]),
             vec!["--early-stop-patience needs --select-best"],
         ),
         (
             "a recipe flag beside --config",
-            s(&["run", "--config", "config.json", "--lr", "1e-3"]),
+            strings(&["run", "--config", "config.json", "--lr", "1e-3"]),
             vec!["--config", "--lr"],
         ),
         (
             "search from a folder without a run",
-            s(&[
+            strings(&[
                 "search",
                 "--from",
                 "nowhere",
@@ -452,7 +448,7 @@ fn cases(root: &Path) -> Vec<Case> {
         ),
         (
             "predict with no export there",
-            s(&[
+            strings(&[
                 "predict",
                 "--export",
                 "no-export",
@@ -468,17 +464,17 @@ fn cases(root: &Path) -> Vec<Case> {
         ),
         (
             "a folder given as a data file",
-            s(&["evaluate-squad", "--data", ".", "--predictions", "p.json"]),
+            strings(&["evaluate-squad", "--data", ".", "--predictions", "p.json"]),
             vec!["Is a directory"],
         ),
         (
             "fetch-data for an unknown task",
-            s(&["fetch-data", "--task", "GLUE-X"]),
+            strings(&["fetch-data", "--task", "GLUE-X"]),
             vec!["--task GLUE-X", "unknown", "RTE"],
         ),
         (
             "unknown model name",
-            s(&[
+            strings(&[
                 "encode",
                 "--model",
                 "bert-huge",

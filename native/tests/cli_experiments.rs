@@ -6,15 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bertvision_tests::shared_data;
+use bertvision_tests::{shared_data, strings};
 use serde_json::Value;
 
 fn bertvision() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bertvision"))
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// RTE, 256 training pairs, 100 dev pairs, one epoch with checkpoints at half and the end,

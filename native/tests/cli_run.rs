@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bertvision_tests::{refused, shared_data, succeed, workspace_root};
+use bertvision_tests::{refused, shared_data, strings, succeed, workspace_root};
 use serde_json::Value;
 
 fn bertvision() -> Command {
@@ -283,25 +283,18 @@ fn a_resume_on_changed_files_is_refused_naming_the_split() {
     assert!(std::fs::read(out.join("results.json")).unwrap() == before);
 }
 
-fn strings(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|p| p.to_string()).collect()
-}
-
 /// The same command started twice on one folder splits the seeds: each seed is trained by one
 /// process only (the other reads its result back), and both write the complete results.
 #[test]
 fn two_processes_share_the_seeds_of_one_run() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("shared");
-    let mut args = sst2_args(&dir);
-    for (flag, value) in [
-        ("--seeds", "1,2"),
-        ("--limit-train", "192"),
-        ("--limit-eval", "64"),
-    ] {
-        let i = args.iter().position(|a| a == flag).unwrap();
-        args[i + 1] = value.to_string();
-    }
+    let args = with_flag(sst2_args(&dir), "--seeds", "1,2");
+    let args = with_flag(
+        with_flag(args, "--limit-train", "192"),
+        "--limit-eval",
+        "64",
+    );
     let workers: Vec<_> = (0..2)
         .map(|_| {
             bertvision()

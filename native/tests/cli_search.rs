@@ -7,15 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use bertvision_tests::shared_data;
+use bertvision_tests::{shared_data, strings};
 use serde_json::Value;
 
 fn bertvision() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bertvision"))
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// RTE, 256 training pairs (a fifth held out for validation), 100 dev pairs, 1.5 epochs, BERT

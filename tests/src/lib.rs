@@ -35,6 +35,11 @@ pub fn fixture(rel: &str) -> PathBuf {
     workspace_root().join("tests/fixtures").join(rel)
 }
 
+/// Command-line arguments from string literals.
+pub fn strings(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
+}
+
 /// Runs a command that must succeed; on failure the assertion shows its stderr.
 pub fn succeed(command: &mut Command) -> Output {
     let output = command.output().expect("the command starts");
