@@ -32,8 +32,10 @@ fi
 # One build of the workspace, the kernel tests' wgpu backend included, serves every test and,
 # beside them, the `bertvision` binary that fetches the models and drives the browser test (a
 # `-p bertvision` build, or one without that feature, resolves Burn's features differently and
-# compiles it all again).
-TEST=(cargo test --workspace --features bertvision-shaders/wgpu-tests)
+# compiles it all again). `bertvision-tests/wgpu-tests` adds the browser's model on native wgpu
+# in CubeCL's WebAssembly memory mode (tests/tests/wgpu_forward.rs): that mode is then the one
+# of every wgpu test in this build.
+TEST=(cargo test --workspace --features bertvision-shaders/wgpu-tests,bertvision-tests/wgpu-tests)
 stage "build"
 "${TEST[@]}" --no-run "$@"
 BV=${CARGO_TARGET_DIR:-target}/debug/bertvision

@@ -30,7 +30,8 @@ GLUE=${BERTVISION_DATA:-../shared/data}/glue
 (cd web && trunk build --release)
 "$BV" web-assets --export "$WORK/squad/seed-1/export" --squad "$WORK/squad/dev.squad.json" \
     --classify-export "$WORK/rte/seed-1/export" --glue "$GLUE/RTE/dev.tsv" \
-    --results "$WORK/squad/results.json" tests/fixtures/web/results-wnli.json --out web/dist
+    --results "$WORK/squad/results.json" tests/fixtures/web/results-wnli.json \
+    tests/fixtures/web/results-wnli-head-only.json --out web/dist
 
 # The native answer for the sample the page preselects (first passage, first question).
 python3 - "$WORK" <<'PY'

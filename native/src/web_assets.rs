@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use bertvision_core::fsutil::write_atomic;
+use bertvision_core::inference::about::{ModelAbout, display_model};
 use bertvision_core::inference::classify::classify_samples;
 use bertvision_core::inference::qa::{QaModels, demo_samples};
 use bertvision_core::inference::{ExportFiles, ExportedModels};
@@ -73,7 +74,9 @@ pub fn main(req: &WebAssetsArgs) -> Result<()> {
         let files = ExportFiles::read_dir(export)?;
         // Loading it is the check: the same code (and CPU backend) the page runs.
         QaModels::<crate::backend::CpuBackend>::load(files.clone(), &Default::default())?;
-        export_files(&mut out, &files, req.f16, &req.out.join("models/squad"))?;
+        let to = req.out.join("models/squad");
+        export_files(&mut out, &files, req.f16, &to)?;
+        about_file(&mut out, "--export", export, &to)?;
     }
     if let Some(export) = &req.classify_export {
         classify_assets(&mut out, req, export)?;
@@ -93,8 +96,9 @@ pub fn main(req: &WebAssetsArgs) -> Result<()> {
         for path in &req.results {
             let text = bertvision_core::error::read_text(path)?;
             let run = RunResults::parse(path, &text)?;
-            let name = format!("{}-{}-{}.json", index.len() + 1, run.task, run.model.spec)
-                .replace(['/', ' '], "_");
+            let model = display_model(&run.model.spec);
+            let name =
+                format!("{}-{}-{model}.json", index.len() + 1, run.task).replace(['/', ' '], "_");
             out.add(dir.join(&name), text.into_bytes());
             index.push(name);
         }
@@ -143,7 +147,9 @@ fn classify_assets(out: &mut Outputs, req: &WebAssetsArgs, export: &Path) -> Res
             export.display()
         );
     }
-    export_files(out, &files, req.f16, &req.out.join("models/classify"))?;
+    let to = req.out.join("models/classify");
+    export_files(out, &files, req.f16, &to)?;
+    about_file(out, "--classify-export", export, &to)?;
     if let Some(glue) = &req.glue {
         let inputs = bertvision_core::tasks::glue::load_inputs(models.task, glue)?;
         let samples = classify_samples(models.task, &inputs, 8);
@@ -157,16 +163,68 @@ fn classify_assets(out: &mut Outputs, req: &WebAssetsArgs, export: &Path) -> Res
     Ok(())
 }
 
-/// The export's files under `to` (BERT's weights as F16 when asked).
+/// The export's files under `to` (BERT's weights as F16 when asked), and `manifest.json`: each
+/// file's size and sha256, which the page checks its cached copies against (a second visit
+/// downloads only what changed).
 fn export_files(out: &mut Outputs, files: &ExportFiles, f16: bool, to: &Path) -> Result<()> {
+    let mut manifest = serde_json::Map::new();
     for (rel, file) in ExportFiles::NAMES.into_iter().zip(files.files()) {
         let bytes = if f16 && rel.ends_with("model.safetensors") {
             bertvision_core::fsutil::safetensors_to_f16(&file.name, &file.bytes)?
         } else {
             file.bytes.clone()
         };
+        manifest.insert(
+            rel.to_string(),
+            serde_json::json!({ "bytes": bytes.len(), "sha256": sha256_hex(&bytes) }),
+        );
         out.add(to.join(rel), bytes);
     }
+    let manifest = serde_json::to_string_pretty(&serde_json::json!({ "files": manifest }))?;
+    out.add(to.join("manifest.json"), manifest.into_bytes());
     out.log(format!("demo model: {}", to.display()));
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `about.json` beside a served export, from the results.json of the run it came from
+/// (`<run>/seed-N/export`); an export outside a run folder is served without one.
+fn about_file(out: &mut Outputs, flag: &str, export: &Path, to: &Path) -> Result<()> {
+    let export = std::path::absolute(export).unwrap_or_else(|_| export.to_path_buf());
+    let seed_dir = export.parent();
+    let seed = seed_dir
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("seed-"))
+        .and_then(|n| n.parse::<u64>().ok());
+    let results = seed_dir
+        .and_then(Path::parent)
+        .map(|run| run.join("results.json"));
+    let (Some(seed), Some(results)) = (seed, results.filter(|r| r.is_file())) else {
+        out.log(format!(
+            "{flag} {}: not inside a run folder with a results.json; the page shows no \"about this model\" line",
+            export.display()
+        ));
+        return Ok(());
+    };
+    let text = bertvision_core::error::read_text(&results)?;
+    let run = RunResults::parse(&results, &text)?;
+    let Some(about) = ModelAbout::from_results(&run, seed) else {
+        bail!(
+            "{}: has no scores of seed {seed}, whose export {flag} names",
+            results.display()
+        );
+    };
+    out.add(
+        to.join("about.json"),
+        serde_json::to_string_pretty(&about)?.into_bytes(),
+    );
     Ok(())
 }

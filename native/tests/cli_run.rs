@@ -671,6 +671,30 @@ fn check_f16_assets(out: &Path, context: &str, question: &str, f32_answers: &Val
         model(&out.join("seed-1/export")),
         model(&assets.join("models/squad")),
     );
+    // The page's cache checks its copies against manifest.json: each served file's size.
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(assets.join("models/squad/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["files"]["bert/model.safetensors"]["bytes"], half);
+    assert_eq!(
+        manifest["files"]["head.json"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    // "About this model", from this run's results.json, for seed 1.
+    let about: Value = serde_json::from_str(
+        &std::fs::read_to_string(assets.join("models/squad/about.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(about["seed"], 1);
+    assert_eq!(about["task"], "SQuAD2");
+    assert!(
+        about["scores"]["bertvision"]["exact"].is_number(),
+        "{about}"
+    );
     assert!(
         (half as f64) < 0.51 * full as f64,
         "f16 {half} bytes vs f32 {full}"

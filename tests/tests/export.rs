@@ -158,3 +158,44 @@ fn committed_gpu_results_parse() {
         }
     }
 }
+
+/// The browser's "about this model" line from a real results.json (the H200 SQuAD run, seed 2):
+/// the model's name without its folder, both parameter counts, and that seed's own scores.
+#[test]
+fn about_this_model_names_the_model_data_and_scores_of_its_seed() {
+    use bertvision_core::inference::about::ModelAbout;
+    use bertvision_core::pipeline::results::RunResults;
+    let path =
+        bertvision_tests::workspace_root().join("results/h200-minilm-l6/SQuAD2/results.json");
+    let run = RunResults::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    let about = ModelAbout::from_results(&run, 2).unwrap();
+    let seed = run.seeds.iter().find(|s| s.seed == 2).unwrap();
+    let em = seed.metrics["bertvision"]["dev"]["exact"];
+    let sentence = about.sentence();
+    for part in [
+        "minilm-l6 (".to_string(),
+        format!(
+            "{} parameters",
+            bertvision_core::inference::about::group_digits(run.parameters.bert)
+        ),
+        "fine-tuned for 1 epoch on SQuAD2".to_string(),
+        "22 articles".to_string(),
+        "seed 2".to_string(),
+        format!("BERTVision EM {em:.1}"),
+        "HasAns F1".to_string(),
+    ] {
+        assert!(sentence.contains(&part), "{part:?} not in {sentence:?}");
+    }
+    assert!(!sentence.contains("/tmp/"), "{sentence}");
+    // A seed the run does not have gives no line rather than another seed's scores.
+    assert!(ModelAbout::from_results(&run, 99).is_none());
+    // A GLUE run names its metrics, three decimals.
+    let path = bertvision_tests::workspace_root().join("results/h200-minilm-l6/RTE/results.json");
+    let run = RunResults::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    let sentence = ModelAbout::from_results(&run, 1).unwrap().sentence();
+    let acc = run.seeds[0].metrics["bert_extract"]["dev"]["accuracy"];
+    assert!(
+        sentence.contains(&format!("BERT accuracy {acc:.3}")),
+        "{sentence}"
+    );
+}

@@ -30,6 +30,11 @@ fn tab_from_hash() -> Tab {
 #[component]
 pub fn App() -> impl IntoView {
     let tab = RwSignal::new(tab_from_hash());
+    // The loading screen waits for the question-answering page's demo model; the other pages
+    // show at once (the model keeps downloading behind them).
+    if tab.get_untracked() != Tab::Qa {
+        crate::splash::done();
+    }
     // Links and the back button change the hash without reloading the page.
     let _listener =
         window_event_listener(leptos::ev::hashchange, move |_| tab.set(tab_from_hash()));

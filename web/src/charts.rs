@@ -10,8 +10,25 @@ pub struct Bar {
     pub color: &'static str,
 }
 
+/// Axis ticks at round values (1, 2 or 5 × a power of ten) covering `[min, max]`, about
+/// `count` of them: 0 / 20 / 40 / 60 rather than 0 / 13.5 / 27.0 / 40.5.
+pub fn nice_ticks(min: f64, max: f64, count: usize) -> Vec<f64> {
+    let span = (max - min).max(1e-9);
+    let raw = span / count.max(1) as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    let first = (min / step).floor() as i64;
+    let last = (max / step).ceil() as i64;
+    // `+ 0.0`: a tick at −0.0 prints as "-0".
+    (first..=last).map(|i| i as f64 * step + 0.0).collect()
+}
+
 /// Vertical bars with ±error whiskers and value labels; the axis starts at 0 unless values are
-/// negative (correlations can be).
+/// negative (correlations can be). The SVG scales down to narrow screens (style.css).
 pub fn bar_chart(
     title: String,
     bars: Vec<Bar>,
@@ -24,11 +41,12 @@ pub fn bar_chart(
         .fold(f64::MIN, f64::max)
         .max(1e-9);
     let min = bars.iter().map(|b| b.value - b.error).fold(0.0, f64::min);
-    let span = (max - min).max(1e-9) * 1.08;
+    let ticks = nice_ticks(min, max, 4);
+    let (lo, hi) = (ticks[0], ticks[ticks.len() - 1]);
+    let span = (hi - lo).max(1e-9);
     let plot_h = h - bottom - top;
-    let y = move |v: f64| top + plot_h * (1.0 - (v - min) / span);
+    let y = move |v: f64| top + plot_h * (1.0 - (v - lo) / span);
     let slot = (w - left - 8.0) / bars.len().max(1) as f64;
-    let ticks: Vec<f64> = (0..=4).map(|i| min + span * i as f64 / 4.0).collect();
     view! {
         <figure class="chart">
             <svg class="bar-chart" width=w.to_string() height=h.to_string() viewBox=format!("0 0 {w} {h}")>
@@ -42,7 +60,7 @@ pub fn bar_chart(
                 {bars.into_iter().enumerate().map(|(i, b)| {
                     let x = left + slot * i as f64 + slot * 0.15;
                     let bw = slot * 0.7;
-                    let (y0, y1) = (y(0.0_f64.max(min)), y(b.value));
+                    let (y0, y1) = (y(0.0_f64.max(lo)), y(b.value));
                     let (top_y, height) = if y1 < y0 { (y1, y0 - y1) } else { (y0, y1 - y0) };
                     let cx = x + bw / 2.0;
                     view! {
@@ -58,6 +76,70 @@ pub fn bar_chart(
                             })}
                             <text x=cx.to_string() y=(y(b.value + b.error) - 4.0).to_string() class="value" text-anchor="middle">{value_format(b.value)}</text>
                             <text x=cx.to_string() y=(h - bottom + 14.0).to_string() class="label" text-anchor="middle">{b.label}</text>
+                        </g>
+                    }
+                }).collect_view()}
+            </svg>
+        </figure>
+    }
+}
+
+/// One group of the overview chart: a task, its model, one bar per method (`None`: the run has
+/// no such method) and a note under it (the relative gain).
+pub struct Group {
+    pub label: String,
+    pub sublabel: String,
+    pub bars: Vec<(Option<f64>, &'static str)>,
+    pub note: Option<String>,
+}
+
+/// Grouped vertical bars, one group per task, on one axis from 0 (or the lowest value).
+pub fn grouped_chart(groups: Vec<Group>, value_format: fn(f64) -> String) -> impl IntoView + use<> {
+    let per_group = groups.iter().map(|g| g.bars.len()).max().unwrap_or(1);
+    let group_w = 34.0 * per_group as f64 + 26.0;
+    let (left, bottom, top) = (44.0, 54.0, 12.0);
+    let w = (left + group_w * groups.len() as f64 + 8.0).max(320.0);
+    let h = 250.0;
+    let values = groups
+        .iter()
+        .flat_map(|g| g.bars.iter().filter_map(|b| b.0));
+    let (min, max) = values.fold((0f64, 1e-9f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let ticks = nice_ticks(min, max, 4);
+    let (lo, hi) = (ticks[0], ticks[ticks.len() - 1]);
+    let plot_h = h - bottom - top;
+    let y = move |v: f64| top + plot_h * (1.0 - (v - lo) / (hi - lo).max(1e-9));
+    view! {
+        <figure class="chart overview">
+            <svg class="overview-chart" width=w.to_string() height=h.to_string() viewBox=format!("0 0 {w} {h}")>
+                {ticks.iter().map(|&t| view! {
+                    <g>
+                        <line x1=left.to_string() x2=(w - 4.0).to_string() y1=y(t).to_string() y2=y(t).to_string() class="grid"/>
+                        <text x=(left - 4.0).to_string() y=(y(t) + 3.0).to_string() class="tick" text-anchor="end">{value_format(t)}</text>
+                    </g>
+                }).collect_view()}
+                {groups.into_iter().enumerate().map(|(g, group)| {
+                    let x0 = left + group_w * g as f64 + 13.0;
+                    let cx = x0 + 17.0 * per_group as f64;
+                    view! {
+                        <g class="group">
+                            {group.bars.into_iter().enumerate().filter_map(|(i, (v, color))| {
+                                let v = v?;
+                                let x = x0 + 34.0 * i as f64;
+                                let (y0, y1) = (y(0.0_f64.max(lo)), y(v));
+                                let (top_y, height) = if y1 < y0 { (y1, y0 - y1) } else { (y0, y1 - y0) };
+                                Some(view! {
+                                    <g class="bar">
+                                        <title>{format!("{}: {}", group.label, value_format(v))}</title>
+                                        <rect x=x.to_string() y=top_y.to_string() width="28" height=height.max(0.5).to_string() fill=color rx="2"/>
+                                        <text x=(x + 14.0).to_string() y=(top_y - 3.0).to_string() class="value" text-anchor="middle">{value_format(v)}</text>
+                                    </g>
+                                })
+                            }).collect_view()}
+                            <text x=cx.to_string() y=(h - bottom + 14.0).to_string() class="label" text-anchor="middle">{group.label}</text>
+                            <text x=cx.to_string() y=(h - bottom + 27.0).to_string() class="label" text-anchor="middle">{group.sublabel}</text>
+                            {group.note.map(|n| view! {
+                                <text x=cx.to_string() y=(h - bottom + 42.0).to_string() class="gain" text-anchor="middle">{format!("BERTVision {n}")}</text>
+                            })}
                         </g>
                     }
                 }).collect_view()}

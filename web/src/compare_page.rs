@@ -9,7 +9,9 @@ use bertvision_core::pipeline::results::{RunResults, slice_score};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::charts::{Bar, bar_chart};
+use bertvision_core::inference::about::{display_model, group_digits};
+
+use crate::charts::{Bar, Group, bar_chart, grouped_chart};
 use crate::fetch::{fetch_text, on_files_chosen};
 
 /// Methods in display order: key, colour.
@@ -138,23 +140,145 @@ pub fn ComparePage() -> impl IntoView {
             if r.is_empty() && errors.get().is_empty() {
                 view! { <p class="muted center">"No results yet: add results.json files above."</p> }.into_any()
             } else {
-                r.into_iter().map(|(name, run)| run_section(name, run)).collect_view().into_any()
+                let overview = (!r.is_empty()).then(|| overview(&r));
+                let sections = r.into_iter().enumerate().map(|(i, (name, run))| run_section(i, name, run)).collect_view();
+                view! { {overview} {sections} }.into_any()
             }
         }}
     }
 }
 
-fn percent_or_raw(v: f64) -> String {
-    if v == 0.0 {
-        "0".to_string()
-    } else if v.abs() >= 1.5 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
+/// Methods of the overview: key, label, colour.
+const OVERVIEW: [(&str, &str, &str); 4] = [
+    ("bert_extract", "BERT at the extraction point", "#2563eb"),
+    ("bert_final", "BERT at the end of fine-tuning", "#1e3a8a"),
+    ("bertvision", "BERTVision", "#ea580c"),
+    ("ensemble_mean", "Ensemble (mean)", "#65a30d"),
+];
+
+/// One task's main metric for the overview: the registry's first metric (SQuAD: F1).
+fn main_metric(run: &RunResults) -> Option<(String, String)> {
+    let (split, metrics) = split_and_metrics(run);
+    let metric =
+        if metrics.iter().any(|m| m == "f1") && run.task.to_lowercase().starts_with("squad") {
+            "f1".to_string()
+        } else {
+            metrics.first()?.clone()
+        };
+    Some((split, metric))
+}
+
+/// The card at the top: every run's main metric for BERT (at the extraction point and at the
+/// end), BERTVision and the ensemble, BERTVision's gain over BERT at the same point, and a
+/// jump link to each run's section.
+fn overview(runs: &[(String, RunResults)]) -> impl IntoView + use<> {
+    let groups: Vec<Group> = runs
+        .iter()
+        .filter_map(|(_, run)| {
+            let (split, metric) = main_metric(run)?;
+            let value = |key: &str| {
+                run.summary
+                    .get(key)?
+                    .get(&split)?
+                    .get(&metric)
+                    .map(|s| s.mean)
+            };
+            let bars = OVERVIEW
+                .iter()
+                .map(|(key, _, color)| (value(key), *color))
+                .collect();
+            let gain = match (value("bertvision"), value("bert_extract")) {
+                (Some(bv), Some(bert)) if bert.abs() > 1e-12 => {
+                    Some(format!("{:+.1}%", 100.0 * (bv - bert) / bert.abs()))
+                }
+                _ => None,
+            };
+            Some(Group {
+                label: format!("{} {}", run.task, metric),
+                sublabel: display_model(&run.model.spec),
+                bars,
+                note: gain,
+            })
+        })
+        .collect();
+    let links = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, run))| {
+            let href = format!("#{}", anchor(i, run));
+            view! { <a href=href>{format!("{} · {} · {} seeds", run.task, display_model(&run.model.spec), run.seeds.len())}</a> }
+        })
+        .collect_view();
+    let legend = OVERVIEW
+        .iter()
+        .map(|(_, label, color)| view! { <span><span class="sw" style:background=*color></span>" " {*label}</span> })
+        .collect_view();
+    view! {
+        <section class="card" id="compare-overview">
+            <h2>"Overview"</h2>
+            <p class="muted">"Each task's main dev metric, mean over seeds; under each task, BERTVision's gain over BERT at the same fine-tuning point."</p>
+            <p class="legend jump">{legend}</p>
+            <div class="table-scroll">{grouped_chart(groups, percent_or_raw)}</div>
+            <nav class="jump" aria-label="runs">{links}</nav>
+        </section>
     }
 }
 
-fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
+/// Why the max and mean ensembles show the same numbers, when they do on a two-class task.
+fn ensembles_note(
+    run: &RunResults,
+    choice: Choice,
+    split: &str,
+    metrics: &[String],
+) -> Option<impl IntoView + use<>> {
+    let two_classes = bertvision_core::tasks::registry::task(&run.task).is_ok_and(|t| {
+        matches!(t.kind, bertvision_core::tasks::registry::TaskKind::Classification { labels } if labels.len() == 2)
+    });
+    let value = |key: &str, m: &String| {
+        run.summary
+            .get(&key_at(run, key, choice))?
+            .get(split)?
+            .get(m)
+            .map(|s| (s.mean, s.sd))
+    };
+    let same = metrics.iter().all(|m| {
+        value("ensemble_max", m).is_some() && value("ensemble_max", m) == value("ensemble_mean", m)
+    });
+    (two_classes && same).then(|| view! {
+        <p class="muted note">"The max and mean ensembles agree on every example here, as they must with two classes and two models: the more confident model's class wins (max) exactly when the mean probability favours it."</p>
+    })
+}
+
+/// Decimals for a metric of this size: SQuAD's and percentages' 0–100 get 1, GLUE's 0–1 get 3.
+fn decimals(v: f64) -> usize {
+    if v.abs() >= 1.5 { 1 } else { 3 }
+}
+
+fn percent_or_raw(v: f64) -> String {
+    if v == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{v:.*}", decimals(v))
+    }
+}
+
+/// "mean ± sd", the sd with the mean's decimals.
+fn mean_sd(mean: f64, sd: f64) -> String {
+    let d = decimals(mean);
+    format!("{mean:.d$} ± {sd:.d$}")
+}
+
+/// The anchor of the `i`-th run's section, for the overview's jump links.
+fn anchor(i: usize, run: &RunResults) -> String {
+    format!(
+        "run-{}-{}",
+        i + 1,
+        run.task.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    )
+}
+
+fn run_section(i: usize, name: String, run: RunResults) -> impl IntoView + use<> {
+    let id = anchor(i, &run);
     let choices = choices_of(&run);
     let main = Choice {
         point: run.config.last_point(),
@@ -165,6 +289,11 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
         .seeds
         .first()
         .and_then(|s| s.squad_examples.values().next().cloned());
+    let span = run.task.to_lowercase().starts_with("squad");
+    let no_rows = (span && squad.is_none()).then(|| view! {
+        <p class="muted no-rows">"No per-question rows in this results.json (its " <code>"squad_examples"</code>
+            " are empty or were removed), so the slice and per-question tables are not shown."</p>
+    });
     let curves = match run_charts(&run) {
         Ok(charts) => charts
             .into_iter()
@@ -177,7 +306,7 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
     let header = format!(
         "{} · {} · {} seed{} · {}",
         run.task,
-        display_model(&run),
+        display_model(&run.model.spec),
         run.seeds.len(),
         if run.seeds.len() == 1 { "" } else { "s" },
         run.device
@@ -201,7 +330,7 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
         }
     });
     view! {
-        <section class="card run" data-task=task>
+        <section class="card run" data-task=task id=id>
             <h2>{header}</h2>
             <p class="muted source">{name}</p>
             {picker}
@@ -209,16 +338,10 @@ fn run_section(name: String, run: RunResults) -> impl IntoView + use<> {
             {run.with_value(layers_view)}
             <div class="charts curves">{curves}</div>
             {squad.map(|rows| run.with_value(|r| squad_table(r, rows)))}
+            {no_rows}
+            <p class="muted"><a href="#compare-overview">"↑ overview"</a></p>
         </section>
     }
-}
-
-/// The model as named on the command line (a known model's name, a folder's last part).
-fn display_model(run: &RunResults) -> String {
-    let spec = &run.model.spec;
-    std::path::Path::new(spec)
-        .file_name()
-        .map_or(spec.clone(), |f| f.to_string_lossy().into_owned())
 }
 
 /// Every (point, fraction) the run has heads for: the extraction points × the head fractions.
@@ -318,7 +441,7 @@ fn methods_view(run: &RunResults, choice: Choice) -> impl IntoView + use<> {
                 .map(|m| {
                     let s = run.summary.get(&key_at(run, key, choice)).and_then(|s| s.get(&split)).and_then(|s| s.get(m));
                     view! { <td class="num">{s.map_or("–".to_string(), |s| if s.n > 1 {
-                        format!("{} ± {}", percent_or_raw(s.mean), percent_or_raw(s.sd))
+                        mean_sd(s.mean, s.sd)
                     } else { percent_or_raw(s.mean) })}</td> }
                 })
                 .collect_view();
@@ -327,12 +450,20 @@ fn methods_view(run: &RunResults, choice: Choice) -> impl IntoView + use<> {
         .collect_view();
     view! {
         <div class="charts">{charts}</div>
+        <div class="table-scroll">
         <table class="metrics">
             <thead><tr><th>"method"</th><th>"trainable params"</th><th>"training time"</th>
                 {metric_names.iter().map(|m| view! { <th>{m.clone()}</th> }).collect_view()}</tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        </div>
+        {ensembles_note(run, choice, &split, &metric_names)}
     }
+}
+
+/// "12 s"; a zero is written "0 s", never "-0 s" (an empty sum of f64 is −0.0).
+fn seconds_text(s: f64) -> String {
+    format!("{:.0} s", s + 0.0)
 }
 
 /// Mean over seeds of a phase's recorded seconds.
@@ -362,17 +493,17 @@ fn point_seconds(run: &RunResults, point: f64) -> (Option<f64>, Option<f64>) {
 /// Parameters and training time of a method at `choice`: BERT up to its checkpoint (from the
 /// recorded costs, else the share of the fine-tuning time), the head on its own.
 fn cost_cells(run: &RunResults, key: &str, choice: Choice) -> (String, String) {
-    let seconds = |s: Option<f64>| s.map_or("–".to_string(), |s| format!("{s:.0} s"));
+    let seconds = |s: Option<f64>| s.map_or("–".to_string(), seconds_text);
     let finetune = mean_wall(run, "finetune");
     let (at_point, head) = point_seconds(run, choice.point);
     let share = choice.point / run.config.finetune.epochs.max(1e-9);
     let bert_time = at_point.or(finetune.map(|f| f * share));
     let head_time = head.or_else(|| mean_wall(run, "head"));
     match key {
-        "bert_extract" => (run.parameters.bert.to_string(), seconds(bert_time)),
+        "bert_extract" => (group_digits(run.parameters.bert), seconds(bert_time)),
         "bert_final" => {
             let (end, _) = point_seconds(run, run.config.finetune.epochs);
-            (run.parameters.bert.to_string(), seconds(end.or(finetune)))
+            (group_digits(run.parameters.bert), seconds(end.or(finetune)))
         }
         "bertvision" => (
             format!(
@@ -388,19 +519,6 @@ fn cost_cells(run: &RunResults, key: &str, choice: Choice) -> (String, String) {
         ),
         _ => ("–".to_string(), "–".to_string()),
     }
-}
-
-/// 12770 → "12,770".
-fn group_digits(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The AdapterPooler's weight per hidden-state layer, mean ± sd over seeds.
@@ -540,10 +658,12 @@ fn slices_table(
         })
         .collect_view();
     view! {
+        <div class="table-scroll">
         <table class="metrics slices">
             <thead><tr><th>"slice"</th><th>"questions"</th>{header}</tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        </div>
     }
 }
 

@@ -8,8 +8,10 @@ use std::cell::RefCell;
 use bertvision_core::inference::classify::{ClassifyAnswers, ClassifyQuery, classify};
 use bertvision_core::inference::qa::{QaModels, QaQuery};
 use bertvision_core::inference::{ExportFiles, ExportedModels};
-use burn::backend::wgpu::{WgpuDevice, graphics::WebGpu as WebGpuApi, init_setup_async};
-use burn::backend::{Flex, WebGpu};
+use burn::backend::Flex;
+use burn::backend::wgpu::{
+    CubeBackend, WgpuDevice, WgpuRuntime, graphics::WebGpu as WebGpuApi, init_setup_async,
+};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use js_sys::Reflect;
@@ -17,6 +19,14 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 pub type WindowLogits = Vec<(Vec<f32>, Vec<f32>)>;
+
+/// The WebGPU backend, without Burn's kernel fusion (`burn::backend::WebGpu` wraps it in
+/// `Fusion`): in WebAssembly CubeCL gives every tensor its own buffer and binds a kernel's
+/// read-only inputs read-only, and Burn 0.21's fused kernels bind one buffer both read-only and
+/// read-write in a dispatch, which WebGPU rejects — the whole command buffer with it, so the
+/// model's outputs were garbage. `tests/tests/wgpu_forward.rs` reproduces it natively (in
+/// CubeCL's `exclusive-memory-only` mode) and holds this backend to the CPU's logits.
+pub type WebGpu = CubeBackend<WgpuRuntime, f32, i32, u32>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
@@ -40,11 +50,11 @@ struct Adapter {
     description: String,
 }
 
-/// Reductions and a matmul with known results, run once on a new WebGPU device; a device that
-/// fails is not used unless forced. Measured in Chromium's software adapter (SwiftShader,
-/// subgroups of 4 lanes) with Burn 0.21: the sums are right but a 128-long dot product of ones
-/// gives 384, and the demo model's logits are off by up to 4.1. (Not traced further; CubeCL
-/// 0.10 assumes subgroups of at least 8 lanes when the browser does not report their size.)
+/// Reductions and a matmul with known results, run once on a new WebGPU device: the quick part
+/// of the self-check (on Auto a device that fails it is not tried further; the model check in
+/// [`place_model`] is the one that decides). Measured in Chromium's software adapter
+/// (SwiftShader) with Burn 0.21: the sums are right but a 128-long dot product of ones gives
+/// 384.
 async fn self_check(device: &WgpuDevice) -> Result<(), String> {
     let n = 384;
     let sums = read(
@@ -149,36 +159,145 @@ async fn sleep_ms(ms: i32) {
     let _ = JsFuture::from(wait).await;
 }
 
-/// The backend a model goes on, with the page's label for it.
-enum Placement {
-    Gpu(String),
-    Cpu(String),
+/// Something the page says under the backend's label: why the model is not on WebGPU, as
+/// information (Auto) or as a warning (WebGPU was asked for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendNote {
+    pub text: String,
+    pub warning: bool,
 }
 
-/// Where `choice` puts a model: WebGPU when asked for, or on Auto when the browser offers an
-/// adapter that passes the self-check (run once per page); else the CPU.
-async fn place(choice: BackendChoice) -> Result<Placement, String> {
-    let adapter = match choice {
-        BackendChoice::Cpu => None,
-        _ => webgpu_adapter().await,
-    };
+/// Where a loaded model runs: the page's label, and a note when it is not where asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub label: String,
+    pub note: Option<BackendNote>,
+}
+
+const CPU_LABEL: &str = "CPU (Flex, wasm)";
+
+/// How far WebGPU's logits may be from the CPU's on the model self-check, relative to the
+/// largest logit (at least 1): the same bound the browser test holds WebGPU to against the
+/// native CPU code (`web/e2e/e2e.mjs`, 2e-3), for f32 sums taken in another order.
+pub const MODEL_CHECK_TOLERANCE: f32 = 2e-3;
+
+/// The adapter to try, `None` for the CPU; an error when WebGPU is asked for and not offered.
+async fn adapter_for(choice: BackendChoice) -> Result<Option<Adapter>, String> {
+    if choice == BackendChoice::Cpu {
+        return Ok(None);
+    }
+    let adapter = webgpu_adapter().await;
     if choice == BackendChoice::WebGpu && adapter.is_none() {
         return Err("this browser offers no WebGPU adapter; choose CPU or Auto".into());
     }
-    let Some(adapter) = adapter else {
-        return Ok(Placement::Cpu("CPU (Flex, wasm)".into()));
+    Ok(adapter)
+}
+
+/// The largest |gpu − cpu| over every output, relative to the largest |cpu| (at least 1).
+fn relative_diff(gpu: &[Vec<f32>], cpu: &[Vec<f32>]) -> f32 {
+    let scale = cpu.iter().flatten().fold(1f32, |m, v| m.max(v.abs()));
+    let mut worst = 0f32;
+    for (g, c) in gpu.iter().zip(cpu) {
+        if g.len() != c.len() {
+            return f32::INFINITY;
+        }
+        for (a, b) in g.iter().zip(c) {
+            // NaN compares false: a NaN output is a failure, not a pass.
+            let d = (a - b).abs();
+            worst = if d.is_nan() {
+                f32::INFINITY
+            } else {
+                worst.max(d)
+            };
+        }
+    }
+    worst / scale
+}
+
+/// What the WebGPU checks found, and whether to use the device: the quick reductions and
+/// matmul (`ops`, "" = passed) and the loaded model on a fixed input against the CPU (`model`,
+/// the relative difference; `None` = not run because `ops` failed on Auto).
+fn decide(
+    choice: BackendChoice,
+    adapter: &Adapter,
+    ops: &str,
+    model: Option<f32>,
+) -> (bool, Option<BackendNote>) {
+    let model_ok = model.is_some_and(|d| d <= MODEL_CHECK_TOLERANCE);
+    if ops.is_empty() && model_ok {
+        return (true, None);
+    }
+    let mut why = Vec::new();
+    if !ops.is_empty() {
+        why.push(ops.to_string());
+    }
+    match model {
+        Some(d) if d > MODEL_CHECK_TOLERANCE => why.push(format!(
+            "the model's logits on a fixed input differ from the CPU's by {d:.1e} of the largest (tolerance {MODEL_CHECK_TOLERANCE:.0e})"
+        )),
+        _ => {}
+    }
+    let device = &adapter.description;
+    let text = match choice {
+        BackendChoice::WebGpu => format!(
+            "WebGPU refused: this browser's adapter ({device}) failed the self-check ({}). The model runs on the CPU instead, with the CPU's results.",
+            why.join("; ")
+        ),
+        _ => format!(
+            "WebGPU not used: the adapter ({device}) failed the self-check ({}); the CPU gives the right numbers.",
+            why.join("; ")
+        ),
     };
-    let failure = gpu_self_check().await;
-    let description = adapter.description;
-    Ok(match (choice, failure.is_empty()) {
-        (_, true) => Placement::Gpu(format!("WebGPU ({description})")),
-        (BackendChoice::Auto, false) => Placement::Cpu(format!(
-            "CPU (Flex, wasm) — WebGPU adapter ({description}) skipped: its self-check failed ({failure})"
+    (
+        false,
+        Some(BackendNote {
+            text,
+            warning: choice == BackendChoice::WebGpu,
+        }),
+    )
+}
+
+/// Where the model goes: the CPU copy (`cpu`, loaded first: the reference and the fall-back)
+/// or, when an adapter is offered and passes the checks, the WebGPU copy `load_gpu` makes.
+/// `check` runs a model on the fixed input and returns its outputs.
+async fn place_model<C, G, L, K, KG>(
+    choice: BackendChoice,
+    cpu: C,
+    load_gpu: L,
+    check: K,
+    check_gpu: KG,
+) -> Result<(OnBackend<G, C>, Placed), String>
+where
+    L: FnOnce() -> Result<G, String>,
+    K: AsyncFnOnce(&C) -> Result<Vec<Vec<f32>>, String>,
+    KG: AsyncFnOnce(&G) -> Result<Vec<Vec<f32>>, String>,
+{
+    let cpu_placed = |note| Placed {
+        label: CPU_LABEL.to_string(),
+        note,
+    };
+    let Some(adapter) = adapter_for(choice).await? else {
+        return Ok((OnBackend::Cpu(cpu), cpu_placed(None)));
+    };
+    let ops = gpu_self_check().await;
+    let (gpu, model) = if ops.is_empty() || choice == BackendChoice::WebGpu {
+        let gpu = load_gpu()?;
+        let want = check(&cpu).await?;
+        let got = check_gpu(&gpu).await?;
+        (Some(gpu), Some(relative_diff(&got, &want)))
+    } else {
+        (None, None)
+    };
+    match (decide(choice, &adapter, &ops, model), gpu) {
+        ((true, _), Some(gpu)) => Ok((
+            OnBackend::Gpu(gpu),
+            Placed {
+                label: format!("WebGPU ({})", adapter.description),
+                note: None,
+            },
         )),
-        (_, false) => Placement::Gpu(format!(
-            "WebGPU ({description}) — warning: self-check failed ({failure}); results may be wrong"
-        )),
-    })
+        ((_, note), _) => Ok((OnBackend::Cpu(cpu), cpu_placed(note))),
+    }
 }
 
 /// A model on one of the two backends.
@@ -190,46 +309,84 @@ pub enum OnBackend<G, C> {
 type QaEngine = OnBackend<QaModels<WebGpu>, QaModels<Flex>>;
 type ClassifyEngine = OnBackend<ExportedModels<WebGpu>, ExportedModels<Flex>>;
 
-/// Loads the SQuAD export onto the chosen backend; returns the backend's label for the page.
-pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<String, String> {
+/// The self-check's passage and question: short (one 64-token window), so that it costs little.
+const CHECK_PASSAGE: &str = "The AdapterPooler reads the hidden states of every layer of BERT and \
+    answers from them with a tenth of a percent of its parameters.";
+const CHECK_QUESTION: &str = "What does the AdapterPooler read?";
+
+async fn qa_check_outputs<B: bertvision_core::KernelBackend>(
+    models: &QaModels<B>,
+    query: &QaQuery,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>, String> {
+    let [(bs, be), (vs, ve)] = models.forward(query.batch.to_input(device));
+    Ok(vec![
+        read(bs).await?,
+        read(be).await?,
+        read(vs).await?,
+        read(ve).await?,
+    ])
+}
+
+/// Loads the SQuAD export onto the chosen backend; returns where it runs for the page.
+pub async fn load(files: ExportFiles, choice: BackendChoice) -> Result<Placed, String> {
     // The previous model goes first: a failed load must not leave it answering.
     ENGINE.with(|e| *e.borrow_mut() = None);
     let text = |e: bertvision_core::Error| e.to_string();
-    let (engine, label) = match place(choice).await? {
-        Placement::Gpu(label) => (
-            OnBackend::Gpu(QaModels::load(files, &WgpuDevice::default()).map_err(text)?),
-            label,
-        ),
-        Placement::Cpu(label) => (
-            OnBackend::Cpu(QaModels::load(files, &Default::default()).map_err(text)?),
-            label,
-        ),
+    let mut cpu = QaModels::<Flex>::load(files.clone(), &Default::default()).map_err(text)?;
+    let features = bertvision_core::squad::FeatureConfig {
+        max_len: 64,
+        doc_stride: 32,
+        max_query: 16,
     };
+    let query = QaQuery::new(&mut cpu.tokenizer, CHECK_PASSAGE, CHECK_QUESTION, &features)
+        .map_err(|e| e.to_string())?;
+    let (engine, placed) = place_model(
+        choice,
+        cpu,
+        || QaModels::load(files, &WgpuDevice::default()).map_err(text),
+        async |m: &QaModels<Flex>| qa_check_outputs(m, &query, &Default::default()).await,
+        async |m: &QaModels<WebGpu>| qa_check_outputs(m, &query, &WgpuDevice::default()).await,
+    )
+    .await?;
     ENGINE.with(|e| *e.borrow_mut() = Some(engine));
-    Ok(label)
+    Ok(placed)
+}
+
+async fn classify_check_outputs<B: bertvision_core::KernelBackend>(
+    models: &ExportedModels<B>,
+    batch: &bertvision_core::tokenize::TokenBatch,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>, String> {
+    let [bert, head] = models.forward(batch.to_input(device));
+    Ok(vec![read(bert).await?, read(head).await?])
 }
 
 /// Loads a GLUE export for the classification page; a SQuAD export is refused.
-pub async fn load_classifier(files: ExportFiles, choice: BackendChoice) -> Result<String, String> {
+pub async fn load_classifier(files: ExportFiles, choice: BackendChoice) -> Result<Placed, String> {
     CLASSIFIER.with(|e| *e.borrow_mut() = None);
     let text = |e: bertvision_core::Error| e.to_string();
-    let (engine, span, label) = match place(choice).await? {
-        Placement::Gpu(label) => {
-            let models = ExportedModels::load(files, &WgpuDevice::default()).map_err(text)?;
-            let span = models.info.span;
-            (OnBackend::Gpu(models), span, label)
-        }
-        Placement::Cpu(label) => {
-            let models = ExportedModels::load(files, &Default::default()).map_err(text)?;
-            let span = models.info.span;
-            (OnBackend::Cpu(models), span, label)
-        }
-    };
-    if span {
+    let mut cpu = ExportedModels::<Flex>::load(files.clone(), &Default::default()).map_err(text)?;
+    if cpu.info.span {
         return Err("this is a SQuAD export: load it on the question-answering page".into());
     }
+    let batch = ClassifyQuery::new(&mut cpu, CHECK_PASSAGE, Some(CHECK_QUESTION))
+        .map_err(|e| e.to_string())?
+        .batch;
+    let (engine, placed) = place_model(
+        choice,
+        cpu,
+        || ExportedModels::load(files, &WgpuDevice::default()).map_err(text),
+        async |m: &ExportedModels<Flex>| {
+            classify_check_outputs(m, &batch, &Default::default()).await
+        },
+        async |m: &ExportedModels<WebGpu>| {
+            classify_check_outputs(m, &batch, &WgpuDevice::default()).await
+        },
+    )
+    .await?;
     CLASSIFIER.with(|e| *e.borrow_mut() = Some(engine));
-    Ok(label)
+    Ok(placed)
 }
 
 /// Timings of one question, in milliseconds.

@@ -1,5 +1,6 @@
 //! Bytes into the page: `fetch` with a progress callback (the response body read chunk by
-//! chunk), and files from an `<input type=file>`.
+//! chunk), the same through the page's Cache Storage for files of known sha256 (the demo models:
+//! a second visit reads them from the cache), and files from an `<input type=file>`.
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -27,10 +28,21 @@ pub fn now_ms() -> f64 {
 /// A missing file (HTTP 404) is `Ok(None)`, so optional files can be probed.
 pub async fn fetch_bytes(
     url: &str,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<Option<Vec<u8>>, String> {
+    fetch_with(url, web_sys::RequestCache::Default, progress).await
+}
+
+/// [`fetch_bytes`] with the HTTP cache mode `mode` (`NoCache`: revalidated with the server).
+async fn fetch_with(
+    url: &str,
+    mode: web_sys::RequestCache,
     mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Option<Vec<u8>>, String> {
     let window = web_sys::window().ok_or("no window")?;
-    let response: Response = JsFuture::from(window.fetch_with_str(url))
+    let init = web_sys::RequestInit::new();
+    init.set_cache(mode);
+    let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
         .await
         .map_err(|e| format!("{url}: {}", js_error(e)))?
         .dyn_into()
@@ -73,9 +85,93 @@ pub async fn fetch_bytes(
     Ok(Some(bytes))
 }
 
+/// The Cache Storage bucket of the demo models' files.
+const CACHE: &str = "bertvision-models";
+
+/// Where a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Network,
+    Cache,
+}
+
+/// The page's cache, `None` where the browser offers none (an insecure origin, private modes).
+async fn open_cache() -> Option<web_sys::Cache> {
+    let caches = web_sys::window()?.caches().ok()?;
+    let cache = JsFuture::from(caches.open(CACHE)).await.ok()?;
+    cache.dyn_into().ok()
+}
+
+/// The cache key of `url` at `sha256`: a file that changes gets a new key.
+fn cache_key(url: &str, sha256: &str) -> String {
+    format!("{url}?sha256={sha256}")
+}
+
+/// `url`'s bytes, from the cache when a copy of this sha256 is there, else downloaded with
+/// `progress` and stored (older copies of `url` are dropped). A missing file is `Ok(None)`.
+pub async fn fetch_cached(
+    url: &str,
+    sha256: &str,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<Option<(Vec<u8>, Source)>, String> {
+    let cache = open_cache().await;
+    let key = cache_key(url, sha256);
+    if let Some(cache) = &cache
+        && let Some(bytes) = cached(cache, &key).await
+    {
+        return Ok(Some((bytes, Source::Cache)));
+    }
+    let Some(mut bytes) = fetch_bytes(url, progress).await? else {
+        return Ok(None);
+    };
+    if let Some(cache) = &cache {
+        // A full cache (quota) only costs the next visit a download.
+        let _ = store(cache, url, &key, &mut bytes).await;
+    }
+    Ok(Some((bytes, Source::Network)))
+}
+
+async fn cached(cache: &web_sys::Cache, key: &str) -> Option<Vec<u8>> {
+    let hit = JsFuture::from(cache.match_with_str(key)).await.ok()?;
+    let response: Response = hit.dyn_into().ok()?;
+    let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
+    Some(Uint8Array::new(&buffer).to_vec())
+}
+
+async fn store(
+    cache: &web_sys::Cache,
+    url: &str,
+    key: &str,
+    bytes: &mut [u8],
+) -> Result<(), JsValue> {
+    let keys = JsFuture::from(cache.keys()).await?;
+    for request in js_sys::Array::from(&keys).iter() {
+        let request: web_sys::Request = request.dyn_into()?;
+        let old = request.url();
+        if old.split('?').next().is_some_and(|u| u.ends_with(url)) {
+            JsFuture::from(cache.delete_with_str(&old)).await?;
+        }
+    }
+    let response = Response::new_with_opt_u8_array(Some(bytes))?;
+    JsFuture::from(cache.put_with_str(key, &response)).await?;
+    Ok(())
+}
+
 /// Text of a URL, `None` on 404.
 pub async fn fetch_text(url: &str) -> Result<Option<String>, String> {
-    match fetch_bytes(url, |_, _| {}).await? {
+    text_of(url, fetch_bytes(url, |_, _| {}).await?)
+}
+
+/// Text of a URL as the server has it now (revalidated, never a stale copy), `None` on 404.
+pub async fn fetch_fresh_text(url: &str) -> Result<Option<String>, String> {
+    text_of(
+        url,
+        fetch_with(url, web_sys::RequestCache::NoCache, |_, _| {}).await?,
+    )
+}
+
+fn text_of(url: &str, bytes: Option<Vec<u8>>) -> Result<Option<String>, String> {
+    match bytes {
         Some(b) => String::from_utf8(b)
             .map(Some)
             .map_err(|_| format!("{url}: not UTF-8 text")),

@@ -18,6 +18,8 @@ mod fetch;
 mod model_card;
 #[cfg(target_arch = "wasm32")]
 mod qa_page;
+#[cfg(target_arch = "wasm32")]
+mod splash;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {

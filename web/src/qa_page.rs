@@ -35,6 +35,8 @@ struct QaState {
     passage: RwSignal<String>,
     question: RwSignal<String>,
     gold: RwSignal<Option<Vec<String>>>,
+    /// The sample selector's value (`passage:question`; "" once the visitor edits the text).
+    sample_choice: RwSignal<String>,
     threshold: RwSignal<f64>,
     busy: RwSignal<bool>,
     last: RwSignal<Option<LastRun>>,
@@ -53,6 +55,7 @@ impl QaState {
             passage: RwSignal::new(String::new()),
             question: RwSignal::new(String::new()),
             gold: RwSignal::new(None),
+            sample_choice: RwSignal::new("0:0".to_string()),
             threshold: RwSignal::new(0.0),
             busy: RwSignal::new(false),
             last: RwSignal::new(None),
@@ -94,6 +97,12 @@ impl QaState {
         });
     }
 
+    /// The visitor's own text: the selector no longer claims a sample, and no gold is shown.
+    fn edited(self) {
+        self.gold.set(None);
+        self.sample_choice.set(String::new());
+    }
+
     /// Passage `a` of `samples` and its question `b`, with the gold answers.
     fn show_sample(self, samples: &[DemoSample], a: usize, b: usize) {
         if let Some(sample) = samples.get(a) {
@@ -107,6 +116,7 @@ impl QaState {
 
     /// The sample selector's value, `passage:question`.
     fn pick_sample(self, value: String) {
+        self.sample_choice.set(value.clone());
         let mut parts = value.split(':');
         let (Some(Ok(a)), Some(Ok(b))) = (
             parts.next().map(str::parse::<usize>),
@@ -167,6 +177,7 @@ fn question_card(state: QaState) -> impl IntoView {
         passage,
         question,
         gold,
+        sample_choice,
         threshold,
         busy,
         backend,
@@ -177,7 +188,8 @@ fn question_card(state: QaState) -> impl IntoView {
             <h2>"Passage and question"</h2>
             <Show when=move || !samples.get().is_empty()>
                 <label>"Sample from SQuAD 2.0 dev "
-                    <select id="sample" on:change=move |ev| state.pick_sample(event_target_value(&ev))>
+                    <select id="sample" prop:value=move || sample_choice.get() on:change=move |ev| state.pick_sample(event_target_value(&ev))>
+                        <option value="">"— your own passage and question —"</option>
                         {move || samples.get().into_iter().enumerate().flat_map(|(a, s)| {
                             s.questions.into_iter().enumerate().map(move |(b, q)| {
                                 let label = format!("{} — {}{}", s.title.replace('_', " "), q.question, if q.answers.is_empty() { " (unanswerable)" } else { "" });
@@ -187,12 +199,12 @@ fn question_card(state: QaState) -> impl IntoView {
                     </select>
                 </label>
             </Show>
-            <textarea id="passage" rows="7" prop:value=move || passage.get()
-                on:input=move |ev| { passage.set(event_target_value(&ev)); gold.set(None); }></textarea>
+            <textarea id="passage" rows="5" prop:value=move || passage.get()
+                on:input=move |ev| { passage.set(event_target_value(&ev)); state.edited(); }></textarea>
             <div class="row">
                 <input id="question" type="text" placeholder="Ask a question about the passage"
                     prop:value=move || question.get()
-                    on:input=move |ev| { question.set(event_target_value(&ev)); gold.set(None); }
+                    on:input=move |ev| { question.set(event_target_value(&ev)); state.edited(); }
                     on:keydown=move |ev| if ev.key() == "Enter" { state.ask() }/>
                 <button id="ask" class="primary" on:click=move |_| state.ask()
                     disabled=move || busy.get() || backend.get().is_none()>
@@ -200,13 +212,13 @@ fn question_card(state: QaState) -> impl IntoView {
                 </button>
             </div>
             <div class="row">
-                <label>"No-answer threshold "
+                <label>"Answer less often "
                     <input id="threshold" type="range" min="-10" max="10" step="0.5"
                         prop:value=move || threshold.get().to_string()
                         on:input=move |ev| threshold.set(event_target_value(&ev).parse().unwrap_or(0.0))/>
-                    <b>{move || format!("{:+.1}", threshold.get())}</b>
+                    " more often " <b>{move || format!("{:+.1}", threshold.get())}</b>
                 </label>
-                <span class="muted">"answer only when best span score ≥ null score − threshold"</span>
+                <span class="muted">"Each model weighs its best answer against “no answer”. Slide right and it answers even when “no answer” looks likelier (by up to this many points); 0 is how it was evaluated."</span>
             </div>
             {move || gold.get().map(|g| view! {
                 <p class="gold">"Gold: " {if g.is_empty() { "no answer".to_string() } else {
@@ -246,10 +258,17 @@ fn answers_view(state: QaState, a: QaAnswers) -> impl IntoView {
         .collect_view();
     let marked = highlighted(&passage.get_untracked(), &a);
     let windows = a.windows;
+    let none_answered = a.methods.iter().all(|m| m.prediction.text.is_empty());
+    let about = state.loader.about.get_untracked();
     view! {
         <section class="answers">
             {cards}
         </section>
+        {none_answered.then(|| view! {
+            <p class="note-box" id="no-answer-note">
+                {no_answer_sentence(about.as_ref())}
+            </p>
+        })}
         <p class="timings" id="timings">
             {format!("tokenisation {:.1} ms · forward pass (both models, one encoder pass, {} window{}) {:.1} ms · on {}",
                 timings.tokenize_ms, windows, if windows == 1 { "" } else { "s" }, timings.forward_ms,
@@ -259,7 +278,7 @@ fn answers_view(state: QaState, a: QaAnswers) -> impl IntoView {
             <h2>"In the passage"</h2>
             <p class="legend">
                 <span class="hl hl-0">"BERT"</span> " " <span class="hl hl-1">"BERTVision"</span> " " <span class="hl hl-2">"Ensemble"</span>
-                <span class="muted">" (dashed: best span, rejected as no answer)"</span>
+                <span class="muted">" (dashed in the model's colour: its best span, rejected for “no answer”)"</span>
             </p>
             <div class="passage">{marked}</div>
         </section>
@@ -274,6 +293,25 @@ fn answers_view(state: QaState, a: QaAnswers) -> impl IntoView {
         </section>
         <pre id="logits-json" hidden>{logits_json}</pre>
     }
+}
+
+/// Why all three said "no answer", in plain words.
+fn no_answer_sentence(about: Option<&bertvision_core::inference::about::ModelAbout>) -> String {
+    let what = match about {
+        Some(a) => format!(
+            "This demo model is small ({} with {} parameters) and was trained on only {} training windows",
+            a.model,
+            bertvision_core::inference::about::group_digits(a.bert_parameters),
+            a.train_examples.map_or(
+                "a few".to_string(),
+                bertvision_core::inference::about::group_digits
+            ),
+        ),
+        None => "This model".to_string(),
+    };
+    format!(
+        "None of the three models answered. {what}, so it rarely answers: slide “more often” to the right to see its best guesses (the dashed marks in the passage)."
+    )
 }
 
 /// A probability as a percentage with two significant digits below 1%.
@@ -305,7 +343,8 @@ fn answer_card(
             <dl>
                 <dt>"span probability"</dt><dd>{percent(m.span_probability)}</dd>
                 <dt>"no-answer probability"</dt><dd>{percent(p.na_prob)}</dd>
-                <dt>"null − span score"</dt><dd>{format!("{:+.2}", p.null_score - p.best_span_score)}</dd>
+                <dt title="the score of “no answer” minus the best span's: above the slider's value, the model says no answer">"“no answer” ahead by"</dt>
+                <dd>{format!("{:+.2}", p.null_score - p.best_span_score)}</dd>
             </dl>
         </div>
     }
@@ -385,10 +424,10 @@ fn strip(answers: &QaAnswers, method: usize) -> impl IntoView + use<> {
                         <g>
                             <title>{format!("{tok}: start {:.2}%, end {:.2}%", 100.0 * s, 100.0 * e)}</title>
                             <rect x=x.to_string() y="2" width=(cell - 1.0).to_string() height="22"
-                                fill="#2563eb" fill-opacity=format!("{:.3}", 0.05 + 0.95 * s / max_s)/>
+                                fill="#7c3aed" fill-opacity=format!("{:.3}", 0.05 + 0.95 * s / max_s)/>
                             <rect x=x.to_string() y="26" width=(cell - 1.0).to_string() height="22"
-                                fill="#ea580c" fill-opacity=format!("{:.3}", 0.05 + 0.95 * e / max_e)/>
-                            {in_best.then(|| view! { <rect x=x.to_string() y="51" width=(cell - 1.0).to_string() height="5" fill="#16a34a"/> })}
+                                fill="#0d9488" fill-opacity=format!("{:.3}", 0.05 + 0.95 * e / max_e)/>
+                            {in_best.then(|| view! { <rect x=x.to_string() y="51" width=(cell - 1.0).to_string() height="5" fill="#111827"/> })}
                         </g>
                     }
                 }).collect_view()}

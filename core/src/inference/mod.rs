@@ -2,8 +2,9 @@
 //! path per kind of task from inputs to decisions — [`qa`] (a question about a passage: BERT,
 //! BERTVision and their ensemble) and [`classify`] (a sentence or pair: the three methods'
 //! probabilities or scores). `bertvision answer`, `classify`, `predict` and the browser app all
-//! go through these.
+//! go through these; [`about`] is what the browser says about a demo export.
 
+pub mod about;
 pub mod classify;
 pub mod export;
 pub mod qa;
