@@ -233,14 +233,14 @@ fn decide(
     }
     match model {
         Some(d) if d > MODEL_CHECK_TOLERANCE => why.push(format!(
-            "the model's logits on a fixed input differ from the CPU's by {d:.1e} of the largest (tolerance {MODEL_CHECK_TOLERANCE:.0e})"
+            "the model's logits off the CPU's by {d:.1e} of the largest, tolerance {MODEL_CHECK_TOLERANCE:.0e}"
         )),
         _ => {}
     }
     let device = &adapter.description;
     let text = match choice {
         BackendChoice::WebGpu => format!(
-            "WebGPU refused: this browser's adapter ({device}) failed the self-check ({}). The model runs on the CPU instead, with the CPU's results.",
+            "WebGPU refused: the adapter ({device}) failed the self-check ({}); the CPU answers instead.",
             why.join("; ")
         ),
         _ => format!(

@@ -218,7 +218,7 @@ fn question_card(state: QaState) -> impl IntoView {
                         on:input=move |ev| threshold.set(event_target_value(&ev).parse().unwrap_or(0.0))/>
                     " more often " <b>{move || format!("{:+.1}", threshold.get())}</b>
                 </label>
-                <span class="muted">"Each model weighs its best answer against “no answer”. Slide right and it answers even when “no answer” looks likelier (by up to this many points); 0 is how it was evaluated."</span>
+                <span class="muted" title="Each model weighs its best answer against “no answer”.">"Right: answer even when “no answer” scores higher, by up to this much; 0 is how it was evaluated."</span>
             </div>
             {move || gold.get().map(|g| view! {
                 <p class="gold">"Gold: " {if g.is_empty() { "no answer".to_string() } else {
