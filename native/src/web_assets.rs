@@ -9,10 +9,12 @@ use anyhow::{Result, bail};
 use bertvision_core::fsutil::write_atomic;
 use bertvision_core::inference::about::{ModelAbout, display_model};
 use bertvision_core::inference::classify::classify_samples;
+use bertvision_core::inference::export::{ServedFile, ServedManifest};
 use bertvision_core::inference::qa::{QaModels, demo_samples};
 use bertvision_core::inference::{ExportFiles, ExportedModels};
 use bertvision_core::pipeline::results::RunResults;
 use bertvision_core::squad::SquadDataset;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, clap::Args)]
 pub struct WebAssetsArgs {
@@ -167,31 +169,27 @@ fn classify_assets(out: &mut Outputs, req: &WebAssetsArgs, export: &Path) -> Res
 /// file's size and sha256, which the page checks its cached copies against (a second visit
 /// downloads only what changed).
 fn export_files(out: &mut Outputs, files: &ExportFiles, f16: bool, to: &Path) -> Result<()> {
-    let mut manifest = serde_json::Map::new();
+    let mut manifest = ServedManifest {
+        files: Default::default(),
+    };
     for (rel, file) in ExportFiles::NAMES.into_iter().zip(files.files()) {
         let bytes = if f16 && rel.ends_with("model.safetensors") {
             bertvision_core::fsutil::safetensors_to_f16(&file.name, &file.bytes)?
         } else {
             file.bytes.clone()
         };
-        manifest.insert(
-            rel.to_string(),
-            serde_json::json!({ "bytes": bytes.len(), "sha256": sha256_hex(&bytes) }),
-        );
+        let sha256 = crate::fetch::hex(&Sha256::digest(&bytes));
+        let file = ServedFile {
+            bytes: bytes.len() as u64,
+            sha256,
+        };
+        manifest.files.insert(rel.to_string(), file);
         out.add(to.join(rel), bytes);
     }
-    let manifest = serde_json::to_string_pretty(&serde_json::json!({ "files": manifest }))?;
+    let manifest = serde_json::to_string_pretty(&manifest)?;
     out.add(to.join("manifest.json"), manifest.into_bytes());
     out.log(format!("demo model: {}", to.display()));
     Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `about.json` beside a served export, from the results.json of the run it came from

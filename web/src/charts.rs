@@ -27,6 +27,55 @@ pub fn nice_ticks(min: f64, max: f64, count: usize) -> Vec<f64> {
     (first..=last).map(|i| i as f64 * step + 0.0).collect()
 }
 
+/// A chart's value axis: round ticks covering `[min, max]`, drawn as grid lines with labels, and
+/// the pixel row of a value on a plot `height` tall starting `top` pixels down.
+struct Axis {
+    ticks: Vec<f64>,
+    top: f64,
+    height: f64,
+}
+
+impl Axis {
+    fn new(min: f64, max: f64, top: f64, height: f64) -> Self {
+        Axis {
+            ticks: nice_ticks(min, max, 4),
+            top,
+            height,
+        }
+    }
+
+    /// The lowest tick: where the axis starts.
+    fn lo(&self) -> f64 {
+        self.ticks[0]
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let span = (self.ticks[self.ticks.len() - 1] - self.lo()).max(1e-9);
+        self.top + self.height * (1.0 - (v - self.lo()) / span)
+    }
+
+    /// A grid line and a label per tick, between `left` and `right`.
+    fn grid(
+        &self,
+        left: f64,
+        right: f64,
+        value_format: fn(f64) -> String,
+    ) -> impl IntoView + use<> {
+        self.ticks
+            .iter()
+            .map(|&t| {
+                let y = self.y(t);
+                view! {
+                    <g>
+                        <line x1=left.to_string() x2=right.to_string() y1=y.to_string() y2=y.to_string() class="grid"/>
+                        <text x=(left - 4.0).to_string() y=(y + 3.0).to_string() class="tick" text-anchor="end">{value_format(t)}</text>
+                    </g>
+                }
+            })
+            .collect_view()
+    }
+}
+
 /// Vertical bars with ±error whiskers and value labels; the axis starts at 0 unless values are
 /// negative (correlations can be). The SVG scales down to narrow screens (style.css).
 pub fn bar_chart(
@@ -41,22 +90,14 @@ pub fn bar_chart(
         .fold(f64::MIN, f64::max)
         .max(1e-9);
     let min = bars.iter().map(|b| b.value - b.error).fold(0.0, f64::min);
-    let ticks = nice_ticks(min, max, 4);
-    let (lo, hi) = (ticks[0], ticks[ticks.len() - 1]);
-    let span = (hi - lo).max(1e-9);
-    let plot_h = h - bottom - top;
-    let y = move |v: f64| top + plot_h * (1.0 - (v - lo) / span);
+    let axis = Axis::new(min, max, top, h - bottom - top);
+    let (lo, y) = (axis.lo(), |v: f64| axis.y(v));
     let slot = (w - left - 8.0) / bars.len().max(1) as f64;
     view! {
         <figure class="chart">
             <svg class="bar-chart" width=w.to_string() height=h.to_string() viewBox=format!("0 0 {w} {h}")>
                 <text x="4" y="14" class="chart-title">{title}</text>
-                {ticks.into_iter().map(|t| view! {
-                    <g>
-                        <line x1=left.to_string() x2=(w - 4.0).to_string() y1=y(t).to_string() y2=y(t).to_string() class="grid"/>
-                        <text x=(left - 4.0).to_string() y=(y(t) + 3.0).to_string() class="tick" text-anchor="end">{value_format(t)}</text>
-                    </g>
-                }).collect_view()}
+                {axis.grid(left, w - 4.0, value_format)}
                 {bars.into_iter().enumerate().map(|(i, b)| {
                     let x = left + slot * i as f64 + slot * 0.15;
                     let bw = slot * 0.7;
@@ -104,19 +145,12 @@ pub fn grouped_chart(groups: Vec<Group>, value_format: fn(f64) -> String) -> imp
         .iter()
         .flat_map(|g| g.bars.iter().filter_map(|b| b.0));
     let (min, max) = values.fold((0f64, 1e-9f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let ticks = nice_ticks(min, max, 4);
-    let (lo, hi) = (ticks[0], ticks[ticks.len() - 1]);
-    let plot_h = h - bottom - top;
-    let y = move |v: f64| top + plot_h * (1.0 - (v - lo) / (hi - lo).max(1e-9));
+    let axis = Axis::new(min, max, top, h - bottom - top);
+    let (lo, y) = (axis.lo(), |v: f64| axis.y(v));
     view! {
         <figure class="chart overview">
             <svg class="overview-chart" width=w.to_string() height=h.to_string() viewBox=format!("0 0 {w} {h}")>
-                {ticks.iter().map(|&t| view! {
-                    <g>
-                        <line x1=left.to_string() x2=(w - 4.0).to_string() y1=y(t).to_string() y2=y(t).to_string() class="grid"/>
-                        <text x=(left - 4.0).to_string() y=(y(t) + 3.0).to_string() class="tick" text-anchor="end">{value_format(t)}</text>
-                    </g>
-                }).collect_view()}
+                {axis.grid(left, w - 4.0, value_format)}
                 {groups.into_iter().enumerate().map(|(g, group)| {
                     let x0 = left + group_w * g as f64 + 13.0;
                     let cx = x0 + 17.0 * per_group as f64;

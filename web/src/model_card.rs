@@ -6,9 +6,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use std::collections::BTreeMap;
-
 use bertvision_core::inference::about::ModelAbout;
+use bertvision_core::inference::export::ServedManifest;
 use bertvision_core::inference::{ExportFiles, NamedBytes};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -39,18 +38,6 @@ struct LoadTimings {
     download: Option<Download>,
     load_ms: f64,
     bytes: u64,
-}
-
-/// One file of `manifest.json`.
-#[derive(Debug, Clone, serde::Deserialize)]
-struct ManifestFile {
-    bytes: u64,
-    sha256: String,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-struct Manifest {
-    files: BTreeMap<String, ManifestFile>,
 }
 
 pub fn mb(bytes: u64) -> String {
@@ -174,7 +161,7 @@ impl Loader {
         spawn_local(async move {
             let t0 = now_ms();
             let manifest = match fetch_fresh_text(&format!("{}/manifest.json", self.served)).await {
-                Ok(Some(text)) => match serde_json::from_str::<Manifest>(&text) {
+                Ok(Some(text)) => match serde_json::from_str::<ServedManifest>(&text) {
                     Ok(m) => Some(m),
                     Err(e) => return self.fail(format!("{}/manifest.json: {e}", self.served)),
                 },

@@ -94,6 +94,20 @@ impl ExportFiles {
     }
 }
 
+/// `manifest.json`, written by `bertvision web-assets` beside a served export and read by the
+/// page: each file's size and sha256 (hex) by its name in [`ExportFiles::NAMES`], which the
+/// page's cached copies are checked against.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServedManifest {
+    pub files: std::collections::BTreeMap<String, ServedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServedFile {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
 /// An export loaded: BERT with its task head, the AdapterPooler trained on its hidden states,
 /// their configurations, the tokenizer and the task the run trained them for.
 pub struct ExportedModels<B: Backend> {
