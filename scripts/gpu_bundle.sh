@@ -2,7 +2,8 @@
 # Packs what scripts/gpu_check.sh needs on the GPU machine (which reaches no network) into
 # gpu/bundle.tar.xz: the bertvision binary (default: the CUDA build), minilm-l6 with its weights
 # stored as f16 (to fit the device tool's 64 MiB carry limit; both Rust and PyTorch then load
-# the same f16-rounded weights), and the GLUE/SQuAD files the runs use.
+# the same f16-rounded weights), and the GLUE/SQuAD files the runs use; with a second argument,
+# that export folder as export/ (scripts/gpu_wgpu_check.sh answers with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target-cuda/release/bertvision}
@@ -22,6 +23,7 @@ save_file({k: (v.half() if v.is_floating_point() else v) for k, v in tensors.ite
 PY
 for task in RTE MRPC STS-B CoLA; do cp -r "../shared/data/glue/$task" "$STAGE/data/glue/"; done
 cp ../shared/data/squad2/dev-v2.0-28-articles.json "$STAGE/data/squad2/"
+if [ -n "${2:-}" ]; then cp -r "$2" "$STAGE/export"; fi
 mkdir -p gpu
 tar -cJf gpu/bundle.tar.xz -C "$STAGE" .
 ls -la gpu/bundle.tar.xz

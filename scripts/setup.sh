@@ -38,4 +38,6 @@ quick_install() {
     quick_install wasm-bindgen-cli --version "$WASM_BINDGEN"
 [ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ" ] ||
     quick_install cargo-fuzz --version "$CARGO_FUZZ" --locked
-[ -d web/e2e/node_modules/playwright-core ] || (cd web/e2e && npm ci --no-audit --no-fund --silent)
+# playwright-core drives Chromium; binaryen 132 (its wasm-opt, in Node) optimises the app's wasm.
+[ -d web/e2e/node_modules/playwright-core ] && [ -d web/e2e/node_modules/binaryen ] ||
+    (cd web/e2e && npm ci --no-audit --no-fund --silent)

@@ -27,7 +27,9 @@ GLUE=${BERTVISION_DATA:-../shared/data}/glue
     --max-length 64 --epochs 1 --data-dir "$GLUE" --out "$WORK/rte" \
     > "$WORK/rte.log" 2>&1 || { tail -5 "$WORK/rte.log"; exit 1; }
 
-(cd web && trunk build --release)
+# binaryen 132's wasm-opt from npm (Trunk.toml requires that version; Debian's 108 breaks the app).
+[ -d web/e2e/node_modules/binaryen ] || (cd web/e2e && npm ci --no-audit --no-fund)
+(cd web && PATH="$PWD/e2e/node_modules/.bin:$PATH" trunk build --release)
 "$BV" web-assets --export "$WORK/squad/seed-1/export" --squad "$WORK/squad/dev.squad.json" \
     --classify-export "$WORK/rte/seed-1/export" --glue "$GLUE/RTE/dev.tsv" \
     --results "$WORK/squad/results.json" tests/fixtures/web/results-wnli.json \

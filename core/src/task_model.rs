@@ -7,6 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
+use crate::bert::layer::train_dropout;
 use crate::bert::model::BertPooler;
 use crate::bert::{Bert, BertConfig, BertInput, BertOutput};
 use crate::head::HeadOutput;
@@ -38,12 +39,14 @@ impl<B: Backend> BertTaskModel<B> {
                 dense: LinearConfig::new(h, h).init(device),
             });
         }
-        BertTaskModel {
+        let model = BertTaskModel {
             bert,
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
             classifier: LinearConfig::new(h, if span { 2 } else { num_outputs }).init(device),
             span,
-        }
+        };
+        crate::train::initialize_now(&model);
+        model
     }
 }
 
@@ -56,7 +59,7 @@ impl<B: KernelBackend> BertTaskModel<B> {
             let [batch, seq, _] = out.last_hidden_state().dims();
             let logits = self
                 .classifier
-                .forward(self.dropout.forward(out.last_hidden_state()));
+                .forward(train_dropout(&self.dropout, out.last_hidden_state()));
             HeadOutput::span_masked(
                 logits.clone().narrow(2, 0, 1).reshape([batch, seq]),
                 logits.narrow(2, 1, 1).reshape([batch, seq]),
@@ -67,7 +70,10 @@ impl<B: KernelBackend> BertTaskModel<B> {
                 .pooled
                 .clone()
                 .expect("task models always have a pooler");
-            HeadOutput::Logits(self.classifier.forward(self.dropout.forward(pooled)))
+            HeadOutput::Logits(
+                self.classifier
+                    .forward(train_dropout(&self.dropout, pooled)),
+            )
         };
         (out, head)
     }

@@ -140,3 +140,60 @@ macro_rules! with_backend {
         }
     }};
 }
+
+/// `--devices`: the backend and the peers of a data-parallel run. `cpu:2` is two peers on the
+/// CPU (each a thread; the way to test data parallelism without GPUs), `cuda:0,1,2,3` four
+/// GPUs by index, `cuda:1` GPU 1 alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesArg {
+    pub kind: DeviceArg,
+    pub set: bertvision_core::train::DeviceSet,
+}
+
+/// At most this many peers: one thread and one model copy each.
+const MAX_PEERS: usize = 64;
+
+impl std::str::FromStr for DevicesArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (kind, list) = text
+            .split_once(':')
+            .ok_or("write KIND:LIST, e.g. cpu:2 or cuda:0,1,2,3")?;
+        let kind = DeviceArg::from_str(kind, true)
+            .map_err(|_| format!("unknown device kind {kind:?} (cpu, ndarray, cuda or wgpu)"))?;
+        let numbers = list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse::<u16>()
+                    .map_err(|_| format!("{n:?} is not a device number"))
+            })
+            .collect::<Result<Vec<u16>, String>>()?;
+        let indices = if kind.is_host() {
+            // The CPU is one device: the number says how many peers share it.
+            match numbers.as_slice() {
+                [n] if (1..=MAX_PEERS as u16).contains(n) => (0..*n).collect(),
+                _ => {
+                    return Err(format!(
+                        "{text}: give the number of CPU peers, 1 to {MAX_PEERS}"
+                    ));
+                }
+            }
+        } else {
+            let mut sorted = numbers.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != numbers.len() || numbers.len() > MAX_PEERS {
+                return Err(format!(
+                    "{text}: each device at most once, at most {MAX_PEERS}"
+                ));
+            }
+            numbers
+        };
+        Ok(DevicesArg {
+            kind,
+            set: bertvision_core::train::DeviceSet { indices },
+        })
+    }
+}

@@ -11,6 +11,7 @@ use bertvision_core::pipeline::config::{EnsembleRule, RunConfig};
 use bertvision_core::pipeline::data::{DataRecord, DataSource};
 use bertvision_core::pipeline::{RunRequest, run_task};
 use bertvision_core::tasks::{TaskKind, TaskSpec};
+use bertvision_core::train::DeviceSet;
 use clap::Args;
 
 use crate::backend::DeviceArg;
@@ -41,6 +42,12 @@ pub struct RunArgs {
     /// need a build with `--features cuda` / `wgpu`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Fine-tune data-parallel over several devices: `cuda:0,1,2,3`, or `cpu:2` (two peers on
+    /// the CPU). Each peer takes its shard of every batch; the batches, the schedule and the
+    /// results are those of one device, so a run resumes on any number of devices. Sets
+    /// --device's backend.
+    #[arg(long, conflicts_with = "device")]
+    pub devices: Option<crate::backend::DevicesArg>,
     /// Output folder (default: runs/<task>-<model>). A folder belongs to one configuration
     /// (seeds can be added): the same command again resumes it.
     #[arg(long)]
@@ -382,7 +389,7 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     config.checkpoint_every = ft.checkpoint_every;
     config.head.warmup_ratio = ft.warmup_ratio;
     config.head.optimizer = optimizer;
-    config.encoder_kernels = crate::backend::default_encoder_kernels(args.device);
+    config.encoder_kernels = crate::backend::default_encoder_kernels(args.device());
     head.apply(&mut config);
     config.ensemble = parse_rules(&eval.ensemble)?;
     config.eval_batch_size = eval.eval_batch_size;
@@ -476,14 +483,29 @@ pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
         Some(c) => c.head.encoder_dtype,
         None => args.head.encoder_dtype.unwrap_or_default(),
     };
-    crate::backend::check_encoder_dtype(dtype, args.device)?;
-    with_backend!(args.device, |B, dev| run::<burn::backend::Autodiff<B>>(
+    crate::backend::check_encoder_dtype(dtype, args.device())?;
+    with_backend!(args.device(), |B, dev| run::<burn::backend::Autodiff<B>>(
         args,
         from_file.clone(),
         &model_dir,
         cache_dir,
         dev
     ))
+}
+
+impl RunArgs {
+    /// The backend: --devices' kind, else --device.
+    pub fn device(&self) -> DeviceArg {
+        self.devices.as_ref().map_or(self.device, |d| d.kind)
+    }
+
+    /// The peers fine-tuning runs on (none: the one device).
+    pub fn device_set(&self) -> DeviceSet {
+        self.devices
+            .as_ref()
+            .map(|d| d.set.clone())
+            .unwrap_or_default()
+    }
 }
 
 pub fn run<B: bertvision_core::TrainBackend>(
@@ -522,6 +544,9 @@ pub fn run<B: bertvision_core::TrainBackend>(
             config.model.replace(['/', '\\'], "_")
         ))
     });
+    // The main device is the first peer's (`--devices cuda:1` runs on GPU 1).
+    let devices = args.device_set();
+    let device = devices.devices(&device).swap_remove(0);
     let request = RunRequest {
         config: &config,
         task,
@@ -529,14 +554,15 @@ pub fn run<B: bertvision_core::TrainBackend>(
         bert_config: &bert_config,
         source: &source,
         out_dir: &out,
-        device_label: args.device.label(),
+        device_label: args.device().label(),
         pad_multiple: args
             .finetune
             .pad_multiple
-            .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
+            .unwrap_or(if args.device().is_host() { 1 } else { 32 }),
         from_run: None,
         hidden_cache: None,
         export_bert: true,
+        devices: &devices,
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

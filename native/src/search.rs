@@ -17,6 +17,7 @@ use bertvision_core::search::trials::{SearchDir, SearchSettings, TrialRecord};
 use bertvision_core::search::{
     SearchRequest, best_command, best_table, best_trials, check_search, run_search,
 };
+use bertvision_core::train::DeviceSet;
 use clap::Args;
 
 use crate::backend::{DeviceArg, check_encoder_dtype};
@@ -272,6 +273,7 @@ fn search<B: bertvision_core::TrainBackend>(
             from_run: None,
             hidden_cache: (args.cache_gib > 0.0).then_some(&cache),
             export_bert: true,
+            devices: &DeviceSet::single(),
         },
     };
     run_search::<B>(&request, &device, &mut Bars::new())?;

@@ -11,6 +11,7 @@ use bertvision_core::pipeline::data::DataSource;
 use bertvision_core::pipeline::heads::FinishedRun;
 use bertvision_core::pipeline::hidden_cache::HiddenCache;
 use bertvision_core::pipeline::{RunRequest, run_task};
+use bertvision_core::train::DeviceSet;
 use clap::Args;
 
 use crate::backend::{DeviceArg, check_encoder_dtype};
@@ -145,6 +146,7 @@ fn train_heads<B: bertvision_core::TrainBackend>(
         from_run: Some(&run.dir),
         hidden_cache: (args.cache_gib > 0.0).then_some(&cache),
         export_bert: true,
+        devices: &DeviceSet::single(),
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

@@ -213,6 +213,7 @@ fn bad_value(command: &str, flag: &str) -> Option<&'static str> {
         ("run" | "predict", "--task") => "NOPE",
         (_, "--text" | "--passage" | "--text-pair" | "--question") => "",
         ("run", "--seeds") => "1,2,1",
+        ("run", "--devices") => "cpu:0",
         ("encode", "--max-length") => "2",
         ("run", "--max-length") => "2",
         ("answer", "--max-length") => "8",

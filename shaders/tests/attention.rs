@@ -390,6 +390,57 @@ mod training {
         }
     }
 
+    /// Data-parallel peers (`ops::dropout::StepKey`): under a step key, the masks a shard of
+    /// the batch draws are exactly its rows of the batch's masks, for the flat dropout mask and
+    /// for the attention kernel's probabilities (so its output rows too); another step's key
+    /// gives other masks.
+    #[test]
+    fn a_step_key_gives_a_shard_its_rows_of_the_batch_masks() {
+        use bertvision_shaders::ops::dropout::StepKey;
+        let device = Default::default();
+        let flat = |seed, first, rows| {
+            let _key = StepKey::enter(seed, first);
+            Flex::encoder_dropout_mask(rows, 10, 0.9, &device)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let whole = flat(5, 0, 4);
+        assert_eq!(whole[20..], flat(5, 2, 2)[..], "flat mask, rows 2..4");
+        assert_ne!(whole, flat(6, 0, 4), "another step's key");
+        let case = &cases()[1];
+        let [q, k, v] = [1, 2, 3].map(|s| projection::<Flex>(case, s, &device));
+        let (out, residuals) = {
+            let _key = StepKey::enter(9, 0);
+            Flex::encoder_attention_train_forward(
+                input(case, [q.clone(), k.clone(), v.clone()], &device),
+                0.8,
+            )
+        };
+        // The second sequence alone, as peer 1 of two would hold it.
+        let shard = Case {
+            heads: case.heads,
+            head_dim: case.head_dim,
+            seq: case.seq,
+            real: case.real[1..].to_vec(),
+        };
+        let row = |t: Tensor<Flex, 3>| t.narrow(0, 1, 1);
+        let (shard_out, shard_residuals) = {
+            let _key = StepKey::enter(9, 1);
+            Flex::encoder_attention_train_forward(input(&shard, [q, k, v].map(row), &device), 0.8)
+        };
+        assert!(
+            matches!(shard_residuals.dropout, AttentionDropout::Seed { first, .. } if first > 0)
+        );
+        let probs = residuals.probs.narrow(0, 1, 1);
+        assert_eq!(
+            probs.into_data(),
+            shard_residuals.probs.into_data(),
+            "probabilities"
+        );
+        assert_eq!(row(out).into_data(), shard_out.into_data(), "output rows");
+    }
+
     /// `Autodiff<Flex>`'s attention node against Burn's autodiff of the explicit ops (the encoder's
     /// path elsewhere), with the same dropout mask.
     #[test]
@@ -413,7 +464,7 @@ mod training {
             };
             Flex::seed(&device, 23);
             let dropout = Tensor::<A, 4>::from_inner(
-                Flex::encoder_dropout_mask(batch * case.heads * seq * seq, keep, &device)
+                Flex::encoder_dropout_mask(batch, case.heads * seq * seq, keep, &device)
                     .reshape([batch, case.heads, seq, seq]),
             );
             let bias = Tensor::<A, 4>::zeros([batch, 1, seq, seq], &device)

@@ -47,20 +47,33 @@ impl<B: KernelBackend> EncoderPass<B> {
         }
     }
 
-    /// Dropout, only under autodiff: the input times the backend's scaled keep mask (on Flex a
-    /// parallel generator instead of Burn's one-element-at-a-time draws; the same distribution
-    /// as Burn's `Dropout`). Where no gradient is recorded dropout is the identity, as Burn's.
+    /// Dropout, only under autodiff: [`train_dropout`]. Where no gradient is recorded dropout
+    /// is the identity, as Burn's.
     fn dropout<const D: usize>(&self, dropout: &Dropout, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            EncoderPass::Training { .. } if dropout.prob > 0.0 => {
-                let shape = x.shape();
-                let keep =
-                    B::encoder_dropout_mask(shape.num_elements(), 1.0 - dropout.prob, &x.device());
-                x * keep.reshape(shape)
-            }
+            EncoderPass::Training { .. } => train_dropout(dropout, x),
             _ => x,
         }
     }
+}
+
+/// Burn's `Dropout` through the backend's mask (`DropoutOps`): the identity where no gradient
+/// is recorded; else the input times the scaled keep mask, row by row of the batch's first
+/// dimension (on Flex a parallel counter-based generator keyed by the step, so that a
+/// data-parallel peer's shard gets exactly its rows of the batch's mask; the same distribution
+/// as Burn's `Dropout`). Every dropout of the task models goes through here.
+pub fn train_dropout<B: KernelBackend, const D: usize>(
+    dropout: &Dropout,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    if dropout.prob == 0.0 || !B::ad_enabled(&x.device()) {
+        return x;
+    }
+    let shape = x.shape();
+    let rows = x.dims()[0];
+    let row_len = shape.num_elements() / rows.max(1);
+    let keep = B::encoder_dropout_mask(rows, row_len, 1.0 - dropout.prob, &x.device());
+    x * keep.reshape(shape)
 }
 
 impl<B: KernelBackend> BertSelfAttention<B> {

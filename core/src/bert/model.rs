@@ -71,7 +71,7 @@ pub struct BertEmbeddings<B: Backend> {
     pub dropout: Dropout,
 }
 
-impl<B: Backend> BertEmbeddings<B> {
+impl<B: bertvision_shaders::KernelBackend> BertEmbeddings<B> {
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
@@ -83,7 +83,7 @@ impl<B: Backend> BertEmbeddings<B> {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_type_ids);
-        self.dropout.forward(self.layer_norm.forward(x))
+        super::layer::train_dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 

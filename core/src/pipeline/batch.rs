@@ -18,6 +18,20 @@ pub struct Padding {
     pub multiple: usize,
 }
 
+impl Padding {
+    /// The padding of a shard of `batch` (data-parallel peers): the whole batch's length, so
+    /// that a shard's rows are exactly the rows the batch has on one device.
+    pub fn of_batch(self, batch: &[&Sample]) -> Padding {
+        let longest = batch.iter().map(|s| s.encoded.len()).max().unwrap_or(0);
+        let multiple = self.multiple.max(1);
+        let seq = longest.div_ceil(multiple) * multiple;
+        Padding {
+            fixed: Some(self.fixed.map_or(seq, |f| f.max(seq))),
+            ..self
+        }
+    }
+}
+
 /// Pads the samples and builds inputs and targets.
 pub fn make_batch<B: Backend>(
     samples: &[&Sample],

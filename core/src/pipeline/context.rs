@@ -95,6 +95,8 @@ pub struct RunContext<'a> {
     pub hidden_cache: Option<&'a super::hidden_cache::HiddenCache>,
     /// Whether the export holds BERT too (`RunRequest::export_bert`).
     pub export_bert: bool,
+    /// The peers fine-tuning runs on (`RunRequest::devices`).
+    pub devices: &'a crate::train::DeviceSet,
 }
 
 impl RunContext<'_> {

@@ -16,13 +16,13 @@ use super::methods::{SplitMetrics, main_metric, point_label};
 use super::metrics_log::MetricsLog;
 use super::progress::Progress;
 use super::selection::{ScoredPoint, Selection};
-use super::trainer::{LoopSpec, LossCurve, train_loop};
+use super::trainer::{LoopSpec, LossCurve, train_loop_on};
 use crate::bert::BertConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::pretrained::Pretrained;
 use crate::task_model::{BertTaskModel, head_loss};
-use crate::train::Checkpoint;
+use crate::train::{Checkpoint, Shard};
 use crate::wording::epochs;
 
 /// A seed's fine-tuning, done (here or by the run `train-head` reads): the loss curve, BERT's
@@ -172,17 +172,22 @@ pub(super) fn finetune<B: crate::TrainBackend>(
             let started = Instant::now();
             let samples = &ctx.train;
             let mut watcher = PointWatcher::new(ctx, files, per_epoch, total, device)?;
-            let (model, curve, seconds) = train_loop(
+            let devices = ctx.devices.devices(device);
+            let padding = ctx.padding();
+            // Shared by the peers' threads: it captures the samples and the padding only.
+            let shard_loss = |model: &BertTaskModel<B>, shard: &Shard<'_>, device: &B::Device| {
+                let padding = padding.of_batch(&gather(samples, shard.batch));
+                let (input, targets) =
+                    make_batch::<B>(&gather(samples, shard.indices), padding, device);
+                head_loss(model.forward(input).1, &targets)
+            };
+            let (model, curve, seconds) = train_loop_on(
                 skeleton.clone(),
                 &spec,
                 n_train,
-                device,
+                &devices,
                 progress,
-                |model: &BertTaskModel<B>, idx| {
-                    let (input, targets) =
-                        make_batch::<B>(&gather(samples, idx), ctx.padding(), device);
-                    head_loss(model.forward(input).1, &targets)
-                },
+                &shard_loss,
                 |step, seconds, model, progress| watcher.after_step(step, seconds, model, progress),
             )?;
             let end = point_label(cfg.finetune.epochs);

@@ -45,6 +45,9 @@ pub struct RunRequest<'a> {
     /// Also export BERT (`seed-N/export/bert/`, the model's size); `search`'s head trials leave
     /// it out, the run they read holds it.
     pub export_bert: bool,
+    /// `--devices`: fine-tuning data-parallel over these peers (results do not depend on it,
+    /// so it is not part of the configuration).
+    pub devices: &'a crate::train::DeviceSet,
 }
 
 /// What a finished run wrote.
@@ -100,6 +103,7 @@ pub fn run_task<B: crate::TrainBackend>(
         from_run: req.from_run,
         hidden_cache: req.hidden_cache,
         export_bert: req.export_bert,
+        devices: req.devices,
     };
     let params = parameter_counts(&ctx, req.bert_config);
     progress.log(&format!(

@@ -11,10 +11,14 @@ use burn::tensor::{ElementConversion, Tensor};
 use super::progress::Progress;
 use crate::error::Result;
 use crate::fsutil::write_atomic;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::train::parallel::PeerGroup;
+use crate::train::shard::{Shard, ShardLoss};
 use crate::train::{
     Checkpoint, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order, linear_schedule,
     step_seed,
 };
+use bertvision_shaders::ops::dropout::StepKey;
 
 #[derive(Debug, Clone)]
 pub struct LoopSpec {
@@ -82,18 +86,141 @@ impl LossCurve {
 /// `spec.checkpoint` when it exists. Returns the model, the loss curve and the training seconds
 /// (over every process).
 pub fn train_loop<B, M, F, H>(
-    mut model: M,
+    model: M,
     spec: &LoopSpec,
     n: usize,
     device: &B::Device,
     progress: &mut dyn Progress,
     mut loss_fn: F,
-    mut after_step: H,
+    after_step: H,
 ) -> Result<(M, LossCurve, f64)>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     F: FnMut(&M, &[usize]) -> Tensor<B, 1>,
+    H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
+{
+    let mut stepper = Stepper::Single(&mut loss_fn);
+    run_loop(model, spec, n, device, progress, &mut stepper, after_step)
+}
+
+/// [`train_loop`] data-parallel over `devices` (`train::parallel`): `loss_fn(model, shard,
+/// device)` computes the loss of one peer's shard of the batch on that peer's device. The same
+/// batches, schedule and checkpoints as on one device; one device runs [`train_loop`]'s path.
+pub fn train_loop_on<B, M, H>(
+    model: M,
+    spec: &LoopSpec,
+    n: usize,
+    devices: &[B::Device],
+    progress: &mut dyn Progress,
+    loss_fn: &ShardLoss<'_, B, M>,
+    after_step: H,
+) -> Result<(M, LossCurve, f64)>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
+{
+    let main = &devices[0];
+    if devices.len() == 1 {
+        let whole = |model: &M, batch: &[usize]| loss_fn(model, &Shard::whole(batch), main);
+        return train_loop(model, spec, n, main, progress, whole, after_step);
+    }
+    #[cfg(target_arch = "wasm32")]
+    return Err(crate::error::Error::usage(
+        "data-parallel training needs threads: not in the browser",
+    ));
+    #[cfg(not(target_arch = "wasm32"))]
+    std::thread::scope(|scope| {
+        let mut group = PeerGroup::start(scope, devices, &model, spec.optimizer, loss_fn)?;
+        progress.log(&format!(
+            "{}: data-parallel over {} peers, {:.1} MB of gradients all-reduced per step",
+            spec.name,
+            group.peers(),
+            group.bytes_per_step() as f64 / 1e6
+        ));
+        let mut stepper = Stepper::Group(&mut group);
+        let trained = run_loop(model, spec, n, main, progress, &mut stepper, after_step);
+        group.finish();
+        trained
+    })
+}
+
+/// How a step's gradient is made: on one device from the whole batch, or by a peer group.
+enum Stepper<'s, 'f, B: AutodiffBackend, M: AutodiffModule<B>> {
+    Single(&'s mut dyn FnMut(&M, &[usize]) -> Tensor<B, 1>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Group(&'s mut PeerGroup<'f, B, M>),
+    #[cfg(target_arch = "wasm32")]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'f M>),
+}
+
+impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
+    /// One optimizer step on `batch`; the model and the batch's loss.
+    fn step(
+        &mut self,
+        model: M,
+        optimizer: &mut TrainOptimizer<B, M>,
+        batch: &[usize],
+        (seed, lr): (u64, f64),
+        device: &B::Device,
+    ) -> Result<(M, f32)> {
+        match self {
+            Stepper::Single(loss_fn) => {
+                B::seed(device, seed);
+                // Dropout masks keyed by the step (`DropoutOps`): those of any peer count.
+                let _key = StepKey::enter(seed, 0);
+                let loss = loss_fn(&model, batch);
+                let value: f32 = loss.clone().into_scalar().elem();
+                Ok((optimizer.step(lr, model, loss).0, value))
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Stepper::Group(group) => group.step(model, optimizer, batch, seed, lr),
+            #[cfg(target_arch = "wasm32")]
+            Stepper::Never(_) => unreachable!(),
+        }
+    }
+
+    /// Continue from these checkpoint bytes, exactly as a resumed run would: tensors rebuilt
+    /// from a record can differ in memory layout, and so in float rounding (every peer too).
+    fn reload(
+        &mut self,
+        model: M,
+        (model_bytes, optimizer_bytes): (Vec<u8>, Vec<u8>),
+        spec: &LoopSpec,
+        device: &B::Device,
+    ) -> Result<(M, TrainOptimizer<B, M>)> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Stepper::Group(group) => group.sync(model, (model_bytes, optimizer_bytes)),
+            _ => {
+                let model = Checkpoint::load_module(model, &model_bytes, device, &spec.checkpoint)?;
+                let optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer)
+                    .load_bytes(&optimizer_bytes, device)?;
+                Ok((model, optimizer))
+            }
+        }
+    }
+
+    fn is_group(&self) -> bool {
+        !matches!(self, Stepper::Single(_))
+    }
+}
+
+/// The loop itself, whoever makes the gradients.
+fn run_loop<B, M, H>(
+    mut model: M,
+    spec: &LoopSpec,
+    n: usize,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+    stepper: &mut Stepper<'_, '_, B, M>,
+    mut after_step: H,
+) -> Result<(M, LossCurve, f64)>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
     H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
 {
     let per_epoch = spec.steps_per_epoch(n);
@@ -124,6 +251,11 @@ where
             spec.checkpoint.display()
         ));
     }
+    if stepper.is_group() {
+        // Every peer starts from peer 0's values (fresh or resumed), bit for bit.
+        let bytes = (Checkpoint::module_bytes(&model)?, optimizer.to_bytes()?);
+        (model, optimizer) = stepper.reload(model, bytes, spec, device)?;
+    }
     let log = match &spec.log {
         Some((path, phase)) => Some(super::metrics_log::MetricsLog::open(path, phase, step)?),
         None => None,
@@ -137,11 +269,9 @@ where
         let in_epoch = step % per_epoch;
         let order = epoch_order(n, spec.seed, epoch);
         let indices = &order[in_epoch * spec.batch_size..((in_epoch + 1) * spec.batch_size).min(n)];
-        B::seed(device, step_seed(spec.seed, step));
-        let loss = loss_fn(&model, indices);
-        let loss_value: f32 = loss.clone().into_scalar().elem();
         let lr = linear_schedule(spec.lr, step, warmup, total);
-        let (updated, _norm) = optimizer.step(lr, model, loss);
+        let key = (step_seed(spec.seed, step), lr);
+        let (updated, loss_value) = stepper.step(model, &mut optimizer, indices, key, device)?;
         model = updated;
         losses.push(loss_value);
         step += 1;
@@ -169,13 +299,8 @@ where
                 total_steps: total,
                 seconds,
             };
-            let (model_bytes, optimizer_bytes) =
-                save(&spec.checkpoint, &model, &optimizer, position, &losses)?;
-            // Continue from the state just written, exactly as a resumed run would: tensors
-            // rebuilt from a record can differ in memory layout, and so in float rounding.
-            model = Checkpoint::load_module(model, &model_bytes, device, &spec.checkpoint)?;
-            optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer)
-                .load_bytes(&optimizer_bytes, device)?;
+            let bytes = save(&spec.checkpoint, &model, &optimizer, position, &losses)?;
+            (model, optimizer) = stepper.reload(model, bytes, spec, device)?;
         }
     }
     progress.finish();

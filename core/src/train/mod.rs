@@ -5,9 +5,30 @@
 
 pub mod checkpoint;
 pub mod optimizer;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parallel;
+pub mod shard;
 
 pub use checkpoint::{Checkpoint, TrainPosition};
 pub use optimizer::{OptimizerConfig, TrainOptimizer};
+pub use shard::{DeviceSet, Shard};
+
+/// Draws every lazily initialised parameter of `module` now. Burn initialises a fresh
+/// parameter on its first read, from whatever state the backend's generator is in then; made
+/// at once, a fresh head's values depend only on the seed set before it was built, not on
+/// what first reads it (the first forward, or a data-parallel group copying it to its peers).
+pub fn initialize_now<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(module: &M) {
+    struct Touch;
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<B, D>>,
+        ) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps to `peak`,
 /// then linear decay to 0 at `total` (Hugging Face's `get_linear_schedule_with_warmup`).

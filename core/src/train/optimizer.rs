@@ -145,7 +145,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
     /// One update: clip the global gradient norm, then step both groups. Returns the gradient
     /// norm before clipping.
     pub fn step(&mut self, lr: f64, module: M, loss: Tensor<B, 1>) -> (M, f64) {
-        let mut grads = GradientsParams::from_grads(loss.backward(), &module);
+        let grads = GradientsParams::from_grads(loss.backward(), &module);
+        self.step_with(lr, module, grads)
+    }
+
+    /// [`Self::step`] with the gradients already made (e.g. summed over data-parallel peers).
+    pub fn step_with(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> (M, f64) {
         let norm_sq: Vec<Tensor<B::InnerBackend, 1>> = self
             .all_ids
             .iter()
@@ -178,6 +183,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         let module = self.decay.step(lr, module, decay);
         let module = self.no_decay.step(lr, module, no_decay);
         (module, norm)
+    }
+
+    /// Every float parameter of the module (its id and rank), in the module's order: the
+    /// order gradients are packed in for an all-reduce (`train::parallel`).
+    pub fn parameters(&self) -> &[(ParamId, usize)] {
+        &self.all_ids
     }
 
     /// Both optimizers' state as bytes (for checkpoints).

@@ -131,9 +131,14 @@ impl<B: GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
 }
 
 impl<B: DropoutOps, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
-    fn encoder_dropout_mask(len: usize, keep: f64, device: &Self::Device) -> Tensor<Self, 1> {
+    fn encoder_dropout_mask(
+        rows: usize,
+        row_len: usize,
+        keep: f64,
+        device: &Self::Device,
+    ) -> Tensor<Self, 1> {
         // A constant: no gradient flows into the mask.
-        Tensor::from_inner(B::encoder_dropout_mask(len, keep, device))
+        Tensor::from_inner(B::encoder_dropout_mask(rows, row_len, keep, device))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::ops::attention::{
     self, AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals,
     MaskLayout,
 };
-use crate::ops::dropout::DropoutOps;
+use crate::ops::dropout::{DropoutOps, StepKey};
 use crate::ops::gelu::{self, GeluOps};
 use crate::ops::linear::{self, LinearGrads, LinearOps};
 
@@ -128,10 +128,17 @@ impl GeluOps for Flex {
 }
 
 impl DropoutOps for Flex {
-    /// [`cpu::dropout_mask`], seeded by two draws from Flex's own generator (so `Backend::seed`
-    /// makes runs repeatable, as with Burn's `Dropout`).
-    fn encoder_dropout_mask(len: usize, keep: f64, device: &FlexDevice) -> Tensor<Self, 1> {
-        tensor(cpu::dropout_mask(len, keep, draw_seed(device)), [len])
+    /// [`cpu::dropout_mask`] from the thread's step key, else seeded by two draws from Flex's
+    /// own generator (so `Backend::seed` makes runs repeatable, as with Burn's `Dropout`).
+    fn encoder_dropout_mask(
+        rows: usize,
+        row_len: usize,
+        keep: f64,
+        device: &FlexDevice,
+    ) -> Tensor<Self, 1> {
+        let (seed, first) = dropout_seed(device, row_len);
+        let len = rows * row_len;
+        tensor(cpu::dropout_mask(len, keep, seed, first), [len])
     }
 }
 
@@ -224,6 +231,16 @@ fn attention_shape(query: &Tensor<Flex, 3>, heads: usize) -> AttentionShape {
     }
 }
 
+/// A dropout site's seed and its mask's first element for rows of `row_len` elements: from the
+/// thread's `StepKey` (the same masks on any number of data-parallel peers), else a fresh seed
+/// from Flex's generator and the start.
+fn dropout_seed(device: &FlexDevice, row_len: usize) -> (u64, u64) {
+    match StepKey::next_site() {
+        Some((seed, first_row)) => (seed, first_row * row_len as u64),
+        None => (draw_seed(device), 0),
+    }
+}
+
 /// A 62-bit seed from two draws of Flex's own generator (so `Backend::seed` makes runs
 /// repeatable, as with Burn's `Dropout`), read from the primitive: no synchronous tensor read
 /// (the browser app builds this crate for wasm).
@@ -243,7 +260,9 @@ fn draw_seed(device: &FlexDevice) -> u64 {
 
 fn dropout_stream(dropout: &AttentionDropout<Flex>) -> Option<DropoutStream> {
     match dropout {
-        AttentionDropout::Seed { seed, keep } => Some(DropoutStream::new(*seed, *keep)),
+        AttentionDropout::Seed { seed, keep, first } => {
+            Some(DropoutStream::new(*seed, *keep).starting_at(*first))
+        }
         AttentionDropout::None => None,
         AttentionDropout::Mask(_) => unreachable!("kernel_ready admits seeds, not masks"),
     }
@@ -273,11 +292,10 @@ fn attention_train_kernel(
         heads,
     } = input;
     let shape = attention_shape(&query, heads);
+    let [_, seq, _] = query.dims();
     let dropout = if keep < 1.0 {
-        AttentionDropout::Seed {
-            seed: draw_seed(&query.device()),
-            keep,
-        }
+        let (seed, first) = dropout_seed(&query.device(), heads * seq * seq);
+        AttentionDropout::Seed { seed, keep, first }
     } else {
         AttentionDropout::None
     };

@@ -19,6 +19,8 @@ fn mix64(z: u64) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DropoutStream {
     seed: u64,
+    /// Index of the element `at(0)` gives: a shard of a batch reads its rows' part.
+    first: u64,
     /// Keep when the top 32 bits fall below `keep·2³²`.
     threshold: u64,
     scale: f32,
@@ -34,14 +36,21 @@ impl DropoutStream {
         );
         DropoutStream {
             seed,
+            first: 0,
             threshold: (keep * 4_294_967_296.0).round() as u64,
             scale: (1.0 / keep) as f32,
         }
     }
 
-    /// The mask's element `index`: `1/keep` or 0.
+    /// The same mask read from its element `first` on: `at(i)` is the whole mask's `first + i`.
+    pub fn starting_at(self, first: u64) -> Self {
+        DropoutStream { first, ..self }
+    }
+
+    /// The mask's element `index` (from `first`): `1/keep` or 0.
     #[inline(always)]
     pub fn at(&self, index: u64) -> f32 {
+        let index = self.first.wrapping_add(index);
         let state = self
             .seed
             .wrapping_add((index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -71,8 +80,8 @@ multiversion! {
 ///
 /// # Panics
 /// If `keep` is not in `(0, 1]`.
-pub fn dropout_mask(len: usize, keep: f64, seed: u64) -> Vec<f32> {
-    let stream = DropoutStream::new(seed, keep);
+pub fn dropout_mask(len: usize, keep: f64, seed: u64, first: u64) -> Vec<f32> {
+    let stream = DropoutStream::new(seed, keep).starting_at(first);
     let mut out = vec![0.0f32; len];
     out.par_chunks_mut(CHUNK)
         .enumerate()
@@ -89,7 +98,7 @@ mod tests {
     #[test]
     fn dropout_mask_keeps_the_asked_fraction() {
         let (len, keep) = (1_000_003, 0.9);
-        let mask = dropout_mask(len, keep, 42);
+        let mask = dropout_mask(len, keep, 42, 0);
         let scale = (1.0 / keep) as f32;
         assert!(mask.iter().all(|&m| m == 0.0 || m == scale));
         let kept: Vec<bool> = mask.iter().map(|&m| m != 0.0).collect();
@@ -101,8 +110,8 @@ mod tests {
             (pairs - keep * keep).abs() < 3e-3,
             "both of a pair kept: {pairs}"
         );
-        assert_eq!(mask, dropout_mask(len, keep, 42));
-        let other = dropout_mask(len, keep, 43);
+        assert_eq!(mask, dropout_mask(len, keep, 42, 0));
+        let other = dropout_mask(len, keep, 43, 0);
         let same = mask.iter().zip(&other).filter(|(a, b)| a == b).count() as f64 / len as f64;
         // Independent masks agree where both keep or both drop: 0.81 + 0.01.
         assert!((same - 0.82).abs() < 3e-3, "two seeds agree on {same}");

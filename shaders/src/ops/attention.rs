@@ -79,6 +79,9 @@ pub enum AttentionDropout<B: Backend> {
     Seed {
         seed: u64,
         keep: f64,
+        /// The mask's first element: where this batch's rows start in the whole batch
+        /// (`ops::dropout::StepKey`), times a row's elements.
+        first: u64,
     },
 }
 
@@ -267,7 +270,7 @@ pub mod reference {
         let device = query.device();
         let bias = bias_of(mask.clone(), query.dtype().into());
         let dropout = if keep < 1.0 {
-            let mask = B::encoder_dropout_mask(batch * heads * seq * seq, keep, &device)
+            let mask = B::encoder_dropout_mask(batch, heads * seq * seq, keep, &device)
                 .reshape([batch, heads, seq, seq]);
             AttentionDropout::Mask(mask)
         } else {
