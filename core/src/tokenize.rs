@@ -228,6 +228,13 @@ impl TokenBatch {
         Self::pad_to_multiple(encodings, pad_id, pad_to, 1)
     }
 
+    /// The length a batch whose longest sequence has `longest` tokens is padded to: rounded up
+    /// to a multiple of `multiple`, and at least `pad_to`.
+    pub fn padded_length(longest: usize, pad_to: Option<usize>, multiple: usize) -> usize {
+        let rounded = longest.div_ceil(multiple.max(1)) * multiple.max(1);
+        pad_to.map_or(rounded, |p| p.max(rounded))
+    }
+
     /// As [`Self::pad`], rounding the length up to a multiple of `multiple` (GPUs compile a
     /// kernel per shape; a few bucketed lengths avoid hundreds of compilations).
     pub fn pad_to_multiple(
@@ -237,8 +244,7 @@ impl TokenBatch {
         multiple: usize,
     ) -> Self {
         let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-        let longest = longest.div_ceil(multiple.max(1)) * multiple.max(1);
-        let seq = pad_to.map_or(longest, |p| p.max(longest));
+        let seq = Self::padded_length(longest, pad_to, multiple);
         let batch = encodings.len();
         let mut input_ids = vec![pad_id as i64; batch * seq];
         let mut token_type_ids = vec![0; batch * seq];

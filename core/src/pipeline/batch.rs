@@ -23,10 +23,9 @@ impl Padding {
     /// that a shard's rows are exactly the rows the batch has on one device.
     pub fn of_batch(self, batch: &[&Sample]) -> Padding {
         let longest = batch.iter().map(|s| s.encoded.len()).max().unwrap_or(0);
-        let multiple = self.multiple.max(1);
-        let seq = longest.div_ceil(multiple) * multiple;
+        let seq = TokenBatch::padded_length(longest, self.fixed, self.multiple);
         Padding {
-            fixed: Some(self.fixed.map_or(seq, |f| f.max(seq))),
+            fixed: Some(seq),
             ..self
         }
     }

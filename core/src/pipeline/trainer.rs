@@ -195,10 +195,8 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
             #[cfg(not(target_arch = "wasm32"))]
             Stepper::Group(group) => group.sync(model, (model_bytes, optimizer_bytes)),
             _ => {
-                let model = Checkpoint::load_module(model, &model_bytes, device, &spec.checkpoint)?;
-                let optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer)
-                    .load_bytes(&optimizer_bytes, device)?;
-                Ok((model, optimizer))
+                let bytes = (model_bytes.as_slice(), optimizer_bytes.as_slice());
+                TrainOptimizer::restore(model, bytes, spec.optimizer, device, &spec.checkpoint)
             }
         }
     }
@@ -229,27 +227,26 @@ where
     let mut losses: Vec<f32> = Vec::with_capacity(total);
     let mut step = 0;
     let mut seconds_before = 0.0;
-    let checkpoint = Checkpoint::load(&spec.checkpoint)?;
-    if let Some(ckpt) = &checkpoint {
-        // Loading a record restores the parameters' ids, which the optimizer state is keyed by,
-        // so the optimizer is created after the module is loaded.
-        model = Checkpoint::load_module(model, &ckpt.model, device, &spec.checkpoint)?;
-    }
-    let mut optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer);
-    if let Some(ckpt) = checkpoint {
-        optimizer = optimizer.load_bytes(&ckpt.optimizer, device)?;
-        step = ckpt.position.step;
-        seconds_before = ckpt.position.seconds;
-        let losses_path = spec.checkpoint.with_extension("losses.json");
-        if let Ok(text) = std::fs::read_to_string(&losses_path) {
-            losses = serde_json::from_str(&text).unwrap_or_default();
-            losses.truncate(step);
+    let mut optimizer;
+    match Checkpoint::load(&spec.checkpoint)? {
+        None => optimizer = TrainOptimizer::<B, M>::new(&model, spec.optimizer),
+        Some(ckpt) => {
+            let bytes = (ckpt.model.as_slice(), ckpt.optimizer.as_slice());
+            (model, optimizer) =
+                TrainOptimizer::restore(model, bytes, spec.optimizer, device, &spec.checkpoint)?;
+            step = ckpt.position.step;
+            seconds_before = ckpt.position.seconds;
+            let losses_path = spec.checkpoint.with_extension("losses.json");
+            if let Ok(text) = std::fs::read_to_string(&losses_path) {
+                losses = serde_json::from_str(&text).unwrap_or_default();
+                losses.truncate(step);
+            }
+            progress.log(&format!(
+                "{}: resuming at step {step} of {total} from {}",
+                spec.name,
+                spec.checkpoint.display()
+            ));
         }
-        progress.log(&format!(
-            "{}: resuming at step {step} of {total} from {}",
-            spec.name,
-            spec.checkpoint.display()
-        ));
     }
     if stepper.is_group() {
         // Every peer starts from peer 0's values (fresh or resumed), bit for bit.

@@ -3,6 +3,22 @@
 //! seeded shuffle that a resumed run can replay, and atomic checkpoints of model + optimizer +
 //! position.
 
+/// `$mac!(D)` for a parameter of rank `$rank`, D a literal from 1 to 4: Burn's tensor ranks
+/// are types, a parameter list holds them as numbers.
+macro_rules! by_rank {
+    ($rank:expr, $mac:ident) => {
+        match $rank {
+            1 => $mac!(1),
+            2 => $mac!(2),
+            3 => $mac!(3),
+            4 => $mac!(4),
+            // The models' parameters (BERT's, the heads') are of ranks 1 to 4: a new rank is a
+            // programming error, never a property of the data.
+            d => panic!("parameters of rank {d} are not used here"),
+        }
+    };
+}
+
 pub mod checkpoint;
 pub mod optimizer;
 #[cfg(not(target_arch = "wasm32"))]

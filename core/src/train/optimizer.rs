@@ -87,15 +87,7 @@ fn move_grad<B: AutodiffBackend>(
             }
         };
     }
-    match dims {
-        1 => mv!(1),
-        2 => mv!(2),
-        3 => mv!(3),
-        4 => mv!(4),
-        // The models' parameters (BERT's, the heads') are of ranks 1 to 4: a new rank is a
-        // programming error, never a property of the data.
-        d => panic!("parameters of rank {d} are not used here"),
-    }
+    by_rank!(dims, mv)
 }
 
 fn grad_sq_norm<B: AutodiffBackend>(
@@ -110,13 +102,7 @@ fn grad_sq_norm<B: AutodiffBackend>(
                 .map(|g| g.powi_scalar(2).sum())
         };
     }
-    match dims {
-        1 => sq!(1),
-        2 => sq!(2),
-        3 => sq!(3),
-        4 => sq!(4),
-        _ => None,
-    }
+    by_rank!(dims, sq)
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
@@ -185,12 +171,6 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         (module, norm)
     }
 
-    /// Every float parameter of the module (its id and rank), in the module's order: the
-    /// order gradients are packed in for an all-reduce (`train::parallel`).
-    pub fn parameters(&self) -> &[(ParamId, usize)] {
-        &self.all_ids
-    }
-
     /// Both optimizers' state as bytes (for checkpoints).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
@@ -204,6 +184,21 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         out.extend(a);
         out.extend(b);
         Ok(out)
+    }
+
+    /// A module and its optimizer rebuilt from checkpoint bytes (`source` names them in
+    /// errors). Loading a record restores the parameters' ids, which the optimizer state is
+    /// keyed by, so the optimizer is made after the module is loaded.
+    pub fn restore(
+        module: M,
+        (module_bytes, optimizer_bytes): (&[u8], &[u8]),
+        config: OptimizerConfig,
+        device: &B::Device,
+        source: &std::path::Path,
+    ) -> Result<(M, Self)> {
+        let module = super::Checkpoint::load_module(module, module_bytes, device, source)?;
+        let optimizer = Self::new(&module, config).load_bytes(optimizer_bytes, device)?;
+        Ok((module, optimizer))
     }
 
     /// Restores state saved by [`Self::to_bytes`].

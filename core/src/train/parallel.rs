@@ -26,7 +26,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
 use bertvision_shaders::ops::dropout::StepKey;
 
 use super::shard::{Shard, ShardLoss, shard_ranges};
-use super::{Checkpoint, OptimizerConfig, TrainOptimizer};
+use super::{OptimizerConfig, TrainOptimizer};
 use crate::error::{Error, Result};
 
 /// Every float parameter's id and shape in the module's order: where its gradient sits in the
@@ -42,19 +42,6 @@ impl<B: Backend> ModuleVisitor<B> for ShapeLister {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         self.0.push((param.id, param.val().dims().to_vec()));
     }
-}
-
-macro_rules! by_rank {
-    ($rank:expr, $mac:ident) => {
-        match $rank {
-            1 => $mac!(1),
-            2 => $mac!(2),
-            3 => $mac!(3),
-            4 => $mac!(4),
-            // The models' parameters are of ranks 1 to 4 (as in `optimizer.rs`).
-            d => panic!("parameters of rank {d} are not used here"),
-        }
-    };
 }
 
 impl GradientLayout {
@@ -209,9 +196,7 @@ fn reload<B: AutodiffBackend, M: AutodiffModule<B>>(
     device: &B::Device,
 ) -> Result<(M, TrainOptimizer<B, M>)> {
     let source = std::path::Path::new("the checkpoint peer 0 sent");
-    let model = Checkpoint::load_module(model, &bytes.0, device, source)?;
-    let optimizer = TrainOptimizer::<B, M>::new(&model, config).load_bytes(&bytes.1, device)?;
-    Ok((model, optimizer))
+    TrainOptimizer::restore(model, (&bytes.0, &bytes.1), config, device, source)
 }
 
 fn register<B: AutodiffBackend>(id: usize, device: &B::Device, peers: usize) -> Result<()> {
@@ -431,6 +416,7 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::Checkpoint;
     use burn::backend::{Autodiff, Flex};
     use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};

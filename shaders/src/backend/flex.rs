@@ -236,7 +236,10 @@ fn attention_shape(query: &Tensor<Flex, 3>, heads: usize) -> AttentionShape {
 /// from Flex's generator and the start.
 fn dropout_seed(device: &FlexDevice, row_len: usize) -> (u64, u64) {
     match StepKey::next_site() {
-        Some((seed, first_row)) => (seed, first_row * row_len as u64),
+        Some((key, site)) => (
+            cpu::site_seed(key.seed, site),
+            key.first_row * row_len as u64,
+        ),
         None => (draw_seed(device), 0),
     }
 }

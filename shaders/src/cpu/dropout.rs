@@ -62,6 +62,12 @@ impl DropoutStream {
     }
 }
 
+/// The seed of dropout site `site` of a pass keyed by `seed` (data-parallel training's step
+/// key): well spread for neighbouring sites.
+pub fn site_seed(seed: u64, site: u64) -> u64 {
+    mix64(seed ^ site.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 multiversion! {
     /// Elements `first..first + out.len()` of `stream`'s mask.
     fn dropout_mask_chunk(out: &mut [f32], first: u64, stream: DropoutStream) {

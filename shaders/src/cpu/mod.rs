@@ -46,7 +46,7 @@ mod math;
 
 pub use attention::{AttentionShape, self_attention};
 pub use attention_train::{attention_backward, attention_forward};
-pub use dropout::{DropoutStream, dropout_mask};
+pub use dropout::{DropoutStream, dropout_mask, site_seed};
 pub use gelu::{gelu_grad_in_place, gelu_in_place};
 pub use gemm::MatrixView;
 pub use linear::{linear, linear_bias_grad, linear_input_grad, linear_weight_grad};

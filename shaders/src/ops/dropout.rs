@@ -72,21 +72,14 @@ impl StepKey {
         StepKeyGuard(STEP_KEY.with(|k| k.replace(Some(key))))
     }
 
-    /// The next dropout site's seed and the first row, if a key is set.
-    pub fn next_site() -> Option<(u64, u64)> {
+    /// The key with the next dropout site's number (1, 2, … in this pass), if a key is set:
+    /// a counter-based generator makes the site's seed from `(seed, site)`.
+    pub fn next_site() -> Option<(StepKey, u64)> {
         STEP_KEY.with(|k| {
             let mut key = k.get()?;
             key.site += 1;
             k.set(Some(key));
-            Some((site_seed(key.seed, key.site), key.first_row))
+            Some((key, key.site))
         })
     }
-}
-
-/// SplitMix64's output function over (seed, site): well-spread seeds for neighbouring sites.
-fn site_seed(seed: u64, site: u64) -> u64 {
-    let mut z = seed ^ site.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
