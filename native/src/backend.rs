@@ -193,7 +193,58 @@ impl std::str::FromStr for DevicesArg {
         };
         Ok(DevicesArg {
             kind,
-            set: bertvision_core::train::DeviceSet { indices },
+            set: bertvision_core::train::DeviceSet {
+                indices,
+                cluster: None,
+            },
         })
+    }
+}
+
+/// `--node-id K --num-nodes N --coordinator HOST:PORT`: this process is node K of N training
+/// one model (the same command on each node, each with its own --out; node 0 listens at the
+/// coordinator's address, the others connect to it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// This node's number, 0 to --num-nodes − 1 (node 0 listens at --coordinator).
+    #[arg(long, requires = "num_nodes", default_value_t = 0)]
+    pub node_id: u32,
+    /// Machines (processes) training together: the same command on each (its own --node-id
+    /// and --out, the same --devices count), which step on the sum of every node's gradients.
+    #[arg(long, requires = "coordinator")]
+    pub num_nodes: Option<u32>,
+    /// HOST:PORT of node 0, where the nodes meet (node 0 listens at its port).
+    #[arg(long, requires = "num_nodes")]
+    pub coordinator: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The cluster asked for (`None`: one machine).
+    pub fn cluster(&self) -> anyhow::Result<Option<bertvision_core::train::Cluster>> {
+        let (Some(nodes), Some(coordinator)) = (self.num_nodes, &self.coordinator) else {
+            return Ok(None);
+        };
+        if !(1..=1024).contains(&nodes) {
+            anyhow::bail!("--num-nodes {nodes}: give 1 to 1024 machines");
+        }
+        if self.node_id >= nodes {
+            anyhow::bail!(
+                "--node-id {}: nodes are numbered 0 to {} (--num-nodes {nodes})",
+                self.node_id,
+                nodes - 1
+            );
+        }
+        let port = coordinator.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+        if !matches!(port, Some(Ok(p)) if p > 0) {
+            anyhow::bail!("--coordinator {coordinator}: write HOST:PORT (e.g. 10.0.0.1:29500)");
+        }
+        if nodes == 1 {
+            return Ok(None);
+        }
+        Ok(Some(bertvision_core::train::Cluster {
+            node: self.node_id,
+            nodes,
+            coordinator: coordinator.clone(),
+        }))
     }
 }

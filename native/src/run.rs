@@ -42,12 +42,14 @@ pub struct RunArgs {
     /// need a build with `--features cuda` / `wgpu`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Fine-tune data-parallel over several devices: `cuda:0,1,2,3`, or `cpu:2` (two peers on
-    /// the CPU). Each peer takes its shard of every batch; the batches, the schedule and the
+    /// Fine-tune BERT and train the heads data-parallel over several devices: `cuda:0,1,2,3`,
+    /// or `cpu:2` (two peers on the CPU). Each peer takes its shard of every batch; the batches, the schedule and the
     /// results are those of one device, so a run resumes on any number of devices. Sets
     /// --device's backend.
     #[arg(long, conflicts_with = "device")]
     pub devices: Option<crate::backend::DevicesArg>,
+    #[command(flatten)]
+    pub cluster: crate::backend::ClusterArgs,
     /// Output folder (default: runs/<task>-<model>). A folder belongs to one configuration
     /// (seeds can be added): the same command again resumes it.
     #[arg(long)]
@@ -499,12 +501,15 @@ impl RunArgs {
         self.devices.as_ref().map_or(self.device, |d| d.kind)
     }
 
-    /// The peers fine-tuning runs on (none: the one device).
-    pub fn device_set(&self) -> DeviceSet {
-        self.devices
+    /// The peers fine-tuning runs on (none: the one device), here and on the other nodes.
+    pub fn device_set(&self) -> Result<DeviceSet> {
+        let mut set = self
+            .devices
             .as_ref()
             .map(|d| d.set.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        set.cluster = self.cluster.cluster()?;
+        Ok(set)
     }
 }
 
@@ -515,6 +520,9 @@ pub fn run<B: bertvision_core::TrainBackend>(
     cache_dir: &Path,
     device: B::Device,
 ) -> Result<()> {
+    // The main device is the first peer's (`--devices cuda:1` runs on GPU 1).
+    let devices = args.device_set()?;
+    let device = devices.devices(&device).swap_remove(0);
     let task_name = from_file.as_ref().map(|c| c.task.as_str());
     let task_name = task_name.or(args.task.as_deref()).context("give --task")?;
     let task = bertvision_core::tasks::task(task_name)?;
@@ -544,9 +552,6 @@ pub fn run<B: bertvision_core::TrainBackend>(
             config.model.replace(['/', '\\'], "_")
         ))
     });
-    // The main device is the first peer's (`--devices cuda:1` runs on GPU 1).
-    let devices = args.device_set();
-    let device = devices.devices(&device).swap_remove(0);
     let request = RunRequest {
         config: &config,
         task,

@@ -1,9 +1,10 @@
-//! Data-parallel fine-tuning (`--devices`, issue #21) on the CPU with two peers: the same
-//! losses and dev metrics as one device on the same global batches, and a killed run resumes
-//! on another number of peers.
+//! Data-parallel fine-tuning (`--devices`, `--num-nodes`, issue #21) on the CPU with two peers
+//! (two threads of one process, or two processes on 127.0.0.1): the same losses and dev metrics
+//! as one device on the same global batches, and a killed run resumes on another number of
+//! peers.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 use bertvision_tests::{kill_when, shared_data, succeed};
 use serde_json::Value;
@@ -117,6 +118,8 @@ fn two_cpu_peers_train_as_one_device_and_resume_on_either() {
     let curve = losses(&one, "finetune_loss");
     assert!(curve.len() == 16 && curve[0] != curve[15], "{curve:?}");
 
+    two_nodes_train_as_one_device(tmp.path(), &one);
+
     // Killed on two peers, resumed on one; killed on one, resumed on two.
     for (first, then) in [("cpu:2", "cpu:1"), ("cpu:1", "cpu:2")] {
         let dir = tmp
@@ -128,5 +131,66 @@ fn two_cpu_peers_train_as_one_device_and_resume_on_either() {
         let resumed = results(&dir);
         assert_same_losses(&one, &resumed, &what);
         assert_close_metrics(&one, &resumed, &what);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Nodes 0 and 1 of two on 127.0.0.1, node k on `limit_train[k]` training pairs, run at once;
+/// their outputs.
+fn two_nodes(root: &Path, name: &str, limit_train: [&str; 2]) -> [Output; 2] {
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let node = |k: usize| {
+        let dir = root.join(format!("{name}-node{k}"));
+        let mut flags = vec!["--device", "cpu", "--num-nodes", "2", "--coordinator"];
+        flags.push(&coordinator);
+        let id = k.to_string();
+        flags.extend(["--node-id", &id]);
+        let mut args = rte_args(&dir, &flags);
+        let limit = args.iter().position(|a| a == "--limit-train").unwrap() + 1;
+        args[limit] = limit_train[k].to_string();
+        bertvision()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the command starts")
+    };
+    // Node 1 first: it waits for node 0 to listen.
+    let (one, zero) = (node(1), node(0));
+    [zero, one].map(|child| child.wait_with_output().unwrap())
+}
+
+/// Two processes, one CPU peer each, train as one device; both write the same results; a node
+/// given other data is refused by both, by name, before any step.
+fn two_nodes_train_as_one_device(root: &Path, one: &Value) {
+    let outputs = two_nodes(root, "same", ["241", "241"]);
+    for (k, out) in outputs.iter().enumerate() {
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "node {k}: {log}");
+        assert!(log.contains(&format!("1 here, node {k} of 2")), "{log}");
+    }
+    let [zero, first] = ["same-node0", "same-node1"].map(|d| results(&root.join(d)));
+    assert_same_losses(one, &zero, "two nodes");
+    assert_close_metrics(one, &zero, "two nodes");
+    assert_eq!(
+        losses(&zero, "finetune_loss"),
+        losses(&first, "finetune_loss"),
+        "the nodes step on the same sums"
+    );
+
+    let outputs = two_nodes(root, "other-data", ["241", "240"]);
+    for (k, out) in outputs.iter().enumerate() {
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "node {k}: {log}");
+        assert!(
+            log.contains("node 1 (rank 1) is not where node 0 is: its training samples"),
+            "node {k}: {log}"
+        );
+        let dir = root.join(format!("other-data-node{k}"));
+        assert!(!dir.join("results.json").exists());
     }
 }

@@ -185,7 +185,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
                 skeleton.clone(),
                 &spec,
                 n_train,
-                &devices,
+                (ctx.devices, &devices),
                 progress,
                 &shard_loss,
                 |step, seconds, model, progress| watcher.after_step(step, seconds, model, progress),

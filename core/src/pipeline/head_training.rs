@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
 
 use super::batch::make_batch;
@@ -16,12 +16,12 @@ use super::hidden_cache::StatesKey;
 use super::methods::{BERTVISION, method_at};
 use super::progress::Progress;
 use super::sample::{dataset_key, fraction_indices};
-use super::trainer::{LoopSpec, LossCurve, train_loop};
+use super::trainer::{LoopSpec, LossCurve, train_loop_on};
 use crate::bert::Bert;
 use crate::error::Result;
 use crate::head::AdapterPooler;
 use crate::task_model::{Targets, head_loss};
-use crate::train::Checkpoint;
+use crate::train::{Checkpoint, Shard};
 
 /// One trained head.
 pub(super) struct TrainedHead<B: crate::TrainBackend> {
@@ -55,8 +55,11 @@ pub(super) fn train_head<B: crate::TrainBackend>(
     let phase = files.head(point, fraction);
     let key = method_at(BERTVISION, point, fraction);
     // The same initial head at every point and fraction: the curves compare like with like.
+    // Drawn now, not on the first read (which a peer group makes at its start, one device at
+    // its first step, after reseeding): the same head on any number of devices.
     B::seed(device, seed.wrapping_add(1));
     let skeleton: AdapterPooler<B> = config.init(device);
+    crate::train::initialize_now(&skeleton);
     if let (true, Some(curve)) = (phase.model.exists(), read_json::<LossCurve>(&phase.loss)?) {
         let bytes = crate::error::read_file(&phase.model)?;
         let model = Checkpoint::load_module(skeleton.valid(), &bytes, device, &phase.model)?;
@@ -103,31 +106,47 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         milestones: vec![],
         log: Some((files.metrics_log.clone(), key.clone())),
     };
+    // The frozen encoder on each peer's device (the same module where a device repeats).
+    let devices = ctx.devices.devices(device);
+    let encoders: Vec<(B::Device, Bert<B::InnerBackend>)> = devices
+        .iter()
+        .map(|d| (d.clone(), encoder.clone().to_device(d)))
+        .collect();
+    let cached = cached.as_deref();
+    // One peer's shard of a batch (the whole batch on one device), padded as the whole batch.
+    let shard_loss = |head: &AdapterPooler<B>, shard: &Shard<'_>, device: &B::Device| {
+        let padding = padding.of_batch(&gather(samples, shard.batch));
+        let (input, targets) =
+            make_batch::<B::InnerBackend>(&gather(samples, shard.indices), padding, device);
+        let mask = input.attention_mask.clone();
+        // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
+        let states = match cached {
+            Some(states) => {
+                let at = |i: &usize| rows.as_ref().map_or(*i, |r| r[*i]);
+                let places: Vec<usize> = shard.indices.iter().map(at).collect();
+                states.batch(&places, mask.dims()[1], device)
+            }
+            None => {
+                let encoder = encoders.iter().find(|(d, _)| d == device).map(|(_, e)| e);
+                encoder
+                    .expect("an encoder per peer device")
+                    .forward(input)
+                    .hidden_states_f32()
+            }
+        };
+        let states: Vec<Tensor<B, 3>> = states.into_iter().map(Tensor::from_inner).collect();
+        let targets = Targets::<B>::from_inner(targets);
+        let out = head.forward_by(&states, Tensor::from_inner(mask), cfg.head.path);
+        head_loss(out, &targets)
+    };
     let started = std::time::Instant::now();
-    let (head, curve, seconds) = train_loop(
+    let (head, curve, seconds) = train_loop_on(
         skeleton,
         &spec,
         samples.len(),
-        device,
+        (ctx.devices, &devices),
         progress,
-        |head: &AdapterPooler<B>, idx| {
-            let (input, targets) =
-                make_batch::<B::InnerBackend>(&gather(samples, idx), padding, device);
-            let mask = input.attention_mask.clone();
-            // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
-            let states = match &cached {
-                Some(states) => {
-                    let at = |i: &usize| rows.as_ref().map_or(*i, |r| r[*i]);
-                    let places: Vec<usize> = idx.iter().map(at).collect();
-                    states.batch(&places, mask.dims()[1], device)
-                }
-                None => encoder.forward(input).hidden_states_f32(),
-            };
-            let states: Vec<Tensor<B, 3>> = states.into_iter().map(Tensor::from_inner).collect();
-            let targets = Targets::<B>::from_inner(targets);
-            let out = head.forward_by(&states, Tensor::from_inner(mask), cfg.head.path);
-            head_loss(out, &targets)
-        },
+        &shard_loss,
         |_, _, _, _| Ok(true),
     )?;
     let paths = [phase.model.as_path(), phase.loss.as_path()];

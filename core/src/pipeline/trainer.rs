@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::fsutil::write_atomic;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::train::parallel::PeerGroup;
-use crate::train::shard::{Shard, ShardLoss};
+use crate::train::shard::{DeviceSet, Shard, ShardLoss};
 use crate::train::{
     Checkpoint, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order, linear_schedule,
     step_seed,
@@ -104,14 +104,16 @@ where
     run_loop(model, spec, n, device, progress, &mut stepper, after_step)
 }
 
-/// [`train_loop`] data-parallel over `devices` (`train::parallel`): `loss_fn(model, shard,
-/// device)` computes the loss of one peer's shard of the batch on that peer's device. The same
-/// batches, schedule and checkpoints as on one device; one device runs [`train_loop`]'s path.
+/// [`train_loop`] data-parallel over `set`'s peers (`train::parallel`), `devices` being this
+/// machine's: `loss_fn(model, shard, device)` computes the loss of one peer's shard of the
+/// batch on that peer's device. The same batches, schedule and checkpoints as on one device;
+/// one device runs [`train_loop`]'s path.
+#[allow(clippy::too_many_arguments)]
 pub fn train_loop_on<B, M, H>(
     model: M,
     spec: &LoopSpec,
     n: usize,
-    devices: &[B::Device],
+    (set, devices): (&DeviceSet, &[B::Device]),
     progress: &mut dyn Progress,
     loss_fn: &ShardLoss<'_, B, M>,
     after_step: H,
@@ -122,7 +124,7 @@ where
     H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
 {
     let main = &devices[0];
-    if devices.len() == 1 {
+    if !set.is_parallel() {
         let whole = |model: &M, batch: &[usize]| loss_fn(model, &Shard::whole(batch), main);
         return train_loop(model, spec, n, main, progress, whole, after_step);
     }
@@ -132,12 +134,19 @@ where
     ));
     #[cfg(not(target_arch = "wasm32"))]
     std::thread::scope(|scope| {
-        let mut group = PeerGroup::start(scope, devices, &model, spec.optimizer, loss_fn)?;
+        let mut group = PeerGroup::start(scope, set, devices, &model, spec.optimizer, loss_fn)?;
+        let nodes = set.cluster.as_ref().map_or(String::new(), |c| {
+            format!(" ({} here, node {} of {})", set.peers(), c.node, c.nodes)
+        });
+        let bytes = group.bytes_per_step() as f64;
+        let size = match bytes < 1e6 {
+            true => format!("{:.1} KB", bytes / 1e3),
+            false => format!("{:.1} MB", bytes / 1e6),
+        };
         progress.log(&format!(
-            "{}: data-parallel over {} peers, {:.1} MB of gradients all-reduced per step",
+            "{}: data-parallel over {} peers{nodes}, {size} of gradients all-reduced per step",
             spec.name,
             group.peers(),
-            group.bytes_per_step() as f64 / 1e6
         ));
         let mut stepper = Stepper::Group(&mut group);
         let trained = run_loop(model, spec, n, main, progress, &mut stepper, after_step);
@@ -184,17 +193,25 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
 
     /// Continue from these checkpoint bytes, exactly as a resumed run would: tensors rebuilt
     /// from a record can differ in memory layout, and so in float rounding (every peer too).
+    /// `position`: samples, total steps and the step reached, which every machine's peers
+    /// compare.
     fn reload(
         &mut self,
         model: M,
         (model_bytes, optimizer_bytes): (Vec<u8>, Vec<u8>),
         spec: &LoopSpec,
+        position: (usize, usize, usize),
         device: &B::Device,
     ) -> Result<(M, TrainOptimizer<B, M>)> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
-            Stepper::Group(group) => group.sync(model, (model_bytes, optimizer_bytes)),
+            Stepper::Group(group) => {
+                let bytes = (model_bytes, optimizer_bytes);
+                group.sync(model, bytes, &spec.name, position)
+            }
             _ => {
+                // One device: nobody to compare the position with.
+                let _ = position;
                 let bytes = (model_bytes.as_slice(), optimizer_bytes.as_slice());
                 TrainOptimizer::restore(model, bytes, spec.optimizer, device, &spec.checkpoint)
             }
@@ -251,7 +268,7 @@ where
     if stepper.is_group() {
         // Every peer starts from peer 0's values (fresh or resumed), bit for bit.
         let bytes = (Checkpoint::module_bytes(&model)?, optimizer.to_bytes()?);
-        (model, optimizer) = stepper.reload(model, bytes, spec, device)?;
+        (model, optimizer) = stepper.reload(model, bytes, spec, (n, total, step), device)?;
     }
     let log = match &spec.log {
         Some((path, phase)) => Some(super::metrics_log::MetricsLog::open(path, phase, step)?),
@@ -297,7 +314,7 @@ where
                 seconds,
             };
             let bytes = save(&spec.checkpoint, &model, &optimizer, position, &losses)?;
-            (model, optimizer) = stepper.reload(model, bytes, spec, device)?;
+            (model, optimizer) = stepper.reload(model, bytes, spec, (n, total, step), device)?;
         }
     }
     progress.finish();

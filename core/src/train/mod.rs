@@ -20,6 +20,8 @@ macro_rules! by_rank {
 }
 
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cluster;
 pub mod optimizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parallel;
@@ -27,7 +29,7 @@ pub mod shard;
 
 pub use checkpoint::{Checkpoint, TrainPosition};
 pub use optimizer::{OptimizerConfig, TrainOptimizer};
-pub use shard::{DeviceSet, Shard};
+pub use shard::{Cluster, DeviceSet, Shard};
 
 /// Draws every lazily initialised parameter of `module` now. Burn initialises a fresh
 /// parameter on its first read, from whatever state the backend's generator is in then; made

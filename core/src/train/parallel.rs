@@ -25,7 +25,8 @@ use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
 
 use bertvision_shaders::ops::dropout::StepKey;
 
-use super::shard::{Shard, ShardLoss, shard_ranges};
+use super::cluster::Agreement;
+use super::shard::{DeviceSet, Shard, ShardLoss, shard_ranges};
 use super::{OptimizerConfig, TrainOptimizer};
 use crate::error::{Error, Result};
 
@@ -132,15 +133,18 @@ enum Work {
     },
     /// Continue from these checkpoint bytes (model, optimizer), as peer 0 does after writing one.
     Reload(Arc<(Vec<u8>, Vec<u8>)>),
+    /// Compare where this peer is with every other peer's (several machines).
+    Agree(Arc<Agreement>),
 }
 
 /// One peer's step: the weighted loss of its shard, its gradients summed with every peer's
-/// (one all-reduce of one buffer), the optimizer step. Returns the model and the shard's
-/// weighted loss (0 for an empty shard). A shard whose loss panics still takes part in the
-/// all-reduce, with zeros, so that the other peers are not left waiting; its error follows.
+/// (one all-reduce of one buffer, the weighted loss its last float), the optimizer step.
+/// Returns the model and the batch's loss (every shard's). A shard whose loss panics still
+/// takes part in the all-reduce, with zeros, so that the other peers are not left waiting; its
+/// error follows.
 #[allow(clippy::too_many_arguments)]
 fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
-    id: usize,
+    (rank, set): (usize, &DeviceSet),
     device: &B::Device,
     model: M,
     optimizer: &mut TrainOptimizer<B, M>,
@@ -167,25 +171,19 @@ fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
     }));
     let failed = computed.is_err();
     let (mut grads, loss) = computed.unwrap_or_else(|_| (GradientsParams::new(), f32::NAN));
-    let flat = layout.pack::<B>(&mut grads, device)?;
-    let summed = collective::all_reduce::<B::InnerBackend>(
-        id.into(),
-        flat.into_primitive().tensor(),
-        ReduceOperation::Sum,
-    )
-    .map_err(|e| {
-        Error::usage(format!(
-            "peer {id}: the all-reduce of the gradients failed: {e:?}"
-        ))
-    })?;
+    let loss = Tensor::<B::InnerBackend, 1>::from_floats([loss], device);
+    let flat = Tensor::cat(vec![layout.pack::<B>(&mut grads, device)?, loss], 0);
+    let summed = sum_over_peers(rank, set, flat)?;
     if failed {
         return Err(Error::usage(format!(
-            "peer {id}: the loss of its shard failed (see the panic above)"
+            "rank {rank}: the loss of its shard failed (see the panic above)"
         )));
     }
-    let grads = layout.unpack::<B>(Tensor::from_primitive(TensorPrimitive::Float(summed)));
+    let n = layout.len();
+    let batch_loss: f32 = summed.clone().narrow(0, n, 1).into_scalar().elem();
+    let grads = layout.unpack::<B>(summed.narrow(0, 0, n));
     let (model, _norm) = optimizer.step_with(lr, model, grads);
-    Ok((model, loss))
+    Ok((model, batch_loss))
 }
 
 /// Continue from checkpoint bytes (model, optimizer), exactly as a resumed run would.
@@ -199,35 +197,104 @@ fn reload<B: AutodiffBackend, M: AutodiffModule<B>>(
     TrainOptimizer::restore(model, (&bytes.0, &bytes.1), config, device, source)
 }
 
-fn register<B: AutodiffBackend>(id: usize, device: &B::Device, peers: usize) -> Result<()> {
-    let config = CollectiveConfig::default().with_num_devices(peers);
-    collective::register::<B::InnerBackend>(id.into(), device.clone(), config)
-        .map_err(|e| Error::usage(format!("peer {id} could not join the collective: {e:?}")))
+/// The sum over every peer, here and on the other nodes, of each peer's `tensor`; every peer
+/// of the group calls it with its rank. Within a node: burn-collective's all-reduce. Between
+/// nodes: the link (`cluster.rs`), by the node's first peer, which then hands the total to its
+/// node's other peers (a broadcast). A first peer whose link failed still broadcasts (its
+/// node's sum), so that its other peers are not left waiting; its error follows, and ends the
+/// run before anything is written.
+fn sum_over_peers<B: Backend>(
+    rank: usize,
+    set: &DeviceSet,
+    tensor: Tensor<B, 1>,
+) -> Result<Tensor<B, 1>> {
+    let failed = |what: &str, e: collective::CollectiveError| {
+        Error::usage(format!(
+            "rank {rank}: the {what} between the peers failed: {e:?}"
+        ))
+    };
+    let float = |t: Tensor<B, 1>| t.into_primitive().tensor();
+    let local = set.peers() > 1;
+    let node_sum = if local {
+        let summed = collective::all_reduce::<B>(rank.into(), float(tensor), ReduceOperation::Sum)
+            .map_err(|e| failed("all-reduce", e))?;
+        Tensor::from_primitive(TensorPrimitive::Float(summed))
+    } else {
+        tensor
+    };
+    if set.cluster.is_none() {
+        return Ok(node_sum);
+    }
+    let (total, link_error) = if rank == set.first_rank() {
+        match super::cluster::sum_over_nodes(node_sum.clone()) {
+            Ok(total) => (Some(total), None),
+            Err(e) => (Some(node_sum), Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    let total = match total {
+        Some(total) if !local => total,
+        total => {
+            let shared = collective::broadcast::<B>(rank.into(), total.map(float))
+                .map_err(|e| failed("broadcast", e))?;
+            Tensor::from_primitive(TensorPrimitive::Float(shared))
+        }
+    };
+    link_error.map_or(Ok(total), Err)
+}
+
+/// Joins this machine's collective (a no-op for a node's only peer, which sums over the
+/// nodes' link alone).
+fn register<B: AutodiffBackend>(rank: usize, device: &B::Device, set: &DeviceSet) -> Result<()> {
+    if set.peers() == 1 {
+        return Ok(());
+    }
+    let config = CollectiveConfig::default().with_num_devices(set.peers());
+    collective::register::<B::InnerBackend>(rank.into(), device.clone(), config)
+        .map_err(|e| Error::usage(format!("rank {rank} could not join the collective: {e:?}")))
+}
+
+/// What a peer thread is given besides its work.
+struct PeerSetup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
+    rank: usize,
+    device: B::Device,
+    set: DeviceSet,
+    config: OptimizerConfig,
+    loss_fn: &'f ShardLoss<'f, B, M>,
 }
 
 /// A peer thread's life: join, then serve steps and reloads until peer 0 hangs up.
-#[allow(clippy::too_many_arguments)]
 fn serve<B: AutodiffBackend, M: AutodiffModule<B>>(
-    id: usize,
-    device: B::Device,
+    setup: PeerSetup<'_, B, M>,
     mut model: M,
-    config: OptimizerConfig,
-    loss_fn: &ShardLoss<'_, B, M>,
-    peers: usize,
     work: Receiver<Work>,
-    replies: Sender<(usize, Result<f32>)>,
+    replies: Sender<(usize, Result<()>)>,
 ) {
-    if let Err(e) = register::<B>(id, &device, peers) {
-        let _ = replies.send((id, Err(e)));
+    let PeerSetup {
+        rank,
+        device,
+        set,
+        config,
+        loss_fn,
+    } = setup;
+    let local = rank - set.first_rank();
+    if let Err(e) = register::<B>(rank, &device, &set) {
+        let _ = replies.send((local, Err(e)));
         return;
     }
     let mut optimizer = TrainOptimizer::<B, M>::new(&model, config);
     let mut layout = GradientLayout::of::<B, M>(&model);
     while let Ok(job) = work.recv() {
         let done = match job {
-            Work::Reload(bytes) => {
-                reload(model, &bytes, config, &device).map(|(m, o)| (m, Some(o), 0.0))
-            }
+            Work::Reload(bytes) => reload(model, &bytes, config, &device).map(|(m, o)| {
+                optimizer = o;
+                layout = GradientLayout::of::<B, M>(&m);
+                m
+            }),
+            Work::Agree(agreement) => agreement
+                .check::<B::InnerBackend>(rank, &set, &device, |t| sum_over_peers(rank, &set, t))
+                .map(|()| model),
             Work::Step {
                 batch,
                 range,
@@ -240,40 +307,46 @@ fn serve<B: AutodiffBackend, M: AutodiffModule<B>>(
                     first: range.start,
                 };
                 let (m, o) = (model, &mut optimizer);
-                peer_step(id, &device, m, o, &layout, loss_fn, &shard, (seed, lr))
-                    .map(|(m, loss)| (m, None, loss))
+                peer_step(
+                    (rank, &set),
+                    &device,
+                    m,
+                    o,
+                    &layout,
+                    loss_fn,
+                    &shard,
+                    (seed, lr),
+                )
+                .map(|(m, _)| m)
             }
         };
         match done {
-            Ok((m, reloaded, loss)) => {
-                if let Some(o) = reloaded {
-                    optimizer = o;
-                    layout = GradientLayout::of::<B, M>(&m);
-                }
+            Ok(m) => {
                 model = m;
-                if replies.send((id, Ok(loss))).is_err() {
+                if replies.send((local, Ok(()))).is_err() {
                     break;
                 }
             }
             Err(e) => {
-                let _ = replies.send((id, Err(e)));
+                let _ = replies.send((local, Err(e)));
                 break;
             }
         }
     }
-    let _ = collective::finish_collective::<B::InnerBackend>(id.into());
+    let _ = collective::finish_collective::<B::InnerBackend>(rank.into());
 }
 
 fn gone() -> Error {
     Error::usage("a data-parallel peer stopped (its thread ended; see the error above)")
 }
 
-/// Peers 1.. of a data-parallel group on their threads (inside a `std::thread::scope`), and
-/// what peer 0, the calling thread, does in a step.
+/// This machine's peers 1.. of a data-parallel group on their threads (inside a
+/// `std::thread::scope`), and what its peer 0, the calling thread, does in a step.
 pub struct PeerGroup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
     device: B::Device,
+    set: DeviceSet,
     senders: Vec<Sender<Work>>,
-    replies: Receiver<(usize, Result<f32>)>,
+    replies: Receiver<(usize, Result<()>)>,
     layout: GradientLayout,
     loss_fn: &'f ShardLoss<'f, B, M>,
     config: OptimizerConfig,
@@ -282,8 +355,10 @@ pub struct PeerGroup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
 impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
     /// Starts peers 1.. on `devices[1..]` (each with a copy of `model`'s structure; its values
     /// arrive with the first [`Self::sync`]); the calling thread is peer 0 on `devices[0]`.
+    /// `set` says the ranks of these peers, and the other machines, if any.
     pub fn start<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
+        set: &DeviceSet,
         devices: &[B::Device],
         model: &M,
         config: OptimizerConfig,
@@ -292,25 +367,35 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
     where
         'f: 'scope,
     {
-        let peers = devices.len();
-        collective::reset_collective::<B::InnerBackend>();
+        if let Some(cluster) = &set.cluster {
+            super::cluster::connect(cluster, set.peers())?;
+        }
+        if set.peers() > 1 {
+            collective::reset_collective::<B::InnerBackend>();
+        }
         let layout = GradientLayout::of::<B, M>(model);
         let (reply_tx, replies) = channel();
         let mut senders = Vec::new();
-        for (id, device) in devices.iter().enumerate().skip(1) {
+        for (local, device) in devices.iter().enumerate().skip(1) {
             let (tx, rx) = channel();
             senders.push(tx);
-            let (device, model, reply_tx) = (device.clone(), model.clone(), reply_tx.clone());
+            let setup = PeerSetup {
+                rank: set.first_rank() + local,
+                device: device.clone(),
+                set: set.clone(),
+                config,
+                loss_fn,
+            };
+            let (model, reply_tx) = (model.clone(), reply_tx.clone());
             std::thread::Builder::new()
-                .name(format!("peer-{id}"))
-                .spawn_scoped(scope, move || {
-                    serve(id, device, model, config, loss_fn, peers, rx, reply_tx)
-                })
-                .map_err(|e| Error::usage(format!("could not start peer {id}'s thread: {e}")))?;
+                .name(format!("peer-{local}"))
+                .spawn_scoped(scope, move || serve(setup, model, rx, reply_tx))
+                .map_err(|e| Error::usage(format!("could not start peer {local}'s thread: {e}")))?;
         }
-        register::<B>(0, &devices[0], peers)?;
+        register::<B>(set.first_rank(), &devices[0], set)?;
         Ok(PeerGroup {
             device: devices[0].clone(),
+            set: set.clone(),
             senders,
             replies,
             layout,
@@ -319,37 +404,57 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
         })
     }
 
+    /// Peers over every machine.
     pub fn peers(&self) -> usize {
-        self.senders.len() + 1
+        self.set.world()
     }
 
     /// Bytes every step all-reduces.
     pub fn bytes_per_step(&self) -> usize {
-        self.layout.bytes()
+        self.layout.bytes() + 4
     }
 
     /// Every peer continues from this checkpoint (model and optimizer bytes): peer 0's copy is
-    /// rebuilt from them too, so all hold the same values bit for bit.
+    /// rebuilt from them too, so all hold the same values bit for bit. On several machines the
+    /// peers then compare where they are (`position`: samples, total steps, step): an error if
+    /// any differs.
     pub fn sync(
         &mut self,
         model: M,
         bytes: (Vec<u8>, Vec<u8>),
+        phase: &str,
+        position: (usize, usize, usize),
     ) -> Result<(M, TrainOptimizer<B, M>)> {
         let bytes = Arc::new(bytes);
-        for tx in &self.senders {
-            tx.send(Work::Reload(bytes.clone())).map_err(|_| gone())?;
-        }
+        self.send_all(|| Work::Reload(bytes.clone()))?;
         let mine = reload(model, &bytes, self.config, &self.device);
         self.collect()?;
         let (model, optimizer) = mine?;
         // The loaded module's parameters carry the record's ids.
         self.layout = GradientLayout::of::<B, M>(&model);
+        if self.set.cluster.is_some() {
+            let agreement = Arc::new(Agreement::of(phase, position, &model));
+            self.send_all(|| Work::Agree(agreement.clone()))?;
+            let rank = self.set.first_rank();
+            let set = &self.set;
+            let sum = |t| sum_over_peers(rank, set, t);
+            let mine = agreement.check::<B::InnerBackend>(rank, set, &self.device, sum);
+            self.collect()?;
+            mine?;
+        }
         Ok((model, optimizer))
     }
 
-    /// One optimizer step on the global batch: peer 0's shard here, the others' on their
-    /// threads. Returns peer 0's model and the batch's loss (the shards' weighted losses,
-    /// summed in peer order).
+    fn send_all(&self, job: impl Fn() -> Work) -> Result<()> {
+        for tx in &self.senders {
+            tx.send(job()).map_err(|_| gone())?;
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on the global batch: this machine's peer 0's shard here, its other
+    /// peers' on their threads (and the other machines' there). Returns peer 0's model and the
+    /// batch's loss (the shards' weighted losses, summed by the all-reduce).
     pub fn step(
         &mut self,
         model: M,
@@ -358,9 +463,11 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
         seed: u64,
         lr: f64,
     ) -> Result<(M, f32)> {
-        let ranges = shard_ranges(batch.len(), self.peers());
+        let ranges = shard_ranges(batch.len(), self.set.world());
+        let first = self.set.first_rank();
+        let mine = &ranges[first..first + self.set.peers()];
         let shared = Arc::new(batch.to_vec());
-        for (tx, range) in self.senders.iter().zip(ranges.iter().skip(1)) {
+        for (tx, range) in self.senders.iter().zip(mine.iter().skip(1)) {
             let job = Work::Step {
                 batch: shared.clone(),
                 range: range.clone(),
@@ -370,12 +477,12 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
             tx.send(job).map_err(|_| gone())?;
         }
         let shard = Shard {
-            indices: &batch[ranges[0].clone()],
+            indices: &batch[mine[0].clone()],
             batch,
-            first: 0,
+            first: mine[0].start,
         };
-        let mine = peer_step(
-            0,
+        let stepped = peer_step(
+            (first, &self.set),
             &self.device,
             model,
             optimizer,
@@ -385,31 +492,31 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
             (seed, lr),
         );
         let others = self.collect();
-        let (model, first) = mine?;
-        Ok((
-            model,
-            others?.into_iter().fold(first, |sum, loss| sum + loss),
-        ))
+        let stepped = stepped?;
+        others?;
+        Ok(stepped)
     }
 
-    /// Every other peer's reply to the last job, in peer order.
-    fn collect(&self) -> Result<Vec<f32>> {
-        let mut losses = vec![0.0; self.senders.len()];
+    /// Every other peer's reply to the last job: the first error, if any.
+    fn collect(&self) -> Result<()> {
         let mut failure = None;
         for _ in 0..self.senders.len() {
-            let (id, reply) = self.replies.recv().map_err(|_| gone())?;
-            match reply {
-                Ok(loss) => losses[id - 1] = loss,
-                Err(e) => failure = failure.or(Some(e)),
+            let (_, reply) = self.replies.recv().map_err(|_| gone())?;
+            if let Err(e) = reply {
+                failure = failure.or(Some(e));
             }
         }
-        failure.map_or(Ok(losses), Err)
+        failure.map_or(Ok(()), Err)
     }
 
-    /// Hangs up on the peers (their threads end) and leaves the collective.
+    /// Hangs up on the peers (their threads end) and leaves the collective. The nodes' link
+    /// stays open for the run's next phase.
     pub fn finish(self) {
         drop(self.senders);
-        let _ = collective::finish_collective::<B::InnerBackend>(0.into());
+        if self.set.peers() > 1 {
+            let rank = self.set.first_rank();
+            let _ = collective::finish_collective::<B::InnerBackend>(rank.into());
+        }
     }
 }
 
@@ -524,13 +631,19 @@ mod tests {
         let shard_loss =
             |net: &Net<B>, shard: &Shard<'_>, device: &_| loss(net, shard.indices, device);
         let devices = vec![device; 3];
+        let set = DeviceSet {
+            indices: vec![0, 1, 2],
+            cluster: None,
+        };
         let (got, three) = std::thread::scope(|scope| {
-            let mut group = PeerGroup::start(scope, &devices, &fresh, config, &shard_loss).unwrap();
+            let mut group =
+                PeerGroup::start(scope, &set, &devices, &fresh, config, &shard_loss).unwrap();
             let bytes = (
                 Checkpoint::module_bytes(&fresh).unwrap(),
                 TrainOptimizer::new(&fresh, config).to_bytes().unwrap(),
             );
-            let (mut net, mut optimizer) = group.sync(fresh.clone(), bytes).unwrap();
+            let (mut net, mut optimizer) =
+                group.sync(fresh.clone(), bytes, "net", (7, 3, 0)).unwrap();
             let mut got = Vec::new();
             for (step, batch) in batches.iter().enumerate() {
                 let (n, l) = group

@@ -6,12 +6,27 @@ use std::ops::Range;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{BackendTypes, DeviceId, DeviceOps};
 
-/// The devices a command trains on: `--devices cuda:0,1,2,3` or `cpu:2`. Empty: the one device
-/// the command was given (the default).
+/// The devices a command trains on: `--devices cuda:0,1,2,3` or `cpu:2`, on this machine and,
+/// with a [`Cluster`], as many on each of the others. Empty: the one device the command was
+/// given (the default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceSet {
     /// Device indices of the backend's kind (for the CPU, `0..n`: `n` peers on one device).
     pub indices: Vec<u16>,
+    /// The machines (processes) training together, each with these devices; `None`: this one.
+    pub cluster: Option<Cluster>,
+}
+
+/// Several machines (or processes) training one model: `--node-id K --num-nodes N
+/// --coordinator HOST:PORT`, the same command on each. Node 0 listens at the coordinator's
+/// port; every other node connects to it (`cluster.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// This node, `0..nodes`.
+    pub node: u32,
+    pub nodes: u32,
+    /// Where node 0 listens: `host:port`.
+    pub coordinator: String,
 }
 
 impl DeviceSet {
@@ -19,9 +34,25 @@ impl DeviceSet {
         DeviceSet::default()
     }
 
-    /// Number of peers (at least 1).
+    /// Number of peers on this machine (at least 1).
     pub fn peers(&self) -> usize {
         self.indices.len().max(1)
+    }
+
+    /// Number of peers over every machine: every node has as many as this one.
+    pub fn world(&self) -> usize {
+        self.peers() * self.cluster.as_ref().map_or(1, |c| c.nodes as usize)
+    }
+
+    /// The global rank of this machine's first peer: node `k`'s peers are ranks
+    /// `k·peers .. (k+1)·peers`, so node 0's first peer is rank 0.
+    pub fn first_rank(&self) -> usize {
+        self.peers() * self.cluster.as_ref().map_or(0, |c| c.node as usize)
+    }
+
+    /// Whether a step needs a peer group (more than one peer anywhere).
+    pub fn is_parallel(&self) -> bool {
+        self.world() > 1
     }
 
     /// The peers' devices, of `main`'s kind; `main` itself when the set is empty.
@@ -116,7 +147,24 @@ mod tests {
         assert_eq!(DeviceSet::single().devices(&main), vec![main]);
         let two = DeviceSet {
             indices: vec![0, 1],
+            cluster: None,
         };
         assert_eq!((two.peers(), two.devices(&main).len()), (2, 2));
+        assert_eq!((two.world(), two.first_rank()), (2, 0));
+    }
+
+    #[test]
+    fn a_node_s_peers_follow_the_previous_nodes_ranks() {
+        let cluster = Cluster {
+            node: 2,
+            nodes: 3,
+            coordinator: "10.0.0.1:29500".into(),
+        };
+        let set = DeviceSet {
+            indices: vec![0, 1, 2, 3],
+            cluster: Some(cluster),
+        };
+        assert_eq!((set.peers(), set.world(), set.first_rank()), (4, 12, 8));
+        assert!(set.is_parallel() && !DeviceSet::single().is_parallel());
     }
 }
