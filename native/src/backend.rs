@@ -234,10 +234,7 @@ impl ClusterArgs {
                 nodes - 1
             );
         }
-        let port = coordinator.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
-        if !matches!(port, Some(Ok(p)) if p > 0) {
-            anyhow::bail!("--coordinator {coordinator}: write HOST:PORT (e.g. 10.0.0.1:29500)");
-        }
+        bertvision_core::train::cluster::coordinator_port(coordinator)?;
         if nodes == 1 {
             return Ok(None);
         }

@@ -7,19 +7,19 @@ use std::path::Path;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
 
-use super::batch::make_batch;
+use super::batch::{Padding, make_batch};
 use super::context::{RunContext, gather, read_json, save_phase};
 use super::data::Sample;
 use super::files::{SeedFiles, update_map};
 use super::finetune::Finetuned;
-use super::hidden_cache::StatesKey;
+use super::hidden_cache::{SplitStates, StatesKey};
 use super::methods::{BERTVISION, method_at};
 use super::progress::Progress;
 use super::sample::{dataset_key, fraction_indices};
 use super::trainer::{LoopSpec, LossCurve, train_loop_on};
 use crate::bert::Bert;
 use crate::error::Result;
-use crate::head::AdapterPooler;
+use crate::head::{AdapterPooler, HeadPath};
 use crate::task_model::{Targets, head_loss};
 use crate::train::{Checkpoint, Shard};
 
@@ -33,6 +33,63 @@ pub(super) struct TrainedHead<B: crate::TrainBackend> {
     pub curve: LossCurve,
     /// Seconds of training in this process (`None`: trained before, read back).
     pub seconds_here: Option<f64>,
+}
+
+/// Where a head's training batches come from: the samples (a sample of the training data, at
+/// `rows` of it), and their hidden states, read from the cache or computed by the frozen
+/// checkpoint on the peer's device.
+struct HeadInputs<'a, B: crate::TrainBackend> {
+    samples: &'a [Sample],
+    rows: Option<&'a [usize]>,
+    padding: Padding,
+    cached: Option<&'a SplitStates>,
+    /// The frozen encoder on each distinct device of the peers.
+    encoders: Vec<(B::Device, Bert<B::InnerBackend>)>,
+    path: HeadPath,
+}
+
+impl<B: crate::TrainBackend> HeadInputs<'_, B> {
+    fn encoders_on(
+        encoder: &Bert<B::InnerBackend>,
+        devices: &[B::Device],
+    ) -> Vec<(B::Device, Bert<B::InnerBackend>)> {
+        let mut encoders: Vec<(B::Device, Bert<B::InnerBackend>)> = Vec::new();
+        for device in devices {
+            if !encoders.iter().any(|(d, _)| d == device) {
+                encoders.push((device.clone(), encoder.clone().to_device(device)));
+            }
+        }
+        encoders
+    }
+
+    /// The head's loss on one peer's shard of a batch (the whole batch on one device), padded
+    /// as the whole batch.
+    fn loss(&self, head: &AdapterPooler<B>, shard: &Shard<'_>, device: &B::Device) -> Tensor<B, 1> {
+        let padding = self.padding.of_batch(&gather(self.samples, shard.batch));
+        let (input, targets) =
+            make_batch::<B::InnerBackend>(&gather(self.samples, shard.indices), padding, device);
+        let mask = input.attention_mask.clone();
+        // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
+        let states = match self.cached {
+            Some(states) => {
+                let at = |i: &usize| self.rows.map_or(*i, |r| r[*i]);
+                let places: Vec<usize> = shard.indices.iter().map(at).collect();
+                states.batch(&places, mask.dims()[1], device)
+            }
+            None => {
+                let (_, encoder) = self
+                    .encoders
+                    .iter()
+                    .find(|(d, _)| d == device)
+                    .expect("an encoder on every peer's device");
+                encoder.forward(input).hidden_states_f32()
+            }
+        };
+        let states: Vec<Tensor<B, 3>> = states.into_iter().map(Tensor::from_inner).collect();
+        let targets = Targets::<B>::from_inner(targets);
+        let out = head.forward_by(&states, Tensor::from_inner(mask), self.path);
+        head_loss(out, &targets)
+    }
 }
 
 /// Trains (or resumes, or finds done) the head of seed `seed` at `point` on the share
@@ -106,38 +163,17 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         milestones: vec![],
         log: Some((files.metrics_log.clone(), key.clone())),
     };
-    // The frozen encoder on each peer's device (the same module where a device repeats).
     let devices = ctx.devices.devices(device);
-    let encoders: Vec<(B::Device, Bert<B::InnerBackend>)> = devices
-        .iter()
-        .map(|d| (d.clone(), encoder.clone().to_device(d)))
-        .collect();
-    let cached = cached.as_deref();
-    // One peer's shard of a batch (the whole batch on one device), padded as the whole batch.
+    let inputs = HeadInputs::<B> {
+        samples,
+        rows: rows.as_deref(),
+        padding,
+        cached: cached.as_deref(),
+        encoders: HeadInputs::<B>::encoders_on(encoder, &devices),
+        path: cfg.head.path,
+    };
     let shard_loss = |head: &AdapterPooler<B>, shard: &Shard<'_>, device: &B::Device| {
-        let padding = padding.of_batch(&gather(samples, shard.batch));
-        let (input, targets) =
-            make_batch::<B::InnerBackend>(&gather(samples, shard.indices), padding, device);
-        let mask = input.attention_mask.clone();
-        // Frozen BERT on the inner backend: no graph, no gradient, no dropout.
-        let states = match cached {
-            Some(states) => {
-                let at = |i: &usize| rows.as_ref().map_or(*i, |r| r[*i]);
-                let places: Vec<usize> = shard.indices.iter().map(at).collect();
-                states.batch(&places, mask.dims()[1], device)
-            }
-            None => {
-                let encoder = encoders.iter().find(|(d, _)| d == device).map(|(_, e)| e);
-                encoder
-                    .expect("an encoder per peer device")
-                    .forward(input)
-                    .hidden_states_f32()
-            }
-        };
-        let states: Vec<Tensor<B, 3>> = states.into_iter().map(Tensor::from_inner).collect();
-        let targets = Targets::<B>::from_inner(targets);
-        let out = head.forward_by(&states, Tensor::from_inner(mask), cfg.head.path);
-        head_loss(out, &targets)
+        inputs.loss(head, shard, device)
     };
     let started = std::time::Instant::now();
     let (head, curve, seconds) = train_loop_on(

@@ -46,11 +46,14 @@ pub struct NodeLink {
     streams: Vec<TcpStream>,
 }
 
-fn port_of(address: &str, flag: &str) -> Result<u16> {
-    address
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .ok_or_else(|| Error::usage(format!("{flag} {address}: write HOST:PORT")))
+/// The port of `--coordinator HOST:PORT` (not 0), or one line saying how to write it.
+pub fn coordinator_port(address: &str) -> Result<u16> {
+    let port = address.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+    port.filter(|&p: &u16| p > 0).ok_or_else(|| {
+        Error::usage(format!(
+            "--coordinator {address}: write HOST:PORT (e.g. 10.0.0.1:29500)"
+        ))
+    })
 }
 
 fn link_error(cluster: &Cluster, node: u32, what: impl std::fmt::Display) -> Error {
@@ -119,7 +122,7 @@ impl NodeLink {
     }
 
     fn accept_nodes(cluster: &Cluster, peers: usize) -> Result<Vec<TcpStream>> {
-        let port = port_of(&cluster.coordinator, "--coordinator")?;
+        let port = coordinator_port(&cluster.coordinator)?;
         let listener = TcpListener::bind(("0.0.0.0", port))
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| {
@@ -540,6 +543,6 @@ mod tests {
         });
         let e = error.expect("node 1 left").to_string();
         assert!(e.contains("node 0: the link with node 1 failed"), "{e}");
-        assert!(port_of("10.0.0.1", "--coordinator").is_err());
+        assert!(coordinator_port("10.0.0.1").is_err() && coordinator_port("h:0").is_err());
     }
 }
