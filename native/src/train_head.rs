@@ -11,7 +11,6 @@ use bertvision_core::pipeline::data::DataSource;
 use bertvision_core::pipeline::heads::FinishedRun;
 use bertvision_core::pipeline::hidden_cache::HiddenCache;
 use bertvision_core::pipeline::{RunRequest, run_task};
-use bertvision_core::train::DeviceSet;
 use clap::Args;
 
 use crate::backend::{DeviceArg, check_encoder_dtype};
@@ -37,6 +36,11 @@ pub struct TrainHeadArgs {
     /// The backend: cpu (Flex with this project's kernels), ndarray, cuda, wgpu.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Train the heads and evaluate data-parallel over several devices: `cuda:0,1,2,3`, or
+    /// `cpu:2` (two peers on the CPU). The batches and results are one device's. Sets
+    /// --device's backend.
+    #[arg(long, conflicts_with = "device")]
+    pub devices: Option<crate::backend::DevicesArg>,
     /// Round batch lengths up to a multiple of this (default 1 on CPU, 32 on GPUs).
     #[arg(long)]
     pub pad_multiple: Option<usize>,
@@ -55,6 +59,11 @@ pub struct TrainHeadArgs {
 /// `train-head`: reads the run, applies the head flags to its configuration, resolves its
 /// model, and runs [`train_heads`] on the chosen backend (with autodiff).
 impl TrainHeadArgs {
+    /// The backend: --devices' kind, else --device.
+    pub fn device(&self) -> DeviceArg {
+        self.devices.as_ref().map_or(self.device, |d| d.kind)
+    }
+
     /// The flags' own values, before the run is read (the head settings are checked with the
     /// run's configuration, by `RunConfig::validate`).
     pub fn validate(&self) -> Result<()> {
@@ -84,7 +93,7 @@ pub fn main(args: &TrainHeadArgs, cache_dir: &Path) -> Result<()> {
     }
     let mut config = run.config.clone();
     args.head.apply(&mut config);
-    check_encoder_dtype(config.head.encoder_dtype, args.device)?;
+    check_encoder_dtype(config.head.encoder_dtype, args.device())?;
     let model_dir = crate::fetch::resolve_model_dir(&config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
     // The flags' values first, then whether the run kept what they ask for.
@@ -95,7 +104,7 @@ pub fn main(args: &TrainHeadArgs, cache_dir: &Path) -> Result<()> {
     let config = run.heads_config(config, at, seeds)?;
     let task = bertvision_core::tasks::task(&config.task)?;
     let flags_data = data_source(&args.data, task, cache_dir);
-    with_backend!(args.device, |B, dev| train_heads::<
+    with_backend!(args.device(), |B, dev| train_heads::<
         burn::backend::Autodiff<B>,
     >(
         args,
@@ -115,6 +124,13 @@ fn train_heads<B: bertvision_core::TrainBackend>(
     flags_data: &Result<DataSource>,
     device: B::Device,
 ) -> Result<()> {
+    // The main device is the first peer's (`--devices cuda:1` runs on GPU 1).
+    let devices = args
+        .devices
+        .as_ref()
+        .map(|d| d.set.clone())
+        .unwrap_or_default();
+    let device = devices.devices(&device).swap_remove(0);
     let task = bertvision_core::tasks::task(&config.task)?;
     let dir = ModelDir::open(model_dir)?;
     let bert_config = BertConfig::from_file(&dir.config)?;
@@ -139,14 +155,14 @@ fn train_heads<B: bertvision_core::TrainBackend>(
         bert_config: &bert_config,
         source: &source,
         out_dir: &out,
-        device_label: args.device.label(),
+        device_label: args.device().label(),
         pad_multiple: args
             .pad_multiple
-            .unwrap_or(if args.device.is_host() { 1 } else { 32 }),
+            .unwrap_or(if args.device().is_host() { 1 } else { 32 }),
         from_run: Some(&run.dir),
         hidden_cache: (args.cache_gib > 0.0).then_some(&cache),
         export_bert: true,
-        devices: &DeviceSet::single(),
+        devices: &devices,
     };
     let outcome = run_task::<B>(&request, &device, &mut Bars::new())?;
     println!("{}", outcome.report);

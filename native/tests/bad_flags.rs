@@ -216,7 +216,7 @@ fn bad_value(command: &str, flag: &str) -> Option<&'static str> {
         ("run" | "predict", "--task") => "NOPE",
         (_, "--text" | "--passage" | "--text-pair" | "--question") => "",
         ("run", "--seeds") => "1,2,1",
-        ("run", "--devices") => "cpu:0",
+        ("run" | "train-head" | "bench", "--devices") => "cpu:0",
         ("run", "--node-id") => "2",
         ("run", "--num-nodes") => "0",
         ("run", "--coordinator") => "127.0.0.1",

@@ -1,7 +1,8 @@
 //! Data-parallel fine-tuning (`--devices`, `--num-nodes`, issue #21) on the CPU with two peers
 //! (two threads of one process, or two processes on 127.0.0.1): the same losses and dev metrics
 //! as one device on the same global batches, and a killed run resumes on another number of
-//! peers.
+//! peers. `train-head --devices` and `bench --devices` on the same footing; sharded evaluation
+//! gives one device's BERT scores exactly.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -119,6 +120,7 @@ fn two_cpu_peers_train_as_one_device_and_resume_on_either() {
     assert!(curve.len() == 16 && curve[0] != curve[15], "{curve:?}");
 
     two_nodes_train_as_one_device(tmp.path(), &one);
+    heads_on_two_peers_score_as_one_device(tmp.path());
 
     // Killed on two peers, resumed on one; killed on one, resumed on two.
     for (first, then) in [("cpu:2", "cpu:1"), ("cpu:1", "cpu:2")] {
@@ -131,6 +133,89 @@ fn two_cpu_peers_train_as_one_device_and_resume_on_either() {
         let resumed = results(&dir);
         assert_same_losses(&one, &resumed, &what);
         assert_close_metrics(&one, &resumed, &what);
+    }
+}
+
+/// `train-head` on the one-device run (`one/`), with its own head settings, on one peer and on
+/// two: BERT at the point is scored from the same checkpoint over the peers' shards of the dev
+/// batches, so its metrics and predictions are exactly one device's; the heads meet the loss
+/// tolerance.
+fn heads_on_two_peers_score_as_one_device(root: &Path) {
+    let run = root.join("one");
+    let heads = |name: &str, devices: &[&str]| {
+        let out = root.join(name);
+        let mut args = vec!["train-head", "--from", run.to_str().unwrap(), "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend(devices);
+        let log = succeed(bertvision().args(&args));
+        (
+            results(&out),
+            out,
+            String::from_utf8_lossy(&log.stderr).into_owned(),
+        )
+    };
+    let (single, single_dir, _) = heads("heads-one", &[]);
+    let (two, two_dir, log) = heads("heads-two", &["--devices", "cpu:2"]);
+    assert!(log.contains("data-parallel over 2 peers"), "{log}");
+    let metrics = |r: &Value, method: &str| r["seeds"][0]["metrics"][method].clone();
+    assert!(metrics(&single, "bert_extract")["dev"]["accuracy"].is_f64());
+    assert_eq!(
+        metrics(&single, "bert_extract"),
+        metrics(&two, "bert_extract")
+    );
+    let read =
+        |dir: &Path| std::fs::read(dir.join("seed-1/predictions/bert_extract.dev.json")).unwrap();
+    assert_eq!(read(&single_dir), read(&two_dir), "BERT's dev predictions");
+    let head_losses = |r: &Value| {
+        r["seeds"][0]["head_loss"]["losses"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    for (step, (p, q)) in head_losses(&single)
+        .iter()
+        .zip(&head_losses(&two))
+        .enumerate()
+    {
+        let (p, q) = (p.as_f64().unwrap(), q.as_f64().unwrap());
+        assert!(
+            (p - q).abs() / p.abs().max(1.0) <= LOSS_TOLERANCE,
+            "head step {step}: {p} vs {q}"
+        );
+    }
+    assert_close_metrics(&single, &two, "train-head on two peers");
+}
+
+/// `bench --devices cpu:2` measures every row over two peers (a global batch of 3: shards of 2
+/// and 1), with the peers in its JSON.
+#[test]
+fn bench_runs_every_row_over_two_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    succeed(bertvision().args([
+        "bench",
+        "--model",
+        "splade-tiny",
+        "--seq-lens",
+        "32",
+        "--batch",
+        "3",
+        "--repeats",
+        "1",
+        "--warmup",
+        "1",
+        "--devices",
+        "cpu:2",
+        "--out",
+        json.to_str().unwrap(),
+    ]));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["peers"], 2);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    for row in rows {
+        assert_eq!(row["batch"], 3);
+        assert!(row["median_seconds"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
 
@@ -180,6 +265,14 @@ fn two_nodes_train_as_one_device(root: &Path, one: &Value) {
         losses(&zero, "finetune_loss"),
         losses(&first, "finetune_loss"),
         "the nodes step on the same sums"
+    );
+    // Each node scored half of the dev batches and gathered the other's: the same outputs.
+    assert_eq!(zero["summary"], first["summary"], "both nodes' scores");
+    let predictions =
+        |d: &str| std::fs::read(root.join(d).join("seed-1/predictions/bertvision.dev.json"));
+    assert_eq!(
+        predictions("same-node0").unwrap(),
+        predictions("same-node1").unwrap()
     );
 
     let outputs = two_nodes(root, "other-data", ["241", "240"]);

@@ -2,7 +2,7 @@
 //! op traits) against the ops' references: GELU and the linear layers here, forward and
 //! backward (and through `Autodiff<Flex>`), attention in `attention.rs`.
 
-use bertvision_shaders::ops::gelu::reference::gelu_backward as burn_gelu_backward;
+use bertvision_shaders::ops::gelu::reference::{burn_gelu_backward, gelu_backward};
 use bertvision_shaders::ops::linear::reference::linear_backward as burn_linear_backward;
 use bertvision_shaders::{GeluOps, LinearOps};
 use burn::backend::{Autodiff, Flex};
@@ -95,7 +95,8 @@ fn flex_encoder_kernels_keep_other_float_types() {
     assert_eq!(Flex::encoder_linear(x, weight, None).dtype(), DType::BF16);
 }
 
-/// GELU's backward kernel against Burn's `gelu_backward` on Flex (libm's `erf` and `exp`), over
+/// GELU's backward kernel against Burn's `gelu_backward` on Flex (libm's `erf` and `exp`) and the
+/// op's reference, over
 /// the same range as the forward test, with a gradient that changes sign.
 #[test]
 fn flex_encoder_gelu_backward_matches_burn() {
@@ -110,15 +111,25 @@ fn flex_encoder_gelu_backward_matches_burn() {
         .into_data()
         .to_vec::<f32>()
         .unwrap();
-    let want = burn_gelu_backward(tensor(&x), tensor(&grad))
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
-    for (((g, w), x), dy) in got.iter().zip(&want).zip(&x).zip(&grad) {
-        assert!(
-            (g - w).abs() <= 1e-6 * dy.abs().max(1e-3),
-            "gelu'({x})·{dy}: {g} vs Burn's {w}"
-        );
+    // Burn's op on Flex (exact there), and the reference in tensor ops that CubeCL and ndarray
+    // run.
+    for (name, reference) in [
+        (
+            "Burn's gelu_backward",
+            burn_gelu_backward::<Flex> as fn(_, _) -> _,
+        ),
+        ("the reference", gelu_backward::<Flex>),
+    ] {
+        let want = reference(tensor(&x), tensor(&grad))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        for (((g, w), x), dy) in got.iter().zip(&want).zip(&x).zip(&grad) {
+            assert!(
+                (g - w).abs() <= 1e-6 * dy.abs().max(1e-3),
+                "gelu'({x})·{dy}: {g} vs {name}'s {w}"
+            );
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation::softmax};
 
@@ -10,6 +11,7 @@ use super::batch::{Padding, make_batch};
 use super::config::EnsembleRule;
 use super::context::RunContext;
 use super::data::{EvalSplit, Sample, Target};
+use super::eval_peers::{EvalPeers, predict_on_peers};
 use super::methods::SplitMetrics;
 use super::progress::{NoProgress, Progress};
 use crate::bert::BertInput;
@@ -120,17 +122,19 @@ pub(crate) fn score_bert<B: crate::TrainBackend>(
     device: &B::Device,
 ) -> Result<SplitMetrics> {
     let mut scores = SplitMetrics::new();
+    let peers = EvalPeers::new(ctx.devices, device);
     for split in &ctx.data.eval {
         let bs = ctx.config.eval_batch_size;
-        let outputs = predict::<B::InnerBackend>(
+        let outputs = predict_on_peers::<B::InnerBackend, _>(
+            &peers,
             &split.samples,
-            bs,
-            ctx.padding(),
-            device,
+            (bs, ctx.padding()),
             &mut NoProgress,
             "",
-            |input| vec![bert.forward(input).1],
-        );
+            bert,
+            |m, device| m.clone().to_device(device),
+            |m, input| vec![m.forward(input).1],
+        )?;
         let scored = score(ctx.task, split, &outputs[0], &ctx.config.squad_postprocess)?;
         scores.insert(split.name.clone(), scored.metrics);
     }

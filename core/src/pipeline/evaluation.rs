@@ -5,9 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use burn::module::Module;
+use burn::tensor::{Int, Tensor};
+
 use super::batch::Padding;
 use super::context::{RunContext, SquadRow, write_json};
 use super::data::EvalSplit;
+use super::eval_peers::{EvalPeers, predict_on_peers};
 use super::evaluate::{EvalOutputs, ensemble, predict, score};
 use super::files::SeedFiles;
 use super::head_training::TrainedHead;
@@ -16,10 +20,10 @@ use super::methods::{
     BERT, BERT_EXTRACT, BERT_FINAL, BERTVISION, MetricTable, SplitMetrics, ensemble_name, method_at,
 };
 use super::progress::Progress;
-use crate::bert::{Bert, BertInput, EncoderDtype};
+use crate::bert::{Bert, EncoderDtype};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
-use crate::head::HeadOutput;
+use crate::head::AdapterPooler;
 use crate::task_model::BertTaskModel;
 use crate::wording::epochs;
 
@@ -104,20 +108,19 @@ pub(super) fn evaluate_final<B: crate::TrainBackend>(
     if is_end {
         keys.push(method_at(BERT, ctx.config.finetune.epochs, 1.0));
     }
+    let peers = EvalPeers::new(ctx.devices, device);
     for split in &ctx.data.eval {
         let label = format!("seed {seed} eval BERT final ({})", split.name);
         let out = bert_outputs(ctx, split, checkpoint, || {
-            predict::<B::InnerBackend>(
-                &split.samples,
-                ctx.config.eval_batch_size,
-                ctx.padding(),
-                device,
-                progress,
-                &label,
-                |input| vec![bert_final.forward(input).1],
+            let batches = (ctx.config.eval_batch_size, ctx.padding());
+            let forward = |m: &BertTaskModel<_>, input| vec![m.forward(input).1];
+            let copy = |m: &BertTaskModel<_>, d: &_| m.clone().to_device(d);
+            let samples = &split.samples;
+            predict_on_peers(
+                &peers, samples, batches, progress, &label, bert_final, copy, forward,
             )
-            .remove(0)
-        });
+            .map(|mut outs| outs.remove(0))
+        })?;
         evaluation.record(ctx, files, split, &keys, &out)?;
     }
     Ok(())
@@ -150,7 +153,7 @@ pub(super) fn evaluate_point<B: crate::TrainBackend>(
     let last = point == ctx.config.last_point();
     let main = |key: &str, fraction: f64| (last && fraction == 1.0).then(|| key.to_string());
     for split in &ctx.data.eval {
-        let (bert_out, head_outs) = point_outputs(ctx, seed, split, models, device, progress);
+        let (bert_out, head_outs) = point_outputs(ctx, seed, split, models, device, progress)?;
         let keys: Vec<String> = [Some(method_at(BERT, point, 1.0)), main(BERT_EXTRACT, 1.0)]
             .into_iter()
             .flatten()
@@ -191,64 +194,82 @@ fn point_outputs<B: crate::TrainBackend>(
     models: &PointModels<'_, B>,
     device: &B::Device,
     progress: &mut dyn Progress,
-) -> (EvalOutputs, Vec<EvalOutputs>) {
+) -> Result<(EvalOutputs, Vec<EvalOutputs>)> {
     if let Some(outputs) = cached_point_outputs(ctx, seed, split, models, device, progress) {
         return outputs;
     }
     let cfg = ctx.config;
-    let name = &split.name;
-    let head_padding = models.head_padding;
-    type Forward<'f, B> = &'f mut dyn FnMut(BertInput<B>) -> Vec<HeadOutput<B>>;
-    let mut run = |label: String, padding, forward: Forward<'_, B::InnerBackend>| {
-        let samples = &split.samples;
-        predict(
-            samples,
-            cfg.eval_batch_size,
-            padding,
-            device,
-            progress,
-            &label,
-            forward,
-        )
+    let (name, samples, path) = (&split.name, &split.samples, cfg.head.path);
+    let peers = EvalPeers::new(ctx.devices, device);
+    let batches = |padding| (cfg.eval_batch_size, padding);
+    let heads: Vec<AdapterPooler<B::InnerBackend>> =
+        models.heads.iter().map(|h| h.model.clone()).collect();
+    let run_heads = |heads: &[AdapterPooler<_>], states: &[_], mask: &Tensor<_, 2, Int>| {
+        let run = |h: &AdapterPooler<_>| h.forward_by(states, mask.clone(), path);
+        heads.iter().map(run).collect::<Vec<_>>()
     };
     let bert_label = format!("seed {seed} eval BERT at {}", epochs(models.point));
-    let shared_pass = head_padding == ctx.padding() && cfg.head.encoder_dtype.is_f32();
+    let shared_pass = models.head_padding == ctx.padding() && cfg.head.encoder_dtype.is_f32();
     if shared_pass {
         let label = format!("{bert_label} + BERTVision ({name})");
-        let mut outs = run(label, ctx.padding(), &mut |input| {
-            let mask = input.attention_mask.clone();
-            let (states, task_out) = models.bert.forward(input);
-            let mut outs = vec![task_out];
-            for head in models.heads {
-                let out = head
-                    .model
-                    .forward_by(&states.hidden_states, mask.clone(), cfg.head.path);
-                outs.push(out);
-            }
-            outs
-        });
+        let both = (models.bert.clone(), heads);
+        let mut outs = predict_on_peers(
+            &peers,
+            samples,
+            batches(ctx.padding()),
+            progress,
+            &label,
+            &both,
+            |(bert, heads), d| (bert.clone().to_device(d), on_device(heads, d)),
+            |(bert, heads), input| {
+                let mask = input.attention_mask.clone();
+                let (states, task_out) = bert.forward(input);
+                let heads_out = run_heads(heads, &states.hidden_states, &mask);
+                std::iter::once(task_out).chain(heads_out).collect()
+            },
+        )?;
         let bert = outs.remove(0);
-        return (bert, outs);
+        return Ok((bert, outs));
     }
-    let bert = run(
-        format!("{bert_label} ({name})"),
-        ctx.padding(),
-        &mut |input| vec![models.bert.forward(input).1],
-    )
+    let bert = predict_on_peers(
+        &peers,
+        samples,
+        batches(ctx.padding()),
+        progress,
+        &format!("{bert_label} ({name})"),
+        models.bert,
+        |bert, d| bert.clone().to_device(d),
+        |bert, input| vec![bert.forward(input).1],
+    )?
     .remove(0);
     let label = format!(
         "seed {seed} eval BERTVision at {} ({name})",
         epochs(models.point)
     );
-    let heads = run(label, head_padding, &mut |input| {
-        let mask = input.attention_mask.clone();
-        let states = models.encoder.forward(input).hidden_states_f32();
-        let heads = models.heads.iter();
-        heads
-            .map(|h| h.model.forward_by(&states, mask.clone(), cfg.head.path))
-            .collect()
-    });
-    (bert, heads)
+    let both = (models.encoder.clone(), heads);
+    let heads = predict_on_peers(
+        &peers,
+        samples,
+        batches(models.head_padding),
+        progress,
+        &label,
+        &both,
+        |(encoder, heads), d| (encoder.clone().to_device(d), on_device(heads, d)),
+        |(encoder, heads), input| {
+            let mask = input.attention_mask.clone();
+            let states = encoder.forward(input).hidden_states_f32();
+            run_heads(heads, &states, &mask)
+        },
+    )?;
+    Ok((bert, heads))
+}
+
+/// Copies of `heads` on `device`.
+fn on_device<B: burn::tensor::backend::Backend>(
+    heads: &[AdapterPooler<B>],
+    device: &B::Device,
+) -> Vec<AdapterPooler<B>> {
+    heads.iter().map(|h| h.clone().to_device(device)).collect()
 }
 
 /// BERT's outputs on `split` from the checkpoint `checkpoint`: kept in the hidden-state cache
@@ -257,8 +278,8 @@ fn bert_outputs(
     ctx: &RunContext<'_>,
     split: &EvalSplit,
     checkpoint: &Path,
-    compute: impl FnOnce() -> EvalOutputs,
-) -> EvalOutputs {
+    compute: impl FnOnce() -> Result<EvalOutputs>,
+) -> Result<EvalOutputs> {
     match ctx.hidden_cache {
         Some(cache) => {
             let name = format!("BERT on {}", split.name);
@@ -269,8 +290,9 @@ fn bert_outputs(
     }
 }
 
-/// [`point_outputs`] from the hidden-state cache: BERT's outputs kept, the heads on kept states;
-/// `None` without a cache or when the split's states do not fit it.
+/// [`point_outputs`] from the hidden-state cache: BERT's outputs kept (computed over the peers
+/// the first time), the heads on kept states (on this thread: the encoder, the costly part,
+/// does not run again); `None` without a cache or when the split's states do not fit it.
 fn cached_point_outputs<B: crate::TrainBackend>(
     ctx: &RunContext<'_>,
     seed: u64,
@@ -278,7 +300,7 @@ fn cached_point_outputs<B: crate::TrainBackend>(
     models: &PointModels<'_, B>,
     device: &B::Device,
     progress: &mut dyn Progress,
-) -> Option<(EvalOutputs, Vec<EvalOutputs>)> {
+) -> Option<Result<(EvalOutputs, Vec<EvalOutputs>)>> {
     let cache = ctx.hidden_cache?;
     let cfg = ctx.config;
     let (samples, padding) = (&split.samples, models.head_padding);
@@ -295,18 +317,26 @@ fn cached_point_outputs<B: crate::TrainBackend>(
     let bert_label = format!("seed {seed} eval BERT at {}", epochs(models.point));
     let bert = bert_outputs(ctx, split, models.checkpoint, || {
         let label = format!("{bert_label} ({})", split.name);
-        let forward = |input| vec![models.bert.forward(input).1];
-        predict(
+        let peers = EvalPeers::new(ctx.devices, device);
+        let forward = |m: &BertTaskModel<_>, input| vec![m.forward(input).1];
+        let copy = |m: &BertTaskModel<_>, d: &_| m.clone().to_device(d);
+        let batches = (bs, ctx.padding());
+        predict_on_peers(
+            &peers,
             samples,
-            bs,
-            ctx.padding(),
-            device,
+            batches,
             progress,
             &label,
+            models.bert,
+            copy,
             forward,
         )
-        .remove(0)
+        .map(|mut outs| outs.remove(0))
     });
+    let bert = match bert {
+        Ok(bert) => bert,
+        Err(e) => return Some(Err(e)),
+    };
     let label = format!(
         "seed {seed} eval BERTVision at {} ({}, kept states)",
         epochs(models.point),
@@ -325,7 +355,7 @@ fn cached_point_outputs<B: crate::TrainBackend>(
             .map(|h| h.model.forward_by(&states, mask.clone(), cfg.head.path))
             .collect()
     });
-    Some((bert, heads))
+    Some(Ok((bert, heads)))
 }
 
 /// One row per evaluated question: gold answers and each method's answer.

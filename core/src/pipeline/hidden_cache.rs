@@ -21,6 +21,7 @@ use super::data::Sample;
 use super::evaluate::EvalOutputs;
 use super::progress::Progress;
 use crate::bert::{Bert, EncoderDtype};
+use crate::error::Result;
 
 /// What a cached entry was computed from: the checkpoint file, the encoder's float type, the
 /// samples (their count and identity) and whether they were padded to a fixed length.
@@ -189,21 +190,25 @@ impl HiddenCache {
     }
 
     /// A model's outputs on a split, computed by `compute` on first use.
-    pub fn outputs(&self, key: &StatesKey, compute: impl FnOnce() -> EvalOutputs) -> EvalOutputs {
+    pub fn outputs(
+        &self,
+        key: &StatesKey,
+        compute: impl FnOnce() -> Result<EvalOutputs>,
+    ) -> Result<EvalOutputs> {
         let pick = |e: &Entry| match e {
             Entry::Outputs(o) => Some(o.clone()),
             Entry::States(_) => None,
         };
         if let Some(found) = self.find(key, pick) {
-            return (*found).clone();
+            return Ok((*found).clone());
         }
-        let outputs = compute();
+        let outputs = compute()?;
         let bytes = outputs_bytes(&outputs);
         if self.make_room(bytes) {
             let entry = (key.clone(), Entry::Outputs(Rc::new(outputs.clone())), bytes);
             self.entries.borrow_mut().push(entry);
         }
-        outputs
+        Ok(outputs)
     }
 }
 

@@ -17,6 +17,7 @@
 //! | `hidden_cache.rs` | a frozen checkpoint's hidden states (and BERT's outputs) kept in memory for further head epochs and trials (`--cache-gib`) |
 //! | `trainer.rs` | the training loop both trainings share (schedule, AdamW, checkpoints) |
 //! | `data.rs`, `batch.rs`, `evaluate.rs` | samples, batches, predictions, ensembles, metrics |
+//! | `eval_peers.rs` | evaluation sharded over `--devices` and the nodes: whole batches per peer, outputs joined in order |
 //! | `results.rs`, `report.rs`, `methods.rs` | [`results::RunResults`], the summary over seeds, the report, the method keys (`bert@p`, `bertvision@p/f`) |
 //! | `metrics_log.rs` | `metrics.jsonl`: every loss and evaluation as it happens |
 //! | `progress.rs` | [`Progress`]: what the library reports while it works |
@@ -29,6 +30,7 @@ pub mod charts;
 pub mod config;
 pub mod context;
 pub mod data;
+pub mod eval_peers;
 pub mod evaluate;
 mod evaluation;
 pub mod export;

@@ -320,13 +320,18 @@ pub fn sum_over_nodes<B: Backend>(node_sum: Tensor<B, 1>) -> Result<Tensor<B, 1>
         .convert::<f32>()
         .to_vec()
         .expect("f32 buffer");
+    let n = values.len();
+    let total = sum_floats_over_nodes(values)?;
+    Ok(Tensor::from_data(TensorData::new(total, [n]), &device))
+}
+
+/// [`sum_over_nodes`] of floats on the host (evaluation's gathers, `pipeline::eval_peers`).
+pub fn sum_floats_over_nodes(values: Vec<f32>) -> Result<Vec<f32>> {
     let mut guard = LINK.lock().unwrap_or_else(|e| e.into_inner());
     let link = guard
         .as_mut()
         .ok_or_else(|| Error::usage("the nodes' link is closed (an earlier error)"))?;
-    let n = values.len();
-    let total = link.sum(values).inspect_err(|_| *guard = None)?;
-    Ok(Tensor::from_data(TensorData::new(total, [n]), &device))
+    link.sum(values).inspect_err(|_| *guard = None)
 }
 
 /// Where a peer is, compared between all peers before a group steps on: any difference means

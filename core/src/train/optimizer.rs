@@ -69,25 +69,36 @@ impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for ParamLister {
     }
 }
 
-/// Moves one gradient between collections, scaling it, whatever its rank.
+/// Moves one gradient between collections, whatever its rank, scaled by the one-element
+/// `factor` (on the device) if there is one.
 fn move_grad<B: AutodiffBackend>(
     from: &mut GradientsParams,
     to: &mut GradientsParams,
     id: ParamId,
     dims: usize,
-    scale: f64,
+    factor: Option<&Tensor<B::InnerBackend, 1>>,
 ) {
     macro_rules! mv {
         ($d:literal) => {
             if let Some(g) = from.remove::<B::InnerBackend, $d>(id) {
-                to.register::<B::InnerBackend, $d>(
-                    id,
-                    if scale == 1.0 { g } else { g.mul_scalar(scale) },
-                );
+                let g = match factor {
+                    Some(f) => g * f.clone().reshape([1; $d]),
+                    None => g,
+                };
+                to.register::<B::InnerBackend, $d>(id, g);
             }
         };
     }
     by_rank!(dims, mv)
+}
+
+/// The clipping factor of a gradient of global norm `norm` (one element): `max / (norm + 1e-6)`
+/// where the norm exceeds `max`, else 1; computed on the device, so that a step never waits
+/// for the norm to be read back (issue #20).
+fn clip_factor<B: burn::tensor::backend::Backend>(norm: Tensor<B, 1>, max: f64) -> Tensor<B, 1> {
+    let ones = norm.ones_like();
+    let clipped = ones.clone().mul_scalar(max) / norm.clone().add_scalar(1e-6);
+    ones.mask_where(norm.greater_elem(max), clipped)
 }
 
 fn grad_sq_norm<B: AutodiffBackend>(
@@ -129,32 +140,34 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
     }
 
     /// One update: clip the global gradient norm, then step both groups. Returns the gradient
-    /// norm before clipping.
-    pub fn step(&mut self, lr: f64, module: M, loss: Tensor<B, 1>) -> (M, f64) {
+    /// norm before clipping, on the device (`None`: no gradient). Nothing is read back to the
+    /// host: the clipping factor is a tensor too.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        module: M,
+        loss: Tensor<B, 1>,
+    ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
         let grads = GradientsParams::from_grads(loss.backward(), &module);
         self.step_with(lr, module, grads)
     }
 
     /// [`Self::step`] with the gradients already made (e.g. summed over data-parallel peers).
-    pub fn step_with(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> (M, f64) {
+    pub fn step_with(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+    ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
         let norm_sq: Vec<Tensor<B::InnerBackend, 1>> = self
             .all_ids
             .iter()
             .filter_map(|&(id, d)| grad_sq_norm::<B>(&grads, id, d))
             .collect();
-        let norm = if norm_sq.is_empty() {
-            0.0
-        } else {
-            use burn::tensor::ElementConversion;
-            Tensor::cat(norm_sq, 0)
-                .sum()
-                .sqrt()
-                .into_scalar()
-                .elem::<f64>()
-        };
-        let scale = match self.config.max_grad_norm {
-            Some(max) if norm > max => max / (norm + 1e-6),
-            _ => 1.0,
+        let norm = (!norm_sq.is_empty()).then(|| Tensor::cat(norm_sq, 0).sum().sqrt());
+        let factor = match (self.config.max_grad_norm, &norm) {
+            (Some(max), Some(norm)) => Some(clip_factor(norm.clone(), max)),
+            _ => None,
         };
         let mut decay = GradientsParams::new();
         let mut no_decay = GradientsParams::new();
@@ -164,7 +177,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             } else {
                 &mut decay
             };
-            move_grad::<B>(&mut grads, target, id, d, scale);
+            move_grad::<B>(&mut grads, target, id, d, factor.as_ref());
         }
         let module = self.decay.step(lr, module, decay);
         let module = self.no_decay.step(lr, module, no_decay);
@@ -269,6 +282,26 @@ mod tests {
         }
         let last: f32 = loss_of(&net).into_scalar().elem();
         assert!(last < first * 0.01, "loss {first} -> {last}");
+    }
+
+    /// The factor is 1 up to the maximum norm and `max / (norm + 1e-6)` above it, as the host
+    /// computation it replaced (to f32 rounding).
+    #[test]
+    fn the_clip_factor_is_made_on_the_device() {
+        let device = Default::default();
+        for (norm, want) in [
+            (0.5, 1.0),
+            (1.0, 1.0),
+            (4.0, 1.0 / (4.0 + 1e-6)),
+            (0.0, 1.0),
+        ] {
+            let t = Tensor::<NdArray<f32>, 1>::from_floats([norm as f32], &device);
+            let got: f32 = clip_factor(t, 1.0).into_scalar().elem();
+            assert!(
+                (got as f64 - want).abs() <= 1e-7 * want,
+                "{norm}: {got} vs {want}"
+            );
+        }
     }
 
     /// A corrupt optimizer state (a length near `u64::MAX`, which `8 + n` would wrap) is an

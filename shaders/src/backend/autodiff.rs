@@ -23,7 +23,7 @@ use crate::ops::attention::{
     self, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,
 };
 use crate::ops::dropout::DropoutOps;
-use crate::ops::gelu::{self, GeluOps};
+use crate::ops::gelu::GeluOps;
 use crate::ops::linear::{self, LinearOps};
 use crate::ops::tensor::{float, primitive};
 
@@ -113,20 +113,20 @@ impl<B: LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
         weight: Tensor<Self, 2>,
         bias: Option<Tensor<Self, 1>>,
     ) -> Tensor<Self, 3> {
+        // One node with the backend's backward (2-D matmuls over every token where the
+        // backend has no kernel), not Burn's per-sequence weight gradient summed over the batch.
         match bias {
-            Some(bias) if <B as LinearOps>::KERNEL => tracked_linear::<B, C>(x, weight, bias),
-            bias => linear::reference::linear(x, weight, bias),
+            Some(bias) => tracked_linear::<B, C>(x, weight, bias),
+            None => linear::reference::linear(x, weight, None),
         }
     }
 }
 
+/// GELU is always one node with the backend's `encoder_gelu_backward`: the exact derivative
+/// everywhere (Burn's own node would use the tanh approximation's on CubeCL and ndarray).
 impl<B: GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
     fn encoder_gelu(x: Tensor<Self, 3>) -> Tensor<Self, 3> {
-        if <B as GeluOps>::KERNEL {
-            tracked_gelu::<B, C>(x)
-        } else {
-            gelu::reference::gelu(x)
-        }
+        tracked_gelu::<B, C>(x)
     }
 }
 

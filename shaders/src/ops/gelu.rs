@@ -5,8 +5,9 @@ use burn::tensor::{Tensor, TensorPrimitive};
 
 /// A backend's GELU. The provided methods are the reference ([`reference`]).
 pub trait GeluOps: Backend {
-    /// Whether [`Self::encoder_gelu`] and [`Self::encoder_gelu_backward`] are this crate's kernels (then
-    /// `Autodiff<Self>` records GELU as one node with that backward).
+    /// Whether [`Self::encoder_gelu`] and [`Self::encoder_gelu_backward`] are this crate's
+    /// kernels. Either way `Autodiff<Self>` records GELU as one node whose backward is
+    /// [`Self::encoder_gelu_backward`]: the exact derivative on every backend.
     const KERNEL: bool = false;
 
     /// `x·Φ(x)`.
@@ -29,9 +30,29 @@ pub mod reference {
         burn::tensor::activation::gelu(x)
     }
 
-    /// Burn's `gelu_backward` op. Beware: Burn 0.21's default for it (ndarray, CubeCL) is the
-    /// derivative of GELU's tanh approximation, not of the exact GELU; Flex's is exact.
+    /// The exact GELU's derivative, `grad·(Φ(x) + x·φ(x))`, in Burn's tensor ops (elementwise:
+    /// one fused kernel on CubeCL with fusion). Not Burn's `gelu_backward` op: Burn 0.21's
+    /// default for it (ndarray, CubeCL) is the derivative of GELU's tanh approximation, off by
+    /// up to ~1e-3 (`shaders/tests/gelu.rs`); only Flex's is exact.
     pub fn gelu_backward<B: Backend>(x: Tensor<B, 3>, grad: Tensor<B, 3>) -> Tensor<B, 3> {
+        let cdf = x
+            .clone()
+            .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+            .erf()
+            .add_scalar(1.0)
+            .mul_scalar(0.5);
+        // 1/√(2π)
+        let density =
+            x.clone().powi_scalar(2).mul_scalar(-0.5).exp().mul_scalar(
+                0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2,
+            );
+        grad * (cdf + x * density)
+    }
+
+    /// Burn's own `gelu_backward` op (the tanh approximation's derivative on ndarray and
+    /// CubeCL): what GELU's gradient was before [`gelu_backward`], kept for the test that
+    /// shows the difference.
+    pub fn burn_gelu_backward<B: Backend>(x: Tensor<B, 3>, grad: Tensor<B, 3>) -> Tensor<B, 3> {
         Tensor::from_primitive(TensorPrimitive::Float(B::gelu_backward(
             x.into_primitive().tensor(),
             grad.into_primitive().tensor(),

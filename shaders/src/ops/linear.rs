@@ -5,8 +5,9 @@ use burn::tensor::backend::Backend;
 
 /// A backend's linear layer. The provided methods are the reference ([`reference`]).
 pub trait LinearOps: Backend {
-    /// Whether [`Self::encoder_linear`] and [`Self::encoder_linear_backward`] are this crate's kernels (then
-    /// `Autodiff<Self>` records the layer as one node with that backward).
+    /// Whether [`Self::encoder_linear`] and [`Self::encoder_linear_backward`] are this crate's
+    /// kernels. Either way `Autodiff<Self>` records a layer with a bias as one node with that
+    /// backward: one weight-gradient matmul over every token of the batch.
     const KERNEL: bool = false;
 
     /// `x·weight + bias` over `[batch, seq, in]` with Burn's `[in, out]` weight layout.
@@ -45,16 +46,26 @@ pub struct LinearGrads<B: Backend> {
 pub mod reference {
     use super::*;
 
-    /// Burn's `module::linear` (what `burn::nn::Linear` runs).
+    /// `x·weight + bias` as one 2-D matmul over every token, `[batch·seq, in]·[in, out]`. Not
+    /// Burn's `module::linear` (what `burn::nn::Linear` runs): that multiplies `[batch, seq,
+    /// in]` by the weight broadcast over the batch, which CubeCL runs as one matmul per
+    /// sequence and autotunes under a key that ignores the batch (issue #20).
     pub fn linear<B: Backend>(
         x: Tensor<B, 3>,
         weight: Tensor<B, 2>,
         bias: Option<Tensor<B, 1>>,
     ) -> Tensor<B, 3> {
-        burn::tensor::module::linear(x, weight, bias)
+        let [batch, seq, inputs] = x.dims();
+        let [_, outputs] = weight.dims();
+        let rows = x.reshape([batch * seq, inputs]).matmul(weight);
+        let rows = match bias {
+            Some(bias) => rows + bias.unsqueeze::<2>(),
+            None => rows,
+        };
+        rows.reshape([batch, seq, outputs])
     }
 
-    /// The gradients as matmuls over every token of the batch at once.
+    /// The gradients as 2-D matmuls over every token of the batch at once.
     pub fn linear_backward<B: Backend>(
         x: Tensor<B, 3>,
         weight: Tensor<B, 2>,
@@ -63,9 +74,12 @@ pub mod reference {
     ) -> LinearGrads<B> {
         let [batch, seq, inputs] = x.dims();
         let [_, outputs] = weight.dims();
-        let rows = grad.clone().reshape([batch * seq, outputs]);
+        let rows = grad.reshape([batch * seq, outputs]);
         LinearGrads {
-            input: input_grad.then(|| grad.matmul(weight.transpose().unsqueeze::<3>())),
+            input: input_grad.then(|| {
+                let input = rows.clone().matmul(weight.transpose());
+                input.reshape([batch, seq, inputs])
+            }),
             weight: x
                 .reshape([batch * seq, inputs])
                 .transpose()

@@ -10,7 +10,8 @@
 //! AdapterPooler step alone on hidden states already computed. `_fused` rows: the same with the
 //! fused AdapterPooler op. Beside the fused rows, `fused_path_checks`: how far each fused path
 //! lands from the plain one on this device. (The row names are kept from earlier versions, so
-//! committed result files stay comparable.)
+//! committed result files stay comparable.) With `--devices`, every row runs data-parallel
+//! (`peers.rs`): `--batch` is the global batch, cut into one shard per peer as `run` cuts it.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,6 +33,8 @@ use serde::Serialize;
 
 use crate::backend::{DeviceArg, check_encoder_dtype, default_encoder_kernels};
 use crate::fetch::resolve_model_dir;
+
+mod peers;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -55,6 +58,11 @@ pub struct BenchArgs {
     /// need a build with `--features cuda` / `wgpu`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Run every row data-parallel over these devices, as `run --devices` trains: `cuda:0,1`,
+    /// `cpu:2`. --batch is the global batch, each peer timing its shard; sets --device's
+    /// backend.
+    #[arg(long, conflicts_with = "device")]
+    pub devices: Option<crate::backend::DevicesArg>,
     /// The frozen encoder's float type for the extraction and streamed-head rows (fine-tuning
     /// and the head always train in f32).
     #[arg(long, value_enum, default_value = "f32", alias = "extract-dtype")]
@@ -73,7 +81,7 @@ impl BenchArgs {
     /// Every flag's value, from its meaning, before the model is read (the lengths against
     /// the model's positions and the batch against the memory once its shape is known).
     pub fn validate(&self) -> Result<()> {
-        check_encoder_dtype(self.encoder_dtype, self.device)?;
+        check_encoder_dtype(self.encoder_dtype, self.device())?;
         check_rows(&self.rows)?;
         bertvision_core::checks::at_least("--batch", self.batch, 1)?;
         if let Some(out) = &self.out {
@@ -93,7 +101,7 @@ pub fn main(args: &BenchArgs, cache_dir: &Path) -> Result<()> {
         "bert-base" | "bert-large" => None,
         _ => Some(resolve_model_dir(&args.model, cache_dir)?),
     };
-    with_backend!(args.device, |B, dev| bench::<burn::backend::Autodiff<B>>(
+    with_backend!(args.device(), |B, dev| bench::<burn::backend::Autodiff<B>>(
         args,
         model_dir.as_deref(),
         dev
@@ -122,6 +130,19 @@ pub fn check_rows(rows: &[String]) -> Result<()> {
 impl BenchArgs {
     fn wants(&self, measure: &str) -> bool {
         self.rows.is_empty() || self.rows.iter().any(|r| r == measure)
+    }
+
+    /// The backend: --devices' kind, else --device.
+    pub fn device(&self) -> DeviceArg {
+        self.devices.as_ref().map_or(self.device, |d| d.kind)
+    }
+
+    /// The peers every row runs on (one: the device).
+    fn device_set(&self) -> bertvision_core::train::DeviceSet {
+        self.devices
+            .as_ref()
+            .map(|d| d.set.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -162,21 +183,21 @@ fn time_median<B: Backend>(
     device: &B::Device,
     warmup: usize,
     repeats: usize,
-    mut f: impl FnMut(),
+    mut f: impl FnMut() -> Result<()>,
 ) -> Result<Timing> {
     let sync = || B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"));
     let start = Instant::now();
-    f();
+    f()?;
     sync()?;
     let first = start.elapsed().as_secs_f64();
     for _ in 1..warmup {
-        f();
+        f()?;
     }
     sync()?;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
-        f();
+        f()?;
         sync()?;
         times.push(start.elapsed().as_secs_f64());
     }
@@ -375,13 +396,16 @@ pub fn bench<B: bertvision_core::TrainBackend>(
     model_dir: Option<&Path>,
     device: B::Device,
 ) -> Result<()> {
+    let set = args.device_set();
+    let devices = set.devices(&device);
+    let device = devices[0].clone();
     let (config, bert, weights) = load_model::<B>(args, model_dir, &device)?;
     eprintln!(
         "bench {} ({weights} weights, {} layers, hidden {}) on {}, batch {}, {} repeats after {} warm-up",
         args.model,
         config.num_hidden_layers,
         config.hidden_size,
-        args.device.label(),
+        device_label(args),
         args.batch,
         args.repeats,
         args.warmup
@@ -409,7 +433,23 @@ pub fn bench<B: bertvision_core::TrainBackend>(
         rows: Vec::new(),
     };
     let mut checks = Vec::new();
+    let peers = peers::Peers::<B> {
+        set: &set,
+        devices,
+        batch: args.batch,
+        vocab: config.vocab_size,
+    };
     for &seq in &args.seq_lens {
+        if set.is_parallel() {
+            peers.rows(
+                args,
+                (&bert, &frozen, &config),
+                &head_config,
+                seq,
+                &mut rows,
+            )?;
+            continue;
+        }
         let x = input::<B::InnerBackend>(args.batch, seq, config.vocab_size, &device);
         extraction_rows::<B>(args, &frozen, &x, seq, &mut rows, &device)?;
         if args.wants("finetune_step") {
@@ -464,6 +504,7 @@ fn extraction_rows<B: bertvision_core::TrainBackend>(
             time_median::<B::InnerBackend>(device, args.warmup as usize, args.repeats, || {
                 let out = frozen.forward(x.clone());
                 drop(out.hidden_states);
+                Ok(())
             })?;
         rows.record(measure, seq, timing);
     }
@@ -489,6 +530,7 @@ fn finetune_row<B: bertvision_core::TrainBackend>(
         let loss = head_loss(out, &targets(n, device));
         let (m, _) = optim.step(1e-5, m, loss);
         model = Some(m);
+        Ok(())
     })?;
     rows.record("finetune_step", seq, timing);
     Ok(())
@@ -547,7 +589,8 @@ impl<B: bertvision_core::TrainBackend> HeadBench<B> {
         ] {
             if args.wants(measure) {
                 let timing = time_median::<B>(device, warmup, repeats, || {
-                    self.step(states(x), mask.clone(), path)
+                    self.step(states(x), mask.clone(), path);
+                    Ok(())
                 })?;
                 rows.record(measure, seq, timing);
             }
@@ -562,12 +605,25 @@ impl<B: bertvision_core::TrainBackend> HeadBench<B> {
         ] {
             if args.wants(measure) {
                 let timing = time_median::<B>(device, warmup, repeats, || {
-                    self.step(ready.clone(), mask.clone(), path)
+                    self.step(ready.clone(), mask.clone(), path);
+                    Ok(())
                 })?;
                 rows.record(measure, seq, timing);
             }
         }
         Ok(())
+    }
+}
+
+/// `--device`, or the peers of `--devices`.
+fn device_label(args: &BenchArgs) -> String {
+    match &args.devices {
+        Some(d) if d.kind.is_host() => format!("{}, {} peers", d.kind.label(), d.set.peers()),
+        Some(d) => {
+            let list: Vec<String> = d.set.indices.iter().map(u16::to_string).collect();
+            format!("{}, devices {}", d.kind.label(), list.join(","))
+        }
+        None => args.device.label().to_string(),
     }
 }
 
@@ -587,7 +643,8 @@ fn report_json<B: bertvision_core::TrainBackend>(
         "model": args.model,
         "weights": weights,
         "config": {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads},
-        "device": args.device.label(),
+        "device": device_label(args),
+        "peers": args.device_set().peers(),
         "cpu": cpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "dtype": match args.encoder_dtype {
@@ -606,7 +663,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
         "finetune_step_encoder": if cpu_kernels {
             "self-attention with dropout, linear layers, GELU and dropout masks through the CPU kernels of shaders/, each with its backward"
         } else {
-            "Burn's ops"
+            "Burn's ops, but the linear layers as 2-D matmuls over every token and GELU with its exact derivative, each one autodiff node (shaders/ops references)"
         },
         "repeats": args.repeats,
         "warmup": args.warmup,
