@@ -11,6 +11,7 @@
 
 use std::ops::Range;
 
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use super::batch::Padding;
@@ -20,6 +21,7 @@ use super::progress::Progress;
 use crate::bert::BertInput;
 use crate::error::{Error, Result};
 use crate::head::HeadOutput;
+use crate::task_model::BertTaskModel;
 use crate::train::DeviceSet;
 use crate::train::shard::shard_ranges;
 
@@ -100,6 +102,23 @@ pub fn predict_on_peers<B: Backend, M: Send>(
         None => Ok(here),
         Some(_) => gather_over_nodes(peers, samples, batch_size, here),
     }
+}
+
+/// BERT's task outputs on `samples` over the peers ([`predict_on_peers`] of one model).
+pub fn bert_on_peers<B: crate::KernelBackend>(
+    peers: &EvalPeers<'_, B::Device>,
+    samples: &[Sample],
+    batching: (usize, Padding),
+    progress: &mut dyn Progress,
+    label: &str,
+    bert: &BertTaskModel<B>,
+) -> Result<EvalOutputs> {
+    let copy = |m: &BertTaskModel<B>, d: &B::Device| m.clone().to_device(d);
+    let forward = |m: &BertTaskModel<B>, input| vec![m.forward(input).1];
+    let mut outputs = predict_on_peers(
+        peers, samples, batching, progress, label, bert, copy, forward,
+    )?;
+    Ok(outputs.remove(0))
 }
 
 /// Each local peer's outputs on its `ranges` entry, in rank order: peer 0 on this thread with

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation::softmax};
 
@@ -11,7 +10,7 @@ use super::batch::{Padding, make_batch};
 use super::config::EnsembleRule;
 use super::context::RunContext;
 use super::data::{EvalSplit, Sample, Target};
-use super::eval_peers::{EvalPeers, predict_on_peers};
+use super::eval_peers::{EvalPeers, bert_on_peers};
 use super::methods::SplitMetrics;
 use super::progress::{NoProgress, Progress};
 use crate::bert::BertInput;
@@ -125,17 +124,15 @@ pub(crate) fn score_bert<B: crate::TrainBackend>(
     let peers = EvalPeers::new(ctx.devices, device);
     for split in &ctx.data.eval {
         let bs = ctx.config.eval_batch_size;
-        let outputs = predict_on_peers::<B::InnerBackend, _>(
+        let outputs = bert_on_peers(
             &peers,
             &split.samples,
             (bs, ctx.padding()),
             &mut NoProgress,
             "",
             bert,
-            |m, device| m.clone().to_device(device),
-            |m, input| vec![m.forward(input).1],
         )?;
-        let scored = score(ctx.task, split, &outputs[0], &ctx.config.squad_postprocess)?;
+        let scored = score(ctx.task, split, &outputs, &ctx.config.squad_postprocess)?;
         scores.insert(split.name.clone(), scored.metrics);
     }
     Ok(scores)

@@ -11,7 +11,7 @@ use burn::tensor::{Int, Tensor};
 use super::batch::Padding;
 use super::context::{RunContext, SquadRow, write_json};
 use super::data::EvalSplit;
-use super::eval_peers::{EvalPeers, predict_on_peers};
+use super::eval_peers::{EvalPeers, bert_on_peers, predict_on_peers};
 use super::evaluate::{EvalOutputs, ensemble, predict, score};
 use super::files::SeedFiles;
 use super::head_training::TrainedHead;
@@ -113,13 +113,14 @@ pub(super) fn evaluate_final<B: crate::TrainBackend>(
         let label = format!("seed {seed} eval BERT final ({})", split.name);
         let out = bert_outputs(ctx, split, checkpoint, || {
             let batches = (ctx.config.eval_batch_size, ctx.padding());
-            let forward = |m: &BertTaskModel<_>, input| vec![m.forward(input).1];
-            let copy = |m: &BertTaskModel<_>, d: &_| m.clone().to_device(d);
-            let samples = &split.samples;
-            predict_on_peers(
-                &peers, samples, batches, progress, &label, bert_final, copy, forward,
+            bert_on_peers(
+                &peers,
+                &split.samples,
+                batches,
+                progress,
+                &label,
+                bert_final,
             )
-            .map(|mut outs| outs.remove(0))
         })?;
         evaluation.record(ctx, files, split, &keys, &out)?;
     }
@@ -231,17 +232,9 @@ fn point_outputs<B: crate::TrainBackend>(
         let bert = outs.remove(0);
         return Ok((bert, outs));
     }
-    let bert = predict_on_peers(
-        &peers,
-        samples,
-        batches(ctx.padding()),
-        progress,
-        &format!("{bert_label} ({name})"),
-        models.bert,
-        |bert, d| bert.clone().to_device(d),
-        |bert, input| vec![bert.forward(input).1],
-    )?
-    .remove(0);
+    let label = format!("{bert_label} ({name})");
+    let batching = batches(ctx.padding());
+    let bert = bert_on_peers(&peers, samples, batching, progress, &label, models.bert)?;
     let label = format!(
         "seed {seed} eval BERTVision at {} ({name})",
         epochs(models.point)
@@ -318,20 +311,8 @@ fn cached_point_outputs<B: crate::TrainBackend>(
     let bert = bert_outputs(ctx, split, models.checkpoint, || {
         let label = format!("{bert_label} ({})", split.name);
         let peers = EvalPeers::new(ctx.devices, device);
-        let forward = |m: &BertTaskModel<_>, input| vec![m.forward(input).1];
-        let copy = |m: &BertTaskModel<_>, d: &_| m.clone().to_device(d);
-        let batches = (bs, ctx.padding());
-        predict_on_peers(
-            &peers,
-            samples,
-            batches,
-            progress,
-            &label,
-            models.bert,
-            copy,
-            forward,
-        )
-        .map(|mut outs| outs.remove(0))
+        let batching = (bs, ctx.padding());
+        bert_on_peers(&peers, samples, batching, progress, &label, models.bert)
     });
     let bert = match bert {
         Ok(bert) => bert,
