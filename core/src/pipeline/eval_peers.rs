@@ -115,10 +115,12 @@ pub fn bert_on_peers<B: crate::KernelBackend>(
 ) -> Result<EvalOutputs> {
     let copy = |m: &BertTaskModel<B>, d: &B::Device| m.clone().to_device(d);
     let forward = |m: &BertTaskModel<B>, input| vec![m.forward(input).1];
-    let mut outputs = predict_on_peers(
+    let outputs = predict_on_peers(
         peers, samples, batching, progress, label, bert, copy, forward,
     )?;
-    Ok(outputs.remove(0))
+    // No output at all only for a split without samples, which the loaders refuse.
+    let none = || Error::usage("an evaluation split without samples");
+    outputs.into_iter().next().ok_or_else(none)
 }
 
 /// Each local peer's outputs on its `ranges` entry, in rank order: peer 0 on this thread with
