@@ -204,8 +204,8 @@ fn kind_of(samples: &[Sample]) -> fn(Vec<Vec<f32>>) -> EvalOutputs {
 }
 
 /// Every node's outputs from this node's (`here`: its samples' outputs, model by model), by
-/// two sums over the nodes: first every sample's width (floats per sample and model), then the
-/// values, each node's at its samples' places and zeros elsewhere.
+/// three sums over the nodes: the number of models, every sample's width (floats per sample and
+/// model), then the values, each node's at its samples' places and zeros elsewhere.
 fn gather_over_nodes<D: burn::tensor::backend::DeviceOps>(
     peers: &EvalPeers<'_, D>,
     samples: &[Sample],
