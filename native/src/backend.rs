@@ -150,6 +150,18 @@ pub struct DevicesArg {
     pub set: bertvision_core::train::DeviceSet,
 }
 
+impl DevicesArg {
+    /// The backend a command runs on: `--devices`' kind when given, else `--device`.
+    pub fn backend(devices: Option<&DevicesArg>, device: DeviceArg) -> DeviceArg {
+        devices.map_or(device, |d| d.kind)
+    }
+
+    /// The peers of `--devices` (empty when not given: the one device).
+    pub fn peers(devices: Option<&DevicesArg>) -> bertvision_core::train::DeviceSet {
+        devices.map(|d| d.set.clone()).unwrap_or_default()
+    }
+}
+
 /// At most this many peers: one thread and one model copy each.
 const MAX_PEERS: usize = 64;
 

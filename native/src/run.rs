@@ -498,16 +498,12 @@ pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
 impl RunArgs {
     /// The backend: --devices' kind, else --device.
     pub fn device(&self) -> DeviceArg {
-        self.devices.as_ref().map_or(self.device, |d| d.kind)
+        crate::backend::DevicesArg::backend(self.devices.as_ref(), self.device)
     }
 
     /// The peers fine-tuning runs on (none: the one device), here and on the other nodes.
     pub fn device_set(&self) -> Result<DeviceSet> {
-        let mut set = self
-            .devices
-            .as_ref()
-            .map(|d| d.set.clone())
-            .unwrap_or_default();
+        let mut set = crate::backend::DevicesArg::peers(self.devices.as_ref());
         set.cluster = self.cluster.cluster()?;
         Ok(set)
     }

@@ -61,7 +61,7 @@ pub struct TrainHeadArgs {
 impl TrainHeadArgs {
     /// The backend: --devices' kind, else --device.
     pub fn device(&self) -> DeviceArg {
-        self.devices.as_ref().map_or(self.device, |d| d.kind)
+        crate::backend::DevicesArg::backend(self.devices.as_ref(), self.device)
     }
 
     /// The flags' own values, before the run is read (the head settings are checked with the
@@ -125,11 +125,7 @@ fn train_heads<B: bertvision_core::TrainBackend>(
     device: B::Device,
 ) -> Result<()> {
     // The main device is the first peer's (`--devices cuda:1` runs on GPU 1).
-    let devices = args
-        .devices
-        .as_ref()
-        .map(|d| d.set.clone())
-        .unwrap_or_default();
+    let devices = crate::backend::DevicesArg::peers(args.devices.as_ref());
     let device = devices.devices(&device).swap_remove(0);
     let task = bertvision_core::tasks::task(&config.task)?;
     let dir = ModelDir::open(model_dir)?;

@@ -134,15 +134,12 @@ impl BenchArgs {
 
     /// The backend: --devices' kind, else --device.
     pub fn device(&self) -> DeviceArg {
-        self.devices.as_ref().map_or(self.device, |d| d.kind)
+        crate::backend::DevicesArg::backend(self.devices.as_ref(), self.device)
     }
 
     /// The peers every row runs on (one: the device).
     fn device_set(&self) -> bertvision_core::train::DeviceSet {
-        self.devices
-            .as_ref()
-            .map(|d| d.set.clone())
-            .unwrap_or_default()
+        crate::backend::DevicesArg::peers(self.devices.as_ref())
     }
 }
 
