@@ -5,20 +5,18 @@ use std::process::Command;
 use bertvision_tests::succeed;
 use serde_json::Value;
 
-/// `bench` on splade-tiny with batch 2 and one warm-up call, plus `args`; its JSON report.
+/// `bench` on splade-tiny with one warm-up call and batch 2 (unless `args` name one), plus
+/// `args`; its JSON report.
 fn bench(dir: &std::path::Path, name: &str, args: &[&str]) -> Value {
     let out = dir.join(format!("{name}.json"));
+    let batch: &[&str] = match args.contains(&"--batch") {
+        true => &[],
+        false => &["--batch", "2"],
+    };
     succeed(
         Command::new(env!("CARGO_BIN_EXE_bertvision"))
-            .args([
-                "bench",
-                "--model",
-                "splade-tiny",
-                "--batch",
-                "2",
-                "--warmup",
-                "1",
-            ])
+            .args(["bench", "--model", "splade-tiny", "--warmup", "1"])
+            .args(batch)
             .args(args)
             .arg("--out")
             .arg(&out),
@@ -143,4 +141,51 @@ fn bench_writes_every_measure_with_positive_timings() {
         .collect();
     assert_eq!(measured, ["extract_fused_attention", "head_step"]);
     fails_naming(&["--rows", "extract,warp_drive"], "warp_drive");
+    // Launches are CubeCL's: the CPU backend refuses to count them.
+    fails_naming(&["--count-launches"], "--count-launches");
+}
+
+/// `--batch 1,3` measures every row at both batches and names each row's fastest batch.
+#[test]
+fn bench_sweeps_batches_and_names_the_fastest() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench(
+        dir.path(),
+        "sweep",
+        &[
+            "--seq-lens",
+            "16",
+            "--repeats",
+            "1",
+            "--rows",
+            "extract,head_step",
+            "--batch",
+            "1,3",
+        ],
+    );
+    let rows = report["rows"].as_array().unwrap();
+    let got: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| (r["measure"].as_str().unwrap(), r["batch"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("extract", 1),
+            ("head_step", 1),
+            ("extract", 3),
+            ("head_step", 3)
+        ]
+    );
+    assert_eq!(report["batches"], serde_json::json!([1, 3]));
+    let best = report["best"].as_array().unwrap();
+    assert_eq!(best.len(), 2, "{best:?}");
+    for b in best {
+        let same = rows.iter().filter(|r| r["measure"] == b["measure"]);
+        let fastest = same
+            .map(|r| r["sequences_per_second"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(b["sequences_per_second"].as_f64().unwrap(), fastest, "{b}");
+    }
+    fails_naming(&["--batch", "2,0"], "--batch");
 }

@@ -8,6 +8,7 @@
 //! | `ops/` | one trait per op (linear, GELU, dropout, attention, the fused AdapterPooler head) whose provided methods are the op's reference in Burn's ops; [`KernelBackend`], the one bound the models need | Burn |
 //! | `cpu/` | CPU kernels on plain `f32` slices (feature `flex`) | nothing of this crate |
 //! | `cube/` | CubeCL kernels (feature `cubecl`) | nothing of this crate |
+//! | `launches.rs` | counting CubeCL's kernel launches (CubeCL's profiling log; feature `cubecl`) | nothing of this crate |
 //! | `backend/` | each backend's overrides: `flex.rs` (tensors ↔ `cpu/`), `cube.rs` (`CubeBackend` and `Fusion` launching `cube/`), `autodiff.rs` (`Autodiff<B>`: one node per kernel, its backward from `B`), `ndarray.rs` | `ops/`, `cpu/`, `cube/` |
 //!
 //! # Which implementation runs
@@ -31,6 +32,10 @@ pub mod cpu;
 
 #[cfg(feature = "cubecl")]
 mod cube;
+
+// A log file: not in the browser.
+#[cfg(all(feature = "cubecl", not(target_arch = "wasm32")))]
+pub mod launches;
 
 mod backend;
 

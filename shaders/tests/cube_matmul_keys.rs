@@ -11,12 +11,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bertvision_shaders::LinearOps;
+use bertvision_shaders::launches::LaunchLog;
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use cubecl::config::CubeClRuntimeConfig;
 use cubecl::config::autotune::AutotuneLogLevel;
 use cubecl::config::cache::CacheConfig;
-use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
 type A = Autodiff<Wgpu>;
 /// A linear layer's op: `x·w + b`.
@@ -82,7 +83,8 @@ fn the_encoders_linear_layers_run_2d_matmuls_over_every_token() {
     config.autotune.logger.level = AutotuneLogLevel::Full;
     config.autotune.logger.file = Some(log.clone());
     config.autotune.cache = CacheConfig::File(dir.join("cache"));
-    CubeClRuntimeConfig::set(config);
+    std::fs::create_dir_all(&dir).unwrap();
+    let launches = LaunchLog::install_with(&dir.join("launches.log"), config).unwrap();
 
     // 4 sequences of 16 tokens, 32 → 128 (powers of two, so the keys show them as they are).
     run((4, 16, 32, 128), <A as LinearOps>::encoder_linear);
@@ -113,5 +115,21 @@ fn the_encoders_linear_layers_run_2d_matmuls_over_every_token() {
         burns.iter().any(|key| key.contains(&8)),
         "Burn's linear runs a matmul per sequence: {burns:?}"
     );
+
+    // Kernel launches of one forward and backward, tuned already (autotune's own trial
+    // launches are logged too), at the same shape for both ops.
+    let count = |linear: LinearFn| {
+        run((4, 16, 32, 128), linear);
+        let before = launches.count();
+        run((4, 16, 32, 128), linear);
+        let after = launches.count();
+        (after - before, launches.kernels_since(before))
+    };
+    let (ours, our_kernels) = count(<A as LinearOps>::encoder_linear);
+    let (burns, burn_kernels) = count(burn::tensor::module::linear);
+    eprintln!("kernel launches, forward + backward: ours {ours} {our_kernels:?}");
+    eprintln!("Burn's module::linear {burns} {burn_kernels:?}");
+    assert!(ours > 0 && burns > 0, "the launch log counts launches");
+    assert!(ours <= burns, "ours {ours} launches, Burn's {burns}");
     let _ = std::fs::remove_dir_all(&dir);
 }

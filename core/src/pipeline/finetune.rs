@@ -158,6 +158,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
         checkpoint: files.finetune.checkpoint.clone(),
         milestones: vec![],
         log: Some((files.metrics_log.clone(), "finetune".to_string())),
+        evaluated_at: vec![],
     };
     let (per_epoch, total) = (spec.steps_per_epoch(n_train), spec.total_steps(n_train));
     spec.milestones = cfg
@@ -172,6 +173,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
             let started = Instant::now();
             let samples = &ctx.train;
             let mut watcher = PointWatcher::new(ctx, files, per_epoch, total, device)?;
+            spec.evaluated_at = watcher.points_at.keys().copied().collect();
             let devices = ctx.devices.devices(device);
             let padding = ctx.padding();
             // Shared by the peers' threads: it captures the samples and the padding only.

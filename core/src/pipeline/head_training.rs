@@ -162,6 +162,7 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         checkpoint: phase.checkpoint.clone(),
         milestones: vec![],
         log: Some((files.metrics_log.clone(), key.clone())),
+        evaluated_at: vec![],
     };
     let devices = ctx.devices.devices(device);
     let inputs = HeadInputs::<B> {

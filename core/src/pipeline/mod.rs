@@ -49,6 +49,7 @@ pub mod run;
 pub mod sample;
 pub mod seed;
 pub mod selection;
+pub mod step_losses;
 pub mod trainer;
 pub mod validation;
 

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
 
 use super::progress::Progress;
+use super::step_losses::{StepLosses, StepRow};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 #[cfg(not(target_arch = "wasm32"))]
@@ -36,6 +37,9 @@ pub struct LoopSpec {
     pub milestones: Vec<(usize, PathBuf)>,
     /// The metrics log and this phase's name in it (`None`: no log).
     pub log: Option<(PathBuf, String)>,
+    /// Steps after which `after_step` evaluates: the step losses are read before it, so that
+    /// the metrics log keeps its order (`step_losses`).
+    pub evaluated_at: Vec<usize>,
 }
 
 impl LoopSpec {
@@ -166,7 +170,7 @@ enum Stepper<'s, 'f, B: AutodiffBackend, M: AutodiffModule<B>> {
 }
 
 impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
-    /// One optimizer step on `batch`; the model and the batch's loss.
+    /// One optimizer step on `batch`; the model and the batch's loss, left on the device.
     fn step(
         &mut self,
         model: M,
@@ -174,14 +178,14 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
         batch: &[usize],
         (seed, lr): (u64, f64),
         device: &B::Device,
-    ) -> Result<(M, f32)> {
+    ) -> Result<(M, Tensor<B::InnerBackend, 1>)> {
         match self {
             Stepper::Single(loss_fn) => {
                 B::seed(device, seed);
                 // Dropout masks keyed by the step (`DropoutOps`): those of any peer count.
                 let _key = StepKey::enter(seed, 0);
                 let loss = loss_fn(&model, batch);
-                let value: f32 = loss.clone().into_scalar().elem();
+                let value = loss.clone().inner().reshape([1]);
                 Ok((optimizer.step(lr, model, loss).0, value))
             }
             #[cfg(not(target_arch = "wasm32"))]
@@ -278,6 +282,7 @@ where
     progress.set_position(step as u64);
     let started = Instant::now();
     let first_step = step;
+    let mut waiting = StepLosses::<B::InnerBackend>::default();
     while step < total {
         let epoch = step / per_epoch;
         let in_epoch = step % per_epoch;
@@ -285,29 +290,37 @@ where
         let indices = &order[in_epoch * spec.batch_size..((in_epoch + 1) * spec.batch_size).min(n)];
         let lr = linear_schedule(spec.lr, step, warmup, total);
         let key = (step_seed(spec.seed, step), lr);
-        let (updated, loss_value) = stepper.step(model, &mut optimizer, indices, key, device)?;
+        let (updated, loss) = stepper.step(model, &mut optimizer, indices, key, device)?;
         model = updated;
-        losses.push(loss_value);
         step += 1;
-        let rate = (step - first_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        progress.set_position(step as u64);
-        progress.message(&format!(
-            "loss {loss_value:.4} lr {lr:.2e} {rate:.1} steps/s"
-        ));
         for (at, path) in &spec.milestones {
             if *at == step && !path.exists() {
                 write_atomic(path, &Checkpoint::module_bytes(&model)?)?;
             }
         }
         let seconds = seconds_before + started.elapsed().as_secs_f64();
-        if let Some(log) = &log {
-            let epoch = step as f64 / per_epoch as f64;
-            log.step(step, epoch, loss_value, lr, seconds)?;
+        let epoch = step as f64 / per_epoch as f64;
+        waiting.push(
+            StepRow {
+                step,
+                epoch,
+                lr,
+                seconds,
+            },
+            loss,
+        );
+        let checkpoint_now = step % spec.checkpoint_every.max(1) == 0 && step < total;
+        if waiting.due() || checkpoint_now || spec.evaluated_at.contains(&step) {
+            waiting.read(&mut losses, log.as_ref())?;
         }
+        let rate = (step - first_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        progress.set_position(step as u64);
+        let loss = waiting.latest().map_or("…".into(), |l| format!("{l:.4}"));
+        progress.message(&format!("loss {loss} lr {lr:.2e} {rate:.1} steps/s"));
         if !after_step(step, seconds, &model, progress)? {
             break;
         }
-        if step % spec.checkpoint_every.max(1) == 0 && step < total {
+        if checkpoint_now {
             let position = TrainPosition {
                 step,
                 total_steps: total,
@@ -317,6 +330,7 @@ where
             (model, optimizer) = stepper.reload(model, bytes, spec, (n, total, step), device)?;
         }
     }
+    waiting.read(&mut losses, log.as_ref())?;
     progress.finish();
     let seconds = seconds_before + started.elapsed().as_secs_f64();
     Ok((model, LossCurve::from_losses(losses), seconds))
@@ -351,4 +365,108 @@ fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     };
     checkpoint.save(path)?;
     Ok((checkpoint.model, checkpoint.optimizer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::progress::NoProgress;
+    use crate::pipeline::step_losses::{READ_EVERY_STEPS, reads_on_this_thread};
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::TensorData;
+    use burn::tensor::backend::Backend;
+
+    type B = Autodiff<Flex>;
+
+    #[derive(Module, Debug)]
+    struct Net<B: Backend> {
+        linear: Linear<B>,
+    }
+
+    /// Trains a 3 → 1 linear model on 40 rows, one row a step; the losses, the metrics log's
+    /// lines without their clock, and how many times the losses were read.
+    fn train(dir: &std::path::Path, evaluated_at: Vec<usize>) -> (Vec<f32>, Vec<String>, usize) {
+        let device = Default::default();
+        B::seed(&device, 5);
+        let net = Net::<B> {
+            linear: LinearConfig::new(3, 1).init(&device),
+        };
+        let x: Vec<f32> = (0..40 * 3)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let y: Vec<f32> = (0..40).map(|i| (i % 5) as f32 / 4.0).collect();
+        let x = Tensor::<B, 2>::from_data(TensorData::new(x, [40, 3]), &device);
+        let y = Tensor::<B, 2>::from_data(TensorData::new(y, [40, 1]), &device);
+        let log = dir.join("metrics.jsonl");
+        let spec = LoopSpec {
+            name: "test".into(),
+            lr: 0.05,
+            warmup_ratio: 0.0,
+            batch_size: 1,
+            epochs: 1.0,
+            seed: 1,
+            optimizer: OptimizerConfig::default(),
+            checkpoint_every: 1000,
+            checkpoint: dir.join("ckpt"),
+            milestones: vec![],
+            log: Some((log.clone(), "test".into())),
+            evaluated_at,
+        };
+        let loss = |net: &Net<B>, rows: &[usize]| {
+            let i = rows[0];
+            let out = net.linear.forward(x.clone().narrow(0, i, 1));
+            (out - y.clone().narrow(0, i, 1)).powi_scalar(2).mean()
+        };
+        let before = reads_on_this_thread();
+        let (_, curve, _) = train_loop(
+            net,
+            &spec,
+            40,
+            &device,
+            &mut NoProgress,
+            loss,
+            |_, _, _, _| Ok(true),
+        )
+        .unwrap();
+        let reads = reads_on_this_thread() - before;
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let lines = lines
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seconds");
+                v.to_string()
+            })
+            .collect();
+        (curve.losses, lines, reads)
+    }
+
+    /// A step leaves its loss on the device: 40 steps read the losses twice (after step 32 and
+    /// at the end), not 40 times, and log the same values in the same order as reading each
+    /// step's loss at once (every step an evaluation point).
+    #[test]
+    fn the_step_losses_are_read_together_with_the_same_values() {
+        let _rng = crate::lock_flex_rng();
+        let dir = std::env::temp_dir().join(format!("bv-step-losses-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let (deferred, deferred_log, reads) = train(&a, vec![]);
+        let (each, each_log, each_reads) = train(&b, (1..=40).collect());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(READ_EVERY_STEPS, 32);
+        assert_eq!(reads, 2, "40 steps, a read every 32 and one at the end");
+        assert_eq!(each_reads, 40);
+        assert_eq!(deferred.len(), 40);
+        assert_eq!(deferred, each);
+        assert_eq!(deferred_log.len(), 40);
+        assert_eq!(deferred_log, each_log);
+        assert!(
+            deferred_log[39].contains("\"step\":40"),
+            "{}",
+            deferred_log[39]
+        );
+    }
 }

@@ -21,7 +21,7 @@ use burn::collective::{self, CollectiveConfig, ReduceOperation};
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use bertvision_shaders::ops::dropout::StepKey;
 
@@ -139,9 +139,9 @@ enum Work {
 
 /// One peer's step: the weighted loss of its shard, its gradients summed with every peer's
 /// (one all-reduce of one buffer, the weighted loss its last float), the optimizer step.
-/// Returns the model and the batch's loss (every shard's). A shard whose loss panics still
-/// takes part in the all-reduce, with zeros, so that the other peers are not left waiting; its
-/// error follows.
+/// Returns the model and the batch's loss (every shard's), still on the device: nothing is read
+/// back in a step. A shard whose loss panics still takes part in the all-reduce, with zeros, so
+/// that the other peers are not left waiting; its error follows.
 #[allow(clippy::too_many_arguments)]
 fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
     (rank, set): (usize, &DeviceSet),
@@ -152,7 +152,7 @@ fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
     loss_fn: &ShardLoss<'_, B, M>,
     shard: &Shard<'_>,
     (seed, lr): (u64, f64),
-) -> Result<(M, f32)> {
+) -> Result<(M, Tensor<B::InnerBackend, 1>)> {
     // Backends without a keyed mask (CubeCL) draw dropout from their generator: each shard
     // from its own stream, not the same masks on every peer (the first shard's is one device's).
     B::seed(
@@ -163,15 +163,17 @@ fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
         // The shard's rows of the batch's dropout masks (`DropoutOps`).
         let _key = StepKey::enter(seed, shard.first as u64);
         if shard.indices.is_empty() {
-            return (GradientsParams::new(), 0.0);
+            return (GradientsParams::new(), Tensor::zeros([1], device));
         }
         let loss = loss_fn(&model, shard, device).mul_scalar(shard.weight());
-        let value: f32 = loss.clone().into_scalar().elem();
+        let value = loss.clone().inner().reshape([1]);
         (GradientsParams::from_grads(loss.backward(), &model), value)
     }));
     let failed = computed.is_err();
-    let (mut grads, loss) = computed.unwrap_or_else(|_| (GradientsParams::new(), f32::NAN));
-    let loss = Tensor::<B::InnerBackend, 1>::from_floats([loss], device);
+    let (mut grads, loss) = computed.unwrap_or_else(|_| {
+        let nan = Tensor::<B::InnerBackend, 1>::from_floats([f32::NAN], device);
+        (GradientsParams::new(), nan)
+    });
     let flat = Tensor::cat(vec![layout.pack::<B>(&mut grads, device)?, loss], 0);
     let summed = sum_over_peers(rank, set, flat)?;
     if failed {
@@ -180,7 +182,7 @@ fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
         )));
     }
     let n = layout.len();
-    let batch_loss: f32 = summed.clone().narrow(0, n, 1).into_scalar().elem();
+    let batch_loss = summed.clone().narrow(0, n, 1);
     let grads = layout.unpack::<B>(summed.narrow(0, 0, n));
     let (model, _norm) = optimizer.step_with(lr, model, grads);
     Ok((model, batch_loss))
@@ -462,7 +464,7 @@ impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
         batch: &[usize],
         seed: u64,
         lr: f64,
-    ) -> Result<(M, f32)> {
+    ) -> Result<(M, Tensor<B::InnerBackend, 1>)> {
         let ranges = shard_ranges(batch.len(), self.set.world());
         let first = self.set.first_rank();
         let mine = &ranges[first..first + self.set.peers()];
@@ -527,7 +529,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};
-    use burn::tensor::TensorData;
+    use burn::tensor::{ElementConversion, TensorData};
 
     type B = Autodiff<Flex>;
 
@@ -650,7 +652,7 @@ mod tests {
                     .step(net, &mut optimizer, batch, step as u64, 0.05)
                     .unwrap();
                 net = n;
-                got.push(l);
+                got.push(l.into_scalar().elem::<f32>());
             }
             group.finish();
             (got, net)

@@ -34,6 +34,7 @@ use serde::Serialize;
 use crate::backend::{DeviceArg, check_encoder_dtype, default_encoder_kernels};
 use crate::fetch::resolve_model_dir;
 
+mod launches;
 mod peers;
 
 #[derive(Debug, clap::Args)]
@@ -44,9 +45,10 @@ pub struct BenchArgs {
     /// Sequence lengths to measure (every sequence padded to it).
     #[arg(long, value_delimiter = ',', default_value = "128,384")]
     pub seq_lens: Vec<usize>,
-    /// Sequences per batch.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    /// Sequences per batch; several (`8,32,128`) sweep them: every row at each batch, and the
+    /// report names each row's fastest batch (`best`).
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    pub batch: Vec<usize>,
     /// Timed calls per row (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
@@ -71,6 +73,10 @@ pub struct BenchArgs {
     /// default all.
     #[arg(long, value_delimiter = ',')]
     pub rows: Vec<String>,
+    /// Count the kernels each call launches (CubeCL's launch log; `--device cuda` or `wgpu`):
+    /// `launches_per_call` in every row.
+    #[arg(long)]
+    pub count_launches: bool,
     /// Write the JSON here (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -83,7 +89,18 @@ impl BenchArgs {
     pub fn validate(&self) -> Result<()> {
         check_encoder_dtype(self.encoder_dtype, self.device())?;
         check_rows(&self.rows)?;
-        bertvision_core::checks::at_least("--batch", self.batch, 1)?;
+        if self.batch.is_empty() {
+            bail!("--batch: give at least one batch size");
+        }
+        for &batch in &self.batch {
+            bertvision_core::checks::at_least("--batch", batch, 1)?;
+        }
+        if self.count_launches && self.device().is_host() {
+            bail!(
+                "--count-launches: counts CubeCL's kernel launches; --device {} launches none (use cuda or wgpu)",
+                self.device().label()
+            );
+        }
         if let Some(out) = &self.out {
             bertvision_core::checks::output_file("--out", out)?;
         }
@@ -97,6 +114,9 @@ impl BenchArgs {
 
 pub fn main(args: &BenchArgs, cache_dir: &Path) -> Result<()> {
     args.validate()?;
+    if args.count_launches {
+        launches::install()?;
+    }
     let model_dir = match args.model.as_str() {
         "bert-base" | "bert-large" => None,
         _ => Some(resolve_model_dir(&args.model, cache_dir)?),
@@ -154,6 +174,9 @@ struct Row {
     /// The first call alone: on GPUs it includes kernel compilation and autotuning.
     first_call_seconds: f64,
     sequences_per_second: f64,
+    /// Kernels launched per timed call (`--count-launches`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    launches_per_call: Option<f64>,
 }
 
 /// The shapes of the BERT checkpoints this project cannot download, for random-weight runs.
@@ -174,6 +197,7 @@ struct Timing {
     first: f64,
     median: f64,
     min: f64,
+    launches: Option<f64>,
 }
 
 fn time_median<B: Backend>(
@@ -191,6 +215,7 @@ fn time_median<B: Backend>(
         f()?;
     }
     sync()?;
+    let launched_before = launches::count();
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
@@ -198,11 +223,13 @@ fn time_median<B: Backend>(
         sync()?;
         times.push(start.elapsed().as_secs_f64());
     }
+    let launched = launched_before.zip(launches::count());
     times.sort_by(f64::total_cmp);
     Ok(Timing {
         first,
         median: times[times.len() / 2],
         min: times[0],
+        launches: launched.map(|(a, b)| (b - a) as f64 / times.len() as f64),
     })
 }
 
@@ -339,6 +366,7 @@ fn load_model<B: bertvision_core::TrainBackend>(
         );
     }
     let longest = args.seq_lens.iter().copied().max().unwrap_or(1);
+    let largest = args.batch.iter().copied().max().unwrap_or(1);
     let per_sequence = bertvision_core::checks::activation_bytes_per_sequence(
         longest,
         config.num_attention_heads,
@@ -346,8 +374,8 @@ fn load_model<B: bertvision_core::TrainBackend>(
         config.hidden_size,
     );
     bertvision_core::checks::fits(
-        &format!("--batch {} at --seq-lens {longest}", args.batch),
-        args.batch as f64 * per_sequence,
+        &format!("--batch {largest} at --seq-lens {longest}"),
+        largest as f64 * per_sequence,
         bertvision_core::checks::machine_memory(),
     )?;
     Ok((config, bert, weights))
@@ -371,10 +399,14 @@ impl Rows {
             min_seconds: t.min,
             first_call_seconds: t.first,
             sequences_per_second: self.batch as f64 / t.median,
+            launches_per_call: t.launches,
         };
+        let launches = t
+            .launches
+            .map_or(String::new(), |n| format!(", {n:.0} launches"));
         eprintln!(
-            "  {:<20} seq {:>3}: {:>9.4} s median, {:>8.2} sequences/s (first call {:.2} s)",
-            measure, seq_len, t.median, row.sequences_per_second, t.first
+            "  {:<24} seq {:>3} batch {:>3}: {:>9.4} s median, {:>9.2} sequences/s (first call {:.2} s{launches})",
+            measure, seq_len, self.batch, t.median, row.sequences_per_second, t.first
         );
         self.rows.push(row);
     }
@@ -397,13 +429,14 @@ pub fn bench<B: bertvision_core::TrainBackend>(
     let devices = set.devices(&device);
     let device = devices[0].clone();
     let (config, bert, weights) = load_model::<B>(args, model_dir, &device)?;
+    let batches: Vec<String> = args.batch.iter().map(usize::to_string).collect();
     eprintln!(
         "bench {} ({weights} weights, {} layers, hidden {}) on {}, batch {}, {} repeats after {} warm-up",
         args.model,
         config.num_hidden_layers,
         config.hidden_size,
         device_label(args),
-        args.batch,
+        batches.join(", "),
         args.repeats,
         args.warmup
     );
@@ -426,50 +459,45 @@ pub fn bench<B: bertvision_core::TrainBackend>(
         .with_encoder_kernels(streamed);
     let mut rows = Rows {
         model: args.model.clone(),
-        batch: args.batch,
+        batch: args.batch[0],
         rows: Vec::new(),
     };
     let mut checks = Vec::new();
-    let peers = peers::Peers::<B> {
+    let mut peers = peers::Peers::<B> {
         set: &set,
         devices,
-        batch: args.batch,
+        batch: args.batch[0],
         vocab: config.vocab_size,
     };
     for &seq in &args.seq_lens {
-        if set.is_parallel() {
-            peers.rows(
-                args,
-                (&bert, &frozen, &config),
-                &head_config,
-                seq,
-                &mut rows,
-            )?;
-            continue;
+        for &batch in &args.batch {
+            (rows.batch, peers.batch) = (batch, batch);
+            if set.is_parallel() {
+                let models = (&bert, &frozen, &config);
+                peers.rows(args, models, &head_config, seq, &mut rows)?;
+                continue;
+            }
+            let x = input::<B::InnerBackend>(batch, seq, config.vocab_size, &device);
+            extraction_rows::<B>(args, &frozen, &x, seq, &mut rows, &device)?;
+            if args.wants("finetune_step") {
+                finetune_row::<B>(args, &bert, &config, (seq, batch), &mut rows, &device)?;
+            }
+            let mut head = HeadBench::<B>::new(&head_config, &device);
+            let fused_rows = [
+                "extract_fused_attention",
+                "head_step_streamed_fused",
+                "head_step_fused",
+            ];
+            if batch == args.batch[0] && fused_rows.iter().any(|r| args.wants(r)) {
+                let (model, vocab) = (head.model(), config.vocab_size);
+                let check = fused_path_checks::<B>(&frozen, model, seq, batch, vocab, &device)?;
+                eprintln!("  fused paths vs plain, padded batch: {check}");
+                checks.push(check);
+            }
+            head.rows(args, &frozen, &x, seq, &mut rows, &device)?;
         }
-        let x = input::<B::InnerBackend>(args.batch, seq, config.vocab_size, &device);
-        extraction_rows::<B>(args, &frozen, &x, seq, &mut rows, &device)?;
-        if args.wants("finetune_step") {
-            finetune_row::<B>(args, &bert, &config, seq, &mut rows, &device)?;
-        }
-        let mut head = HeadBench::<B>::new(&head_config, &device);
-        if args.wants("extract_fused_attention")
-            || args.wants("head_step_streamed_fused")
-            || args.wants("head_step_fused")
-        {
-            let check = fused_path_checks::<B>(
-                &frozen,
-                head.model(),
-                seq,
-                args.batch,
-                config.vocab_size,
-                &device,
-            )?;
-            eprintln!("  fused paths vs plain, padded batch: {check}");
-            checks.push(check);
-        }
-        head.rows(args, &frozen, &x, seq, &mut rows, &device)?;
     }
+    print_best(&rows.rows);
     let report = report_json::<B>(args, &config, weights, streamed, &head_config, rows, checks);
     let text = serde_json::to_string_pretty(&report)?;
     match &args.out {
@@ -513,11 +541,10 @@ fn finetune_row<B: bertvision_core::TrainBackend>(
     args: &BenchArgs,
     bert: &Bert<B>,
     config: &BertConfig,
-    seq: usize,
+    (seq, n): (usize, usize),
     rows: &mut Rows,
     device: &B::Device,
 ) -> Result<()> {
-    let n = args.batch;
     let mut model = Some(BertTaskModel::new(bert.clone(), config, 2, false, device));
     let mut optim = TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
     let xa = input::<B>(n, seq, config.vocab_size, device);
@@ -612,6 +639,39 @@ impl<B: bertvision_core::TrainBackend> HeadBench<B> {
     }
 }
 
+/// Each row's fastest batch at each length: `(measure, seq_len)` → its row.
+fn best_batches(rows: &[Row]) -> Vec<&Row> {
+    let mut best: Vec<&Row> = Vec::new();
+    for row in rows {
+        let same = |b: &&Row| b.measure == row.measure && b.seq_len == row.seq_len;
+        match best.iter_mut().find(|b| same(b)) {
+            Some(b) if b.sequences_per_second < row.sequences_per_second => *b = row,
+            Some(_) => {}
+            None => best.push(row),
+        }
+    }
+    best
+}
+
+/// The summary table: each row's fastest batch, when several were measured.
+fn print_best(rows: &[Row]) {
+    let best = best_batches(rows);
+    if best.len() == rows.len() {
+        return;
+    }
+    eprintln!("fastest batch per row:");
+    eprintln!(
+        "  {:<24} {:>4} {:>6} {:>12}",
+        "measure", "seq", "batch", "sequences/s"
+    );
+    for row in best {
+        eprintln!(
+            "  {:<24} {:>4} {:>6} {:>12.2}",
+            row.measure, row.seq_len, row.batch, row.sequences_per_second
+        );
+    }
+}
+
 /// `--device`, or the peers of `--devices`.
 fn device_label(args: &BenchArgs) -> String {
     match &args.devices {
@@ -639,7 +699,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
         "implementation": "bertvision (Rust, Burn 0.21.0)",
         "model": args.model,
         "weights": weights,
-        "config": {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads},
+        "config": {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads, "intermediate": config.intermediate_size},
         "device": device_label(args),
         "peers": args.device_set().peers(),
         "cpu": cpu_name(),
@@ -648,7 +708,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
             d if d.is_f32() => "f32".to_string(),
             d => format!("{} frozen encoder (extract, head_step_streamed); f32 training", d.name()),
         },
-        "batch": args.batch,
+        "batches": args.batch,
         // `extract` runs Burn's ops, `extract_fused_attention` the backend's encoder kernels
         // (`run --encoder-kernels native`).
         "streamed_rows_encoder_kernels": streamed.name(),
@@ -682,6 +742,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
             "process peak RSS (host only; sample device memory with the vendor tool)"
         },
         "profile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
+        "best": best_batches(&rows.rows),
         "rows": rows.rows,
         "fused_path_checks": checks,
     })
