@@ -51,7 +51,8 @@ if [ $# -eq 0 ]; then
     stage "browser end to end"
     BERTVISION_BIN=$BV scripts/web_e2e.sh
     stage "fuzzing"
-    # The fuzz crate is its own workspace, built by nightly: not linted here.
-    env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/fuzz.sh
+    # The fuzz crate is its own workspace, built by nightly into its own target/: not linted
+    # here, and not in CI's reused build folder.
+    env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS -u CARGO_TARGET_DIR scripts/fuzz.sh
     stage "done"
 fi
