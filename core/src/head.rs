@@ -14,10 +14,10 @@
 //! last layer's hidden state (Gen-1), and the Tenney scalar mix (softmax(w)·γ over layers, before
 //! the adapter — implemented with trainable parameters, unlike the original PyTorch port).
 
-use bertvision_shaders::{AdapterHeadOps, adapter_head};
+use bertvision_shaders::{KernelBackend, adapter_head};
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -223,7 +223,7 @@ impl<B: Backend> HeadOutput<B> {
     }
 }
 
-impl<B: AdapterHeadOps> AdapterPooler<B> {
+impl<B: KernelBackend> AdapterPooler<B> {
     /// The head's output per token before its bias, `[batch, seq, outputs]`, through the fused
     /// op of `bertvision-shaders` (a CubeCL kernel on GPU backends): the `[batch, seq, layers,
     /// A]` adapter activations are never stored. `None` for the Tenney mix (its mixed layer is
@@ -353,8 +353,11 @@ impl<B: AdapterHeadOps> AdapterPooler<B> {
     }
 }
 
-impl<B: Backend> AdapterPooler<B> {
+impl<B: KernelBackend> AdapterPooler<B> {
     /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
+    /// The adapter and its GELU are the backend's ops, as in the encoder: on the CPU a 2-D
+    /// gemm over every token and a vectorised GELU, each with its backward (Burn's ops took
+    /// ~14% of a head step in scalar `erff` alone; `docs/performance.md`).
     pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
         let mixed;
         let layers: &[Tensor<B, 3>] = match (&self.mix_weights, &self.mix_gamma) {
@@ -373,14 +376,23 @@ impl<B: Backend> AdapterPooler<B> {
         let mut parts: Vec<Tensor<B, 3>> = layers
             .iter()
             .enumerate()
-            .map(|(i, h)| gelu(self.adapter[i.min(self.adapter.len() - 1)].forward(h.clone())))
+            .map(|(i, h)| {
+                let adapter = &self.adapter[i.min(self.adapter.len() - 1)];
+                // The weight read first, as Burn's `Linear` does: a fresh head draws its
+                // parameters when they are first read.
+                let weight = adapter.weight.val();
+                let bias = adapter.bias.as_ref().map(|b| b.val());
+                B::encoder_gelu(B::encoder_linear(h.clone(), weight, bias))
+            })
             .collect();
         if self.skip_last_layer {
             parts.push(hidden_states.last().expect("hidden states").clone());
         }
         Tensor::cat(parts, 2)
     }
+}
 
+impl<B: Backend> AdapterPooler<B> {
     /// The Tenney mix's layer weights (softmax), when the head has them.
     pub fn layer_weights(&self) -> Option<Tensor<B, 1>> {
         self.mix_weights.as_ref().map(|w| softmax(w.val(), 0))
