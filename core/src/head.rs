@@ -351,9 +351,7 @@ impl<B: KernelBackend> AdapterPooler<B> {
             }
         }
     }
-}
 
-impl<B: KernelBackend> AdapterPooler<B> {
     /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
     /// The adapter and its GELU are the backend's ops, as in the encoder: on the CPU a 2-D
     /// gemm over every token and a vectorised GELU, each with its backward (Burn's ops took
