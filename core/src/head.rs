@@ -354,8 +354,8 @@ impl<B: KernelBackend> AdapterPooler<B> {
 
     /// Per-token features `[batch, seq, L·A (+hidden)]` from the hidden states (each `[batch, seq, hidden]`).
     /// The adapter and its GELU are the backend's ops, as in the encoder: on the CPU a 2-D
-    /// gemm over every token and a vectorised GELU, each with its backward (Burn's ops took
-    /// ~14% of a head step in scalar `erff` alone; `docs/performance.md`).
+    /// gemm over every token and a vectorised GELU, each with its backward (with Burn's ops,
+    /// 13.5% of a head step's CPU samples were scalar `erff`; `results/cpu-2026-12-07/`).
     pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
         let mixed;
         let layers: &[Tensor<B, 3>] = match (&self.mix_weights, &self.mix_gamma) {

@@ -59,7 +59,7 @@ pub fn check_encoder_dtype(dtype: EncoderDtype, device: DeviceArg) -> anyhow::Re
         );
     }
     if dtype == EncoderDtype::Bf16 && device == DeviceArg::Wgpu {
-        anyhow::bail!("bf16: WebGPU shaders (WGSL) have no bf16; use f16 or f32 on --device wgpu");
+        anyhow::bail!("bf16: WebGPU shaders (WGSL) have no bf16; use f32 on --device wgpu");
     }
     Ok(())
 }

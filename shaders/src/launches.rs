@@ -42,6 +42,11 @@ impl LaunchLog {
         })
     }
 
+    /// Removes the log file.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     /// Launches logged so far. CubeCL's logger writes from its own thread: call it after the
     /// device is synchronised; it waits until the count has held for 100 ms (at most 10 s).
     pub fn count(&self) -> usize {

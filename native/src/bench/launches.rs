@@ -23,6 +23,13 @@ mod log {
     pub fn count() -> Option<usize> {
         LOG.get().map(LaunchLog::count)
     }
+
+    /// Removes the log file once the rows are measured.
+    pub fn remove() {
+        if let Some(log) = LOG.get() {
+            log.remove();
+        }
+    }
 }
 
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
@@ -37,6 +44,8 @@ mod log {
     pub fn count() -> Option<usize> {
         None
     }
+
+    pub fn remove() {}
 }
 
-pub use log::{count, install};
+pub use log::{count, install, remove};

@@ -121,11 +121,13 @@ pub fn main(args: &BenchArgs, cache_dir: &Path) -> Result<()> {
         "bert-base" | "bert-large" => None,
         _ => Some(resolve_model_dir(&args.model, cache_dir)?),
     };
-    with_backend!(args.device(), |B, dev| bench::<burn::backend::Autodiff<B>>(
+    let measured = with_backend!(args.device(), |B, dev| bench::<burn::backend::Autodiff<B>>(
         args,
         model_dir.as_deref(),
         dev
-    ))
+    ));
+    launches::remove();
+    measured
 }
 
 /// Every row `bench` measures, in order.
