@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Issue #20's GPU check, one short device session (about 9 minutes on an H200 with the kept
-# autotune results): both sides' batch sweeps, each at its best batch, and the fraction of the
-# card's bound.
+# autotune results, before step 4, which has up to 8 more): both sides' batch sweeps, each at
+# its best batch, and the fraction of the card's bound.
 #   1. `bertvision bench` on minilm-l6, batch sweep (GPU_BATCHES_128 at 128 tokens,
 #      GPU_BATCHES_384 at 384), f32 and with a bf16 frozen encoder, every row's kernel launches
 #      per call (`--count-launches`), one process per length (a crash at a large batch keeps
 #      the smaller ones); then benchmarks/torch_bench.py on the same sweep (bf16 autocast);
 #   2. the same for bert-base shapes (random weights), a shorter sweep;
 #   3. benchmarks/compare.py per pair: the same-batch ratios, the best-batch ratios and the
-#      fraction of GPU_PEAK_TFLOPS (default 790, the bound the issue uses) each side reaches.
+#      fraction of GPU_PEAK_TFLOPS (default 790, the bound the issue uses) each side reaches;
+#   4. RTE fine-tuned with `run --precision f32` and `bf16` (mixed precision), dev scores and times.
+# The bf16 bench rows run the frozen encoder in bf16 and fine-tuning in mixed precision
+# (`--precision bf16`), as PyTorch's side runs bf16 autocast.
 # Prepare here: cargo build --release -p bertvision --features cuda --target-dir target-cuda;
 # scripts/gpu_bundle.sh; run with gpu/bundle.tar.xz carried: `bash scripts/gpu_speed.sh`.
 # GPU_DEVICE=wgpu runs it on Burn's wgpu backend instead (a `--features wgpu` binary as
@@ -63,7 +66,8 @@ for model in $MODELS; do
             [ "$DEVICE" = wgpu ] && [ "$dtype" = bf16 ] && continue  # WGSL has no bf16
             name="rust-$model-$seq-$dtype"
             ( cd /tmp/cc && timeout 150 "$BV" bench "${source[@]}" --device "$DEVICE" --seq-lens "$seq" \
-                --batch "$batches" --repeats "$REPEATS" --warmup 3 --encoder-dtype "$dtype" "${LAUNCHES[@]}" \
+                --batch "$batches" --repeats "$REPEATS" --warmup 3 --encoder-dtype "$dtype" \
+                --precision "$dtype" "${LAUNCHES[@]}" \
                 --out "$WORK/bench/$name.json" ) > "$WORK/$name.log" 2>&1
             mark "$name exit $?"
         done
@@ -80,6 +84,23 @@ for model in $MODELS; do
         done
     done
 done
+# One real task fine-tuned in each precision (RTE, minilm-l6, one seed): dev scores and the
+# fine-tuning time side by side (GPU_RUNS=0 skips it; not on wgpu, whose WGSL has no bf16).
+if [ "${GPU_RUNS:-1}" = 1 ] && [ "$DEVICE" != wgpu ]; then
+    GLUE=${GPU_GLUE:-/tmp/bv/data/glue}
+    for precision in f32 bf16; do
+        name="run-RTE-$precision"
+        ( cd /tmp/cc && timeout 240 "$BV" run --model "$MINILM" --seeds 1 --device "$DEVICE" --task RTE \
+            --data-dir "$GLUE" --pad-multiple 128 --precision "$precision" --out "/tmp/speed-runs/$name" ) \
+            > "$WORK/$name.log" 2>&1
+        status=$?
+        # The scores, settings, losses and times; not the checkpoints and exports.
+        mkdir -p "$WORK/runs/$name"
+        cp /tmp/speed-runs/$name/{results,config}.json /tmp/speed-runs/$name/seed-1/finetune-{loss,times}.json \
+            "$WORK/runs/$name/" 2>/dev/null
+        mark "$name exit $status"
+    done
+fi
 tar czf "$WORK/cubecl-autotune.tgz" /tmp/cubecl/autotune 2>/dev/null
 cat "$WORK"/bench/compare-*.txt 2>/dev/null
 cd "$ROOT" && mark "all done"

@@ -49,17 +49,17 @@ pub fn default_encoder_kernels(device: DeviceArg) -> EncoderKernels {
     }
 }
 
-/// ndarray computes in f32/f64 only: refuse another encoder float type early instead of failing
-/// inside a kernel.
-pub fn check_encoder_dtype(dtype: EncoderDtype, device: DeviceArg) -> anyhow::Result<()> {
+/// ndarray computes in f32/f64 only, and WGSL has no bf16: refuse another float type for `flag`
+/// (`--encoder-dtype`, `--precision`) early instead of failing inside a kernel.
+pub fn check_float_type(flag: &str, dtype: EncoderDtype, device: DeviceArg) -> anyhow::Result<()> {
     if !dtype.is_f32() && device == DeviceArg::Ndarray {
         anyhow::bail!(
-            "{}: the ndarray backend computes in f32 only; use --device cpu or cuda",
+            "{flag} {}: the ndarray backend computes in f32 only; use --device cpu or cuda",
             dtype.name()
         );
     }
     if dtype == EncoderDtype::Bf16 && device == DeviceArg::Wgpu {
-        anyhow::bail!("bf16: WebGPU shaders (WGSL) have no bf16; use f32 on --device wgpu");
+        anyhow::bail!("{flag} bf16: WebGPU shaders (WGSL) have no bf16; use f32 on --device wgpu");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use bertvision_core::fsutil::{NamedTensor, safetensors_bytes, write_atomic};
 use bertvision_core::models::ModelDir;
 use bertvision_core::pretrained::Pretrained;
 
-use crate::backend::{DeviceArg, check_encoder_dtype};
+use crate::backend::{DeviceArg, check_float_type};
 use crate::fetch::resolve_model_dir;
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +50,7 @@ impl EncodeArgs {
             let needed = if self.text_pair.is_some() { 5 } else { 3 };
             bertvision_core::checks::sequence_length("--max-length", len, needed, usize::MAX)?;
         }
-        check_encoder_dtype(self.encoder_dtype, self.device)
+        check_float_type("--encoder-dtype", self.encoder_dtype, self.device)
     }
 }
 

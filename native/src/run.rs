@@ -89,6 +89,7 @@ const RECIPE_FLAGS: &[&str] = &[
     "validation_fraction",
     "select_best",
     "early_stop_patience",
+    "precision",
     "checkpoint_every",
     "head_lr",
     "head_batch_size",
@@ -234,6 +235,12 @@ pub struct FinetuneArgs {
     /// (never before the last --extract-at point).
     #[arg(long)]
     pub early_stop_patience: Option<usize>,
+    /// Fine-tuning's float type: f32 (default), or mixed precision, bf16 or f16 (f32 weights
+    /// and AdamW state; the linear layers and attention multiply in bf16/f16, LayerNorm,
+    /// GELU, softmax and the loss stay f32; f16 with dynamic loss scaling). For GPUs; on
+    /// `--device cpu` it runs (slower than f32: the CPU kernels are f32-only), to check it.
+    #[arg(long, value_enum)]
+    pub precision: Option<EncoderDtype>,
     /// Optimizer steps between resumable checkpoints.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
@@ -276,8 +283,8 @@ pub struct HeadArgs {
     #[arg(long, value_enum)]
     pub layer_mix: Option<LayerMix>,
     /// The frozen encoder's float type (it feeds the head in training and prediction): f32
-    /// (default), or bf16/f16 on GPUs and `--device cpu`. BERT itself always trains and
-    /// predicts in f32.
+    /// (default), or bf16/f16 on GPUs and `--device cpu`. BERT's own predictions are f32;
+    /// fine-tuning's float type is --precision.
     #[arg(long, value_enum, alias = "extract-dtype")]
     pub encoder_dtype: Option<EncoderDtype>,
     /// The head as plain ops (default), or as the fused CubeCL kernel (projection + GELU + head
@@ -374,6 +381,7 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
         // 0 disables the clip; any other value is the config's, checked by `validate`.
         max_grad_norm: (ft.max_grad_norm != 0.0).then_some(ft.max_grad_norm),
         epsilon: 1e-8,
+        loss_scaling: false,
     };
     let f = &mut config.finetune;
     f.lr = ft.lr.unwrap_or(f.lr);
@@ -383,6 +391,7 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     f.optimizer = optimizer;
     f.select_best = ft.select_best.clone();
     f.early_stop_patience = ft.early_stop_patience;
+    f.precision = ft.precision.unwrap_or(f.precision);
     config.extract_at = ft.extract_at.clone();
     config.extract_at.sort_by(f64::total_cmp);
     config.eval_every_epochs = ft.eval_every_epochs;
@@ -485,7 +494,12 @@ pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
         Some(c) => c.head.encoder_dtype,
         None => args.head.encoder_dtype.unwrap_or_default(),
     };
-    crate::backend::check_encoder_dtype(dtype, args.device())?;
+    crate::backend::check_float_type("--encoder-dtype", dtype, args.device())?;
+    let precision = match &from_file {
+        Some(c) => c.finetune.precision,
+        None => args.finetune.precision.unwrap_or_default(),
+    };
+    crate::backend::check_float_type("--precision", precision, args.device())?;
     with_backend!(args.device(), |B, dev| run::<burn::backend::Autodiff<B>>(
         args,
         from_file.clone(),

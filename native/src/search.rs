@@ -20,7 +20,7 @@ use bertvision_core::search::{
 use bertvision_core::train::DeviceSet;
 use clap::Args;
 
-use crate::backend::{DeviceArg, check_encoder_dtype};
+use crate::backend::{DeviceArg, check_float_type};
 use crate::progress::Bars;
 
 #[derive(Debug, Args)]
@@ -169,7 +169,12 @@ pub fn main(args: &SearchArgs, cache_dir: &Path) -> Result<()> {
     if args.best {
         return print_best(&settings, &out);
     }
-    check_encoder_dtype(run.config.head.encoder_dtype, args.device)?;
+    check_float_type(
+        "--encoder-dtype",
+        run.config.head.encoder_dtype,
+        args.device,
+    )?;
+    check_float_type("--precision", run.config.finetune.precision, args.device)?;
     let model_dir = crate::fetch::resolve_model_dir(&run.config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
     if run.data.is_none() {

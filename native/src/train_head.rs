@@ -13,7 +13,7 @@ use bertvision_core::pipeline::hidden_cache::HiddenCache;
 use bertvision_core::pipeline::{RunRequest, run_task};
 use clap::Args;
 
-use crate::backend::{DeviceArg, check_encoder_dtype};
+use crate::backend::{DeviceArg, check_float_type};
 use crate::progress::Bars;
 use crate::run::{DataArgs, HeadArgs, data_source};
 
@@ -93,7 +93,7 @@ pub fn main(args: &TrainHeadArgs, cache_dir: &Path) -> Result<()> {
     }
     let mut config = run.config.clone();
     args.head.apply(&mut config);
-    check_encoder_dtype(config.head.encoder_dtype, args.device())?;
+    check_float_type("--encoder-dtype", config.head.encoder_dtype, args.device())?;
     let model_dir = crate::fetch::resolve_model_dir(&config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
     // The flags' values first, then whether the run kept what they ask for.

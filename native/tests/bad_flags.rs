@@ -201,6 +201,7 @@ fn bad_value(command: &str, flag: &str) -> Option<&'static str> {
     let enum_flags = [
         "--device",
         "--encoder-dtype",
+        "--precision",
         "--head-kind",
         "--layer-mix",
         "--head-kernel",

@@ -398,7 +398,20 @@ fn cases(root: &Path) -> Vec<Case> {
                 "--encoder-dtype",
                 "bf16",
             ]),
-            vec!["bf16", "ndarray", "--device cpu"],
+            vec!["--encoder-dtype bf16", "ndarray", "--device cpu"],
+        ),
+        (
+            "mixed-precision fine-tuning asked of a backend without it",
+            strings(&[
+                "run",
+                "--task",
+                "RTE",
+                "--device",
+                "ndarray",
+                "--precision",
+                "f16",
+            ]),
+            vec!["--precision f16", "ndarray", "--device cpu"],
         ),
         (
             "seed given twice",

@@ -453,6 +453,54 @@ fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
     }
 }
 
+/// `--precision bf16|f16` fine-tunes BERT in mixed precision (f16 with loss scaling, its state
+/// reloaded at every checkpoint, every 4 steps here): the config says so, the losses move off
+/// f32's by rounding and the scores stay near.
+#[test]
+fn mixed_precision_fine_tuning_stays_near_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let dir = tmp.path().join(name);
+        let mut args = with_flag(sst2_args(&dir), "--limit-train", "256");
+        args = with_flag(args, "--limit-eval", "100");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        (run_to_end(&args), dir)
+    };
+    let (f32_run, _) = run("f32", &[]);
+    let losses = |run: &Value| -> Vec<f64> {
+        let curve = &run["seeds"][0]["finetune_loss"];
+        ["first_tenth", "last_tenth"]
+            .map(|k| curve[k].as_f64().unwrap())
+            .to_vec()
+    };
+    for precision in ["bf16", "f16"] {
+        let (mixed, dir) = run(precision, &["--precision", precision]);
+        let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        assert!(
+            config.contains(&format!(r#""precision": "{precision}""#)),
+            "{config}"
+        );
+        let (want, got) = (losses(&f32_run), losses(&mixed));
+        assert_ne!(want, got, "{precision}: the same losses as f32");
+        for (w, g) in want.iter().zip(&got) {
+            assert!(
+                (w - g).abs() <= 1e-2 * w,
+                "{precision}: loss {g} vs f32's {w}"
+            );
+        }
+        for method in ["bert_final", "bertvision"] {
+            let (a, b) = (
+                metric(&f32_run, method, "accuracy"),
+                metric(&mixed, method, "accuracy"),
+            );
+            assert!(
+                (a - b).abs() <= 0.05,
+                "{precision} {method}: {b} vs f32's {a}"
+            );
+        }
+    }
+}
+
 #[test]
 fn squad_slice_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();

@@ -48,3 +48,4 @@ pub use ops::attention::{
 pub use ops::dropout::DropoutOps;
 pub use ops::gelu::GeluOps;
 pub use ops::linear::{LinearGrads, LinearOps};
+pub use ops::tensor::to_dtype;

@@ -12,7 +12,7 @@ use burn::tensor::{FloatDType, Int, Tensor};
 
 use bertvision_shaders::ops::attention::reference::{explicit, merge_heads, split_heads};
 use bertvision_shaders::{AttentionInput, AttentionMask};
-use bertvision_shaders::{KernelBackend, padding_bias};
+use bertvision_shaders::{KernelBackend, padding_bias, to_dtype};
 
 use bertvision_formats::bert_config::Activation;
 
@@ -30,20 +30,48 @@ pub enum EncoderPass<B: Backend> {
     Burn { bias: Tensor<B, 4> },
     /// The backend's ops where no gradient is recorded (`EncoderKernels::Native`): no dropout.
     Frozen { mask: AttentionMask<B> },
-    /// The backend's ops under autodiff (fine-tuning), with dropout.
-    Training { mask: AttentionMask<B> },
+    /// The backend's ops under autodiff (fine-tuning), with dropout; the linear layers and
+    /// attention multiply in `compute` (f32, or bf16/f16 for mixed precision).
+    Training {
+        mask: AttentionMask<B>,
+        compute: FloatDType,
+    },
 }
 
 impl<B: KernelBackend> EncoderPass<B> {
-    /// A linear layer: Burn's `Linear`, or the backend's op.
-    fn linear(&self, linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// A linear layer, its output in `dtype`: Burn's `Linear`, or the backend's op (in mixed
+    /// precision its output is cast from the compute type to `dtype`; elsewhere `dtype` is the
+    /// input's and nothing is cast).
+    fn linear_into(&self, linear: &Linear<B>, x: Tensor<B, 3>, dtype: FloatDType) -> Tensor<B, 3> {
         match self {
             EncoderPass::Burn { .. } => linear.forward(x),
-            _ => B::encoder_linear(
-                x,
-                linear.weight.val(),
-                linear.bias.as_ref().map(|b| b.val()),
+            _ => to_dtype(self.linear_compute(linear, x), dtype),
+        }
+    }
+
+    /// The backend's linear layer with its output left in the type it multiplies in. In mixed
+    /// precision the input, weight and bias are cast to the pass's compute type first
+    /// (differentiable casts: the weight's gradient comes back in the weight's f32, the master
+    /// copy).
+    fn linear_compute(&self, linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let weight = linear.weight.val();
+        let bias = linear.bias.as_ref().map(|b| b.val());
+        match self.mixed() {
+            Some(compute) => B::encoder_linear(
+                to_dtype(x, compute),
+                to_dtype(weight, compute),
+                bias.map(|b| to_dtype(b, compute)),
             ),
+            None => B::encoder_linear(x, weight, bias),
+        }
+    }
+
+    /// The float type mixed-precision training multiplies in; `None` where the tensors' own
+    /// type is used (every frozen pass).
+    fn mixed(&self) -> Option<FloatDType> {
+        match self {
+            EncoderPass::Training { compute, .. } => Some(*compute),
+            _ => None,
         }
     }
 
@@ -91,7 +119,7 @@ impl<B: KernelBackend> BertSelfAttention<B> {
                 merge_heads(explicit(q, k, v, bias.clone(), None).0)
             }
             EncoderPass::Frozen { mask } => B::encoder_attention(self.input(x, mask, pass)),
-            EncoderPass::Training { mask } => {
+            EncoderPass::Training { mask, .. } => {
                 B::encoder_attention_train(self.input(x, mask, pass), 1.0 - self.dropout.prob)
             }
         }
@@ -105,9 +133,9 @@ impl<B: KernelBackend> BertSelfAttention<B> {
         pass: &EncoderPass<B>,
     ) -> AttentionInput<B> {
         AttentionInput {
-            query: pass.linear(&self.query, x.clone()),
-            key: pass.linear(&self.key, x.clone()),
-            value: pass.linear(&self.value, x),
+            query: pass.linear_compute(&self.query, x.clone()),
+            key: pass.linear_compute(&self.key, x.clone()),
+            value: pass.linear_compute(&self.value, x),
             mask: mask.clone(),
             heads: self.num_heads,
         }
@@ -115,23 +143,27 @@ impl<B: KernelBackend> BertSelfAttention<B> {
 }
 
 impl<B: KernelBackend> BertDenseNorm<B> {
-    /// LayerNorm of (dropout(dense(x)) + residual).
+    /// LayerNorm of (dropout(dense(x)) + residual), in the residual's float type (`x` may be in
+    /// mixed precision's compute type).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         residual: Tensor<B, 3>,
         pass: &EncoderPass<B>,
     ) -> Tensor<B, 3> {
-        let projected = pass.dropout(&self.dropout, pass.linear(&self.dense, x));
+        let dense = pass.linear_into(&self.dense, x, residual.dtype().into());
+        let projected = pass.dropout(&self.dropout, dense);
         self.layer_norm.forward(projected + residual)
     }
 }
 
 impl<B: KernelBackend> BertIntermediate<B> {
     /// The feed-forward expansion and its activation; GELU through the backend's op on the
-    /// backend's path.
+    /// backend's path, in the input's float type (f32 in mixed precision, as the residual
+    /// stream: only the matmuls run in the compute type).
     pub fn forward(&self, x: Tensor<B, 3>, pass: &EncoderPass<B>) -> Tensor<B, 3> {
-        let x = pass.linear(&self.dense, x);
+        let dtype = x.dtype().into();
+        let x = pass.linear_into(&self.dense, x, dtype);
         match (pass, self.activation) {
             (EncoderPass::Burn { .. }, _) => activate(self.activation, x),
             (_, Activation::Gelu) => B::encoder_gelu(x),
@@ -190,6 +222,7 @@ impl<B: KernelBackend> Bert<B> {
         match (training, self.encoder_kernels()) {
             (true, _) => EncoderPass::Training {
                 mask: B::encoder_attention_mask(attention_mask, heads, dtype, true),
+                compute: self.precision().float_dtype(),
             },
             (false, EncoderKernels::Native) => EncoderPass::Frozen {
                 mask: B::encoder_attention_mask(attention_mask, heads, dtype, false),

@@ -28,6 +28,12 @@ pub struct FinetuneConfig {
     /// score, once every extraction point is kept (`--early-stop-patience`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stop_patience: Option<usize>,
+    /// The float type fine-tuning multiplies in (`--precision`): f32, or bf16/f16 mixed
+    /// precision (f32 weights and AdamW state, the linear layers and attention's matmuls cast
+    /// down, f16 with loss scaling; `Bert::with_precision`). Left out of config.json when
+    /// f32, so older run folders still resume.
+    #[serde(default, skip_serializing_if = "EncoderDtype::is_f32")]
+    pub precision: EncoderDtype,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +204,7 @@ impl RunConfig {
                 optimizer,
                 select_best: None,
                 early_stop_patience: None,
+                precision: EncoderDtype::F32,
             },
             extract_at: vec![1.0],
             eval_every_epochs: None,

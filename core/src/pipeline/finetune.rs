@@ -17,12 +17,12 @@ use super::metrics_log::MetricsLog;
 use super::progress::Progress;
 use super::selection::{ScoredPoint, Selection};
 use super::trainer::{LoopSpec, LossCurve, train_loop_on};
-use crate::bert::BertConfig;
+use crate::bert::{BertConfig, EncoderDtype};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::pretrained::Pretrained;
 use crate::task_model::{BertTaskModel, head_loss};
-use crate::train::{Checkpoint, Shard};
+use crate::train::{Checkpoint, OptimizerConfig, Shard};
 use crate::wording::epochs;
 
 /// A seed's fine-tuning, done (here or by the run `train-head` reads): the loss curve, BERT's
@@ -98,7 +98,8 @@ fn fresh_task_model<B: crate::TrainBackend>(
     let model = BertTaskModel::new(
         pretrained
             .bert
-            .with_encoder_kernels(ctx.config.encoder_kernels),
+            .with_encoder_kernels(ctx.config.encoder_kernels)
+            .with_precision(ctx.config.finetune.precision),
         &pretrained.config,
         ctx.task.num_outputs(),
         ctx.span(),
@@ -153,7 +154,10 @@ pub(super) fn finetune<B: crate::TrainBackend>(
         batch_size: cfg.finetune.batch_size,
         epochs: cfg.finetune.epochs,
         seed,
-        optimizer: cfg.finetune.optimizer,
+        optimizer: OptimizerConfig {
+            loss_scaling: cfg.finetune.precision == EncoderDtype::F16,
+            ..cfg.finetune.optimizer
+        },
         checkpoint_every: cfg.checkpoint_every,
         checkpoint: files.finetune.checkpoint.clone(),
         milestones: vec![],

@@ -7,8 +7,8 @@ use burn::module::{AutodiffModule, ModuleVisitor, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -18,6 +18,10 @@ pub struct OptimizerConfig {
     /// Global L2 norm the gradient is clipped to; `None` for no clipping.
     pub max_grad_norm: Option<f64>,
     pub epsilon: f64,
+    /// Dynamic loss scaling ([`LossScaler`]), for f16 fine-tuning: set by the loop's caller
+    /// from the run's precision, not a setting of its own (never in config.json).
+    #[serde(skip)]
+    pub loss_scaling: bool,
 }
 
 impl Default for OptimizerConfig {
@@ -26,7 +30,74 @@ impl Default for OptimizerConfig {
             weight_decay: 0.01,
             max_grad_norm: Some(1.0),
             epsilon: 1e-8,
+            loss_scaling: false,
         }
+    }
+}
+
+/// Dynamic loss scaling for f16 training, with the defaults of PyTorch's `GradScaler`: the loss
+/// is multiplied by `scale` before the backward pass so that small gradients survive f16's
+/// range, and the gradients are divided by it before clipping and the update. A step whose
+/// gradient is not finite is skipped (no update, no AdamW step count) and halves the scale;
+/// every [`Self::GROWTH_INTERVAL`] finite steps in a row double it.
+///
+/// Whether a step is finite is read on the host, once per step (the gradient norm), as
+/// PyTorch's `GradScaler.step` does with a non-fused optimizer: f16 is the one precision whose
+/// step waits for the device; f32 and bf16 read nothing (`step_losses`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScaler {
+    pub scale: f32,
+    /// Finite steps since the scale last changed.
+    pub good_steps: u32,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        LossScaler {
+            scale: 65536.0,
+            good_steps: 0,
+        }
+    }
+}
+
+impl LossScaler {
+    pub const GROWTH_INTERVAL: u32 = 2000;
+    /// Marks the scaler's state at the end of the optimizer's checkpoint bytes.
+    const MAGIC: &'static [u8; 8] = b"BVLSCALE";
+
+    /// The scale after a step whose gradient was (not) finite.
+    pub fn update(&mut self, finite: bool) {
+        if !finite {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+            return;
+        }
+        self.good_steps += 1;
+        if self.good_steps == Self::GROWTH_INTERVAL {
+            self.scale *= 2.0;
+            self.good_steps = 0;
+        }
+    }
+
+    fn to_bytes(self) -> Vec<u8> {
+        let mut out = Self::MAGIC.to_vec();
+        out.extend(self.scale.to_le_bytes());
+        out.extend(self.good_steps.to_le_bytes());
+        out
+    }
+
+    /// The state at the end of `bytes` and the bytes before it, if it is there.
+    fn split_from(bytes: &[u8]) -> Option<(Self, &[u8])> {
+        let (rest, tail) = bytes.split_at_checked(bytes.len().checked_sub(16)?)?;
+        let (magic, values) = tail.split_at(8);
+        (magic == Self::MAGIC).then(|| {
+            let word = |i: usize| [values[i], values[i + 1], values[i + 2], values[i + 3]];
+            let scaler = LossScaler {
+                scale: f32::from_le_bytes(word(0)),
+                good_steps: u32::from_le_bytes(word(4)),
+            };
+            (scaler, rest)
+        })
     }
 }
 
@@ -37,6 +108,7 @@ pub struct TrainOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
     no_decay_ids: HashSet<ParamId>,
     all_ids: Vec<(ParamId, usize)>,
     config: OptimizerConfig,
+    scaler: Option<LossScaler>,
 }
 
 /// Biases and LayerNorm parameters (gamma/beta) are not decayed, as in BERT's recipe.
@@ -136,7 +208,23 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             no_decay_ids: lister.no_decay,
             all_ids: lister.ids,
             config,
+            scaler: config.loss_scaling.then(LossScaler::default),
         }
+    }
+
+    /// The loss scaler's state (`None`: no loss scaling).
+    pub fn loss_scaler(&self) -> Option<LossScaler> {
+        self.scaler
+    }
+
+    /// The gradients of `loss`, scaled by the loss scale if there is one ([`Self::step_with`]
+    /// divides it out).
+    pub fn gradients(&self, loss: Tensor<B, 1>, module: &M) -> GradientsParams {
+        let loss = match self.scaler {
+            Some(scaler) => loss.mul_scalar(scaler.scale),
+            None => loss,
+        };
+        GradientsParams::from_grads(loss.backward(), module)
     }
 
     /// One update: clip the global gradient norm, then step both groups. Returns the gradient
@@ -148,11 +236,13 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         module: M,
         loss: Tensor<B, 1>,
     ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
-        let grads = GradientsParams::from_grads(loss.backward(), &module);
+        let grads = self.gradients(loss, &module);
         self.step_with(lr, module, grads)
     }
 
-    /// [`Self::step`] with the gradients already made (e.g. summed over data-parallel peers).
+    /// [`Self::step`] with the gradients already made by [`Self::gradients`] (e.g. summed over
+    /// data-parallel peers). With loss scaling, a step whose gradient is not finite changes
+    /// nothing but the scale and returns no norm.
     pub fn step_with(
         &mut self,
         lr: f64,
@@ -164,10 +254,28 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             .iter()
             .filter_map(|&(id, d)| grad_sq_norm::<B>(&grads, id, d))
             .collect();
-        let norm = (!norm_sq.is_empty()).then(|| Tensor::cat(norm_sq, 0).sum().sqrt());
+        let mut norm = (!norm_sq.is_empty()).then(|| Tensor::cat(norm_sq, 0).sum().sqrt());
+        let mut unscale = None;
+        if let (Some(scaler), Some(scaled)) = (self.scaler.as_mut(), &norm) {
+            // The one read of a step with loss scaling (see `LossScaler`).
+            let finite = scaled.clone().into_scalar().elem::<f64>().is_finite();
+            let applied = scaler.scale as f64;
+            scaler.update(finite);
+            if !finite {
+                return (module, None);
+            }
+            let inverse = 1.0 / applied;
+            unscale = Some(inverse);
+            norm = Some(scaled.clone().mul_scalar(inverse));
+        }
         let factor = match (self.config.max_grad_norm, &norm) {
             (Some(max), Some(norm)) => Some(clip_factor(norm.clone(), max)),
             _ => None,
+        };
+        let factor = match (factor, unscale, &norm) {
+            (Some(f), Some(inverse), _) => Some(f.mul_scalar(inverse)),
+            (None, Some(inverse), Some(norm)) => Some(norm.ones_like().mul_scalar(inverse)),
+            (factor, _, _) => factor,
         };
         let mut decay = GradientsParams::new();
         let mut no_decay = GradientsParams::new();
@@ -196,6 +304,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
         let mut out = (a.len() as u64).to_le_bytes().to_vec();
         out.extend(a);
         out.extend(b);
+        if let Some(scaler) = self.scaler {
+            out.extend(scaler.to_bytes());
+        }
         Ok(out)
     }
 
@@ -220,6 +331,15 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             Error::usage(format!(
                 "optimizer state in the checkpoint is unreadable: {what}"
             ))
+        };
+        let bytes = match self.scaler {
+            Some(_) => {
+                let (scaler, rest) = LossScaler::split_from(bytes)
+                    .ok_or_else(|| bad("no loss-scaling state (saved by a run without f16?)"))?;
+                self.scaler = Some(scaler);
+                rest
+            }
+            None => bytes,
         };
         if bytes.len() < 8 {
             return Err(bad("too short"));
@@ -302,6 +422,63 @@ mod tests {
                 "{norm}: {got} vs {want}"
             );
         }
+    }
+
+    /// The scale halves on a step that is not finite and doubles after
+    /// `GROWTH_INTERVAL` finite ones in a row.
+    #[test]
+    fn the_loss_scale_backs_off_and_grows() {
+        let mut scaler = LossScaler::default();
+        scaler.update(false);
+        assert_eq!(scaler.scale, 32768.0);
+        for _ in 0..LossScaler::GROWTH_INTERVAL - 1 {
+            scaler.update(true);
+        }
+        assert_eq!(scaler.scale, 32768.0);
+        scaler.update(true);
+        assert_eq!((scaler.scale, scaler.good_steps), (65536.0, 0));
+    }
+
+    /// With loss scaling a step whose gradient overflows changes nothing but the scale; a
+    /// finite step gives the unscaled optimizer's parameters bit for bit (the scale is a power
+    /// of two); the scale survives a checkpoint, and a state saved without it is refused.
+    #[test]
+    fn loss_scaling_skips_overflows_and_is_exact_otherwise() {
+        let device = Default::default();
+        let net = Net::<B> {
+            layer: LinearConfig::new(4, 1).init(&device),
+        };
+        let x = Tensor::<B, 2>::random([8, 4], Distribution::Normal(0.0, 1.0), &device);
+        let loss_of =
+            |net: &Net<B>, times: f32| net.layer.forward(x.clone()).sum().mul_scalar(times);
+        let weights = |net: &Net<B>| net.layer.weight.val().into_data().to_vec::<f32>().unwrap();
+        let scaled_config = OptimizerConfig {
+            loss_scaling: true,
+            ..OptimizerConfig::default()
+        };
+        let mut scaled = TrainOptimizer::new(&net, scaled_config);
+        let mut plain = TrainOptimizer::new(&net, OptimizerConfig::default());
+        let before = weights(&net);
+        let (net_after, norm) = scaled.step(0.1, net.clone(), loss_of(&net, 1e36));
+        assert!(norm.is_none(), "an overflowing step returns no norm");
+        assert_eq!(
+            weights(&net_after),
+            before,
+            "an overflowing step changed the weights"
+        );
+        assert_eq!(scaled.loss_scaler().unwrap().scale, 32768.0);
+        let (via_scaled, _) = scaled.step(0.1, net.clone(), loss_of(&net, 1.0));
+        let (via_plain, _) = plain.step(0.1, net.clone(), loss_of(&net, 1.0));
+        assert_ne!(weights(&via_plain), before);
+        assert_eq!(weights(&via_scaled), weights(&via_plain));
+        let bytes = scaled.to_bytes().unwrap();
+        let restored = TrainOptimizer::new(&net, scaled_config)
+            .load_bytes(&bytes, &device)
+            .unwrap();
+        assert_eq!(restored.loss_scaler(), scaled.loss_scaler());
+        let without = plain.to_bytes().unwrap();
+        let refused = TrainOptimizer::new(&net, scaled_config).load_bytes(&without, &device);
+        assert!(refused.is_err(), "a state without the scaler was taken");
     }
 
     /// A corrupt optimizer state (a length near `u64::MAX`, which `8 + n` would wrap) is an

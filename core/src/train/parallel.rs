@@ -167,7 +167,7 @@ fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
         }
         let loss = loss_fn(&model, shard, device).mul_scalar(shard.weight());
         let value = loss.clone().inner().reshape([1]);
-        (GradientsParams::from_grads(loss.backward(), &model), value)
+        (optimizer.gradients(loss, &model), value)
     }));
     let failed = computed.is_err();
     let (mut grads, loss) = computed.unwrap_or_else(|_| {

@@ -31,7 +31,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::backend::{DeviceArg, check_encoder_dtype, default_encoder_kernels};
+use crate::backend::{DeviceArg, check_float_type, default_encoder_kernels};
 use crate::fetch::resolve_model_dir;
 
 mod launches;
@@ -65,10 +65,13 @@ pub struct BenchArgs {
     /// backend.
     #[arg(long, conflicts_with = "device")]
     pub devices: Option<crate::backend::DevicesArg>,
-    /// The frozen encoder's float type for the extraction and streamed-head rows (fine-tuning
-    /// and the head always train in f32).
+    /// The frozen encoder's float type for the extraction and streamed-head rows.
     #[arg(long, value_enum, default_value = "f32", alias = "extract-dtype")]
     pub encoder_dtype: EncoderDtype,
+    /// The fine-tuning row's float type, as `run --precision` (mixed precision: f32 weights,
+    /// matmuls in bf16/f16; f16 with loss scaling). The head trains in f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: EncoderDtype,
     /// Only these rows (e.g. `extract_fused_attention,finetune_step`: one row under a profiler);
     /// default all.
     #[arg(long, value_delimiter = ',')]
@@ -87,7 +90,8 @@ impl BenchArgs {
     /// Every flag's value, from its meaning, before the model is read (the lengths against
     /// the model's positions and the batch against the memory once its shape is known).
     pub fn validate(&self) -> Result<()> {
-        check_encoder_dtype(self.encoder_dtype, self.device())?;
+        check_float_type("--encoder-dtype", self.encoder_dtype, self.device())?;
+        check_float_type("--precision", self.precision, self.device())?;
         check_rows(&self.rows)?;
         if self.batch.is_empty() {
             bail!("--batch: give at least one batch size");
@@ -547,8 +551,13 @@ fn finetune_row<B: bertvision_core::TrainBackend>(
     rows: &mut Rows,
     device: &B::Device,
 ) -> Result<()> {
-    let mut model = Some(BertTaskModel::new(bert.clone(), config, 2, false, device));
-    let mut optim = TrainOptimizer::new(model.as_ref().expect("model"), OptimizerConfig::default());
+    let bert = bert.clone().with_precision(args.precision);
+    let mut model = Some(BertTaskModel::new(bert, config, 2, false, device));
+    let optimizer = OptimizerConfig {
+        loss_scaling: args.precision == EncoderDtype::F16,
+        ..OptimizerConfig::default()
+    };
+    let mut optim = TrainOptimizer::new(model.as_ref().expect("model"), optimizer);
     let xa = input::<B>(n, seq, config.vocab_size, device);
     let timing = time_median::<B>(device, args.warmup as usize, args.repeats, || {
         let m = model.take().expect("model");
@@ -706,10 +715,15 @@ fn report_json<B: bertvision_core::TrainBackend>(
         "peers": args.device_set().peers(),
         "cpu": cpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "dtype": match args.encoder_dtype {
-            d if d.is_f32() => "f32".to_string(),
-            d => format!("{} frozen encoder (extract, head_step_streamed); f32 training", d.name()),
+        "dtype": match (args.encoder_dtype, args.precision) {
+            (d, p) if d.is_f32() && p.is_f32() => "f32".to_string(),
+            (d, p) => format!(
+                "{} frozen encoder (extract, head_step_streamed); {} fine-tuning (finetune_step, f32 weights); f32 head",
+                d.name(),
+                p.name()
+            ),
         },
+        "precision": args.precision.name(),
         "batches": args.batch,
         // `extract` runs Burn's ops, `extract_fused_attention` the backend's encoder kernels
         // (`run --encoder-kernels native`).

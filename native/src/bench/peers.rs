@@ -6,7 +6,7 @@
 //! included.
 
 use anyhow::{Result, anyhow};
-use bertvision_core::bert::{Bert, BertConfig, BertInput, EncoderKernels};
+use bertvision_core::bert::{Bert, BertConfig, BertInput, EncoderDtype, EncoderKernels};
 use bertvision_core::head::{AdapterPooler, AdapterPoolerConfig, HeadPath};
 use bertvision_core::task_model::{BertTaskModel, head_loss};
 use bertvision_core::train::parallel::PeerGroup;
@@ -45,13 +45,18 @@ impl<B: bertvision_core::TrainBackend> Peers<'_, B> {
     ) -> Result<()> {
         self.extraction_rows(args, frozen, seq, rows)?;
         if args.wants("finetune_step") {
-            let model = BertTaskModel::new(bert.clone(), config, 2, false, &self.devices[0]);
+            let bert = bert.clone().with_precision(args.precision);
+            let model = BertTaskModel::new(bert, config, 2, false, &self.devices[0]);
             let inputs = self.shard_inputs::<B>(seq);
             let loss = |m: &BertTaskModel<B>, shard: &Shard<'_>, device: &B::Device| {
                 let (_, out) = m.forward(shard_input(&inputs, shard).clone());
                 head_loss(out, &targets(shard.indices.len(), device))
             };
-            let timing = self.time_steps(args, model, &loss, 1e-5)?;
+            let optimizer = OptimizerConfig {
+                loss_scaling: args.precision == EncoderDtype::F16,
+                ..OptimizerConfig::default()
+            };
+            let timing = self.time_steps(args, model, &loss, (1e-5, optimizer))?;
             rows.record("finetune_step", seq, timing);
         }
         self.head_rows(args, frozen, head_config, seq, rows)
@@ -158,7 +163,9 @@ impl<B: bertvision_core::TrainBackend> Peers<'_, B> {
             ("head_step_fused", HeadPath::Fused, false),
         ] {
             if args.wants(measure) {
-                let timing = self.time_steps(args, head.clone(), &step(path, streamed), 1e-3)?;
+                let optimizer = OptimizerConfig::default();
+                let timing =
+                    self.time_steps(args, head.clone(), &step(path, streamed), (1e-3, optimizer))?;
                 rows.record(measure, seq, timing);
             }
         }
@@ -172,9 +179,8 @@ impl<B: bertvision_core::TrainBackend> Peers<'_, B> {
         args: &BenchArgs,
         model: M,
         loss: &ShardLoss<'_, B, M>,
-        lr: f64,
+        (lr, config): (f64, OptimizerConfig),
     ) -> Result<Timing> {
-        let config = OptimizerConfig::default();
         let batch: Vec<usize> = (0..self.batch).collect();
         let steps = args.warmup as usize + args.repeats;
         std::thread::scope(|scope| {

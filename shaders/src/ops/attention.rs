@@ -22,6 +22,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, FloatDType, Int, Tensor};
 
 use super::dropout::DropoutOps;
+use super::tensor::to_dtype;
 
 /// Value added to attention scores of padding keys; Hugging Face uses the dtype's minimum.
 pub const MASKED_SCORE: f32 = f32::MIN;
@@ -194,14 +195,15 @@ pub mod reference {
         t.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
     }
 
-    /// The additive bias of a mask (`[batch, 1 or heads, seq, seq]` when made from padding).
-    fn bias_of<B: Backend>(mask: AttentionMask<B>, dtype: FloatDType) -> Tensor<B, 4> {
+    /// The additive bias of a mask (`[batch, 1 or heads, seq, seq]` when made from padding), in
+    /// f32 like the softmax that reads it.
+    fn bias_of<B: Backend>(mask: AttentionMask<B>) -> Tensor<B, 4> {
         match mask {
             AttentionMask::Bias(bias) => bias,
             AttentionMask::Padding(padding) => {
                 Tensor::<B, 4>::zeros(padding.dims(), &padding.device())
                     .mask_fill(padding, MASKED_SCORE)
-                    .cast(dtype)
+                    .cast(FloatDType::F32)
             }
         }
     }
@@ -209,6 +211,11 @@ pub mod reference {
     /// Explicit attention on split heads: the probabilities `softmax(q·kᵀ/√head_dim + bias)`
     /// and the context `(probs ⊙ keep)·v`, `keep` being a scaled dropout mask (`None`: no
     /// dropout). The separate-ops formula every path is checked against.
+    ///
+    /// The two matmuls run in the inputs' float type and the softmax in f32 whatever it is
+    /// (as PyTorch's autocast and flash kernels do): with bf16/f16 inputs the scores are cast
+    /// up, and the probabilities (returned in f32) cast down for the value product. In f32
+    /// every cast is skipped.
     pub fn explicit<B: Backend>(
         query: Tensor<B, 4>,
         key: Tensor<B, 4>,
@@ -217,16 +224,17 @@ pub mod reference {
         keep: Option<Tensor<B, 4>>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let head_dim = query.dims()[3];
+        let dtype = value.dtype().into();
         let scores = query
             .matmul(key.transpose())
-            .div_scalar((head_dim as f64).sqrt())
-            + bias;
+            .div_scalar((head_dim as f64).sqrt());
+        let scores = to_dtype(scores, FloatDType::F32) + to_dtype(bias, FloatDType::F32);
         let probs = burn::tensor::activation::softmax(scores, 3);
         let dropped = match keep {
             Some(keep) => probs.clone() * keep,
             None => probs.clone(),
         };
-        (dropped.matmul(value), probs)
+        (to_dtype(dropped, dtype).matmul(value), probs)
     }
 
     /// [`AttentionOps::encoder_attention`] through Burn's `module::attention` (its default scale is
@@ -268,7 +276,7 @@ pub mod reference {
         } = input;
         let [batch, seq, _] = query.dims();
         let device = query.device();
-        let bias = bias_of(mask.clone(), query.dtype().into());
+        let bias = bias_of(mask.clone());
         let dropout = if keep < 1.0 {
             let mask = B::encoder_dropout_mask(batch, heads * seq * seq, keep, &device)
                 .reshape([batch, heads, seq, seq]);
@@ -313,6 +321,9 @@ pub mod reference {
         } = input;
         let head_dim = query.dims()[2] / heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
+        // As in the forward ([`explicit`]): matmuls in the inputs' float type, the softmax's
+        // gradient in f32 (the probabilities' type).
+        let dtype: FloatDType = value.dtype().into();
         let [q, k, v, g] = [query, key, value, grad].map(|t| split_heads(t, heads));
         let probs = residuals.probs;
         let mask = match residuals.dropout {
@@ -324,14 +335,14 @@ pub mod reference {
             Some(mask) => probs.clone() * mask.clone(),
             None => probs.clone(),
         };
-        let dv = dropped.transpose().matmul(g.clone());
-        let dprobs = g.matmul(v.transpose());
+        let dv = to_dtype(dropped, dtype).transpose().matmul(g.clone());
+        let dprobs = to_dtype(g.matmul(v.transpose()), FloatDType::F32);
         let dprobs = match mask {
             Some(mask) => dprobs * mask,
             None => dprobs,
         };
         let row_dot = (dprobs.clone() * probs.clone()).sum_dim(3);
-        let dscores = probs * (dprobs - row_dot);
+        let dscores = to_dtype(probs * (dprobs - row_dot), dtype);
         let dq = dscores.clone().matmul(k).mul_scalar(scale);
         let dk = dscores.transpose().matmul(q).mul_scalar(scale);
         [dq, dk, dv].map(merge_heads)

@@ -14,3 +14,15 @@ pub(crate) fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, 
 pub(crate) fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
 }
+
+/// `t` in `dtype`: itself when it already is (no cast node under autodiff), else cast.
+pub fn to_dtype<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    dtype: burn::tensor::FloatDType,
+) -> Tensor<B, D> {
+    if t.dtype() == burn::tensor::DType::from(dtype) {
+        t
+    } else {
+        t.cast(dtype)
+    }
+}
