@@ -12,7 +12,7 @@ REPEATS=${GEMM_REPEATS:-7}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cargo build --release -p bertvision --example gemm_shapes >&2
-{ lscpu | grep -E 'Model name|^CPU\(s\)|Flags' | sed 's/\(Flags:\).*\(avx512f\).*/\1 ... \2 .../'; } > "$OUT/machine.txt"
+{ lscpu | grep -E 'Model name|^CPU\(s\)'; echo "SIMD: $(grep -o -w -E 'avx2|fma|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')"; } > "$OUT/machine.txt"
 target/release/examples/gemm_shapes "$BATCH" "$REPEATS" > "$OUT/rust.jsonl"
 "$PYTHON" benchmarks/gemm_shapes.py --batch "$BATCH" --repeats "$REPEATS" --threads "$(nproc)" > "$OUT/python.jsonl"
 "$PYTHON" - "$OUT/rust.jsonl" "$OUT/python.jsonl" <<'PY' | tee "$OUT/table.md"

@@ -332,6 +332,12 @@ where
     }
     waiting.read(&mut losses, log.as_ref())?;
     progress.finish();
+    if let Some(scaler) = optimizer.loss_scaler() {
+        progress.log(&format!(
+            "{}: f16 loss scale {} at the end; {} of {total} steps skipped (gradient not finite)",
+            spec.name, scaler.scale, scaler.skipped
+        ));
+    }
     let seconds = seconds_before + started.elapsed().as_secs_f64();
     Ok((model, LossCurve::from_losses(losses), seconds))
 }

@@ -49,6 +49,8 @@ pub struct LossScaler {
     pub scale: f32,
     /// Finite steps since the scale last changed.
     pub good_steps: u32,
+    /// Steps skipped so far (their gradient was not finite).
+    pub skipped: u32,
 }
 
 impl Default for LossScaler {
@@ -56,6 +58,7 @@ impl Default for LossScaler {
         LossScaler {
             scale: 65536.0,
             good_steps: 0,
+            skipped: 0,
         }
     }
 }
@@ -70,6 +73,7 @@ impl LossScaler {
         if !finite {
             self.scale *= 0.5;
             self.good_steps = 0;
+            self.skipped += 1;
             return;
         }
         self.good_steps += 1;
@@ -83,18 +87,20 @@ impl LossScaler {
         let mut out = Self::MAGIC.to_vec();
         out.extend(self.scale.to_le_bytes());
         out.extend(self.good_steps.to_le_bytes());
+        out.extend(self.skipped.to_le_bytes());
         out
     }
 
     /// The state at the end of `bytes` and the bytes before it, if it is there.
     fn split_from(bytes: &[u8]) -> Option<(Self, &[u8])> {
-        let (rest, tail) = bytes.split_at_checked(bytes.len().checked_sub(16)?)?;
+        let (rest, tail) = bytes.split_at_checked(bytes.len().checked_sub(20)?)?;
         let (magic, values) = tail.split_at(8);
         (magic == Self::MAGIC).then(|| {
             let word = |i: usize| [values[i], values[i + 1], values[i + 2], values[i + 3]];
             let scaler = LossScaler {
                 scale: f32::from_le_bytes(word(0)),
                 good_steps: u32::from_le_bytes(word(4)),
+                skipped: u32::from_le_bytes(word(8)),
             };
             (scaler, rest)
         })
@@ -430,7 +436,7 @@ mod tests {
     fn the_loss_scale_backs_off_and_grows() {
         let mut scaler = LossScaler::default();
         scaler.update(false);
-        assert_eq!(scaler.scale, 32768.0);
+        assert_eq!((scaler.scale, scaler.skipped), (32768.0, 1));
         for _ in 0..LossScaler::GROWTH_INTERVAL - 1 {
             scaler.update(true);
         }
