@@ -235,10 +235,11 @@ pub struct FinetuneArgs {
     /// (never before the last --extract-at point).
     #[arg(long)]
     pub early_stop_patience: Option<usize>,
-    /// Fine-tuning's float type: f32 (default), or mixed precision, bf16 or f16 (f32 weights
-    /// and AdamW state; the linear layers and attention multiply in bf16/f16, LayerNorm,
-    /// GELU, softmax and the loss stay f32; f16 with dynamic loss scaling). For GPUs; on
-    /// `--device cpu` it runs (slower than f32: the CPU kernels are f32-only), to check it.
+    /// The float type of fine-tuning and head training: f32 (default), or mixed precision,
+    /// bf16 or f16 (f32 weights and AdamW state; the linear layers, attention and the adapter
+    /// multiply in bf16/f16, LayerNorm, GELU, softmax and the loss stay f32; f16 with dynamic
+    /// loss scaling). For GPUs; on `--device cpu` it runs (slower than f32: the CPU kernels
+    /// are f32-only), to check it.
     #[arg(long, value_enum)]
     pub precision: Option<EncoderDtype>,
     /// Optimizer steps between resumable checkpoints.
@@ -391,7 +392,6 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     f.optimizer = optimizer;
     f.select_best = ft.select_best.clone();
     f.early_stop_patience = ft.early_stop_patience;
-    f.precision = ft.precision.unwrap_or(f.precision);
     config.extract_at = ft.extract_at.clone();
     config.extract_at.sort_by(f64::total_cmp);
     config.eval_every_epochs = ft.eval_every_epochs;
@@ -401,6 +401,7 @@ fn configure(args: &RunArgs, task: &'static TaskSpec, bert: &BertConfig) -> Resu
     config.head.warmup_ratio = ft.warmup_ratio;
     config.head.optimizer = optimizer;
     config.encoder_kernels = crate::backend::default_encoder_kernels(args.device());
+    config.precision = ft.precision.unwrap_or(config.precision);
     head.apply(&mut config);
     config.ensemble = parse_rules(&eval.ensemble)?;
     config.eval_batch_size = eval.eval_batch_size;
@@ -496,7 +497,7 @@ pub fn main(args: &RunArgs, cache_dir: &Path) -> Result<()> {
     };
     crate::backend::check_float_type("--encoder-dtype", dtype, args.device())?;
     let precision = match &from_file {
-        Some(c) => c.finetune.precision,
+        Some(c) => c.precision,
         None => args.finetune.precision.unwrap_or_default(),
     };
     crate::backend::check_float_type("--precision", precision, args.device())?;

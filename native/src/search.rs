@@ -174,7 +174,7 @@ pub fn main(args: &SearchArgs, cache_dir: &Path) -> Result<()> {
         run.config.head.encoder_dtype,
         args.device,
     )?;
-    check_float_type("--precision", run.config.finetune.precision, args.device)?;
+    check_float_type("--precision", run.config.precision, args.device)?;
     let model_dir = crate::fetch::resolve_model_dir(&run.config.model, cache_dir)
         .with_context(|| format!("the model of {}", args.from.display()))?;
     if run.data.is_none() {

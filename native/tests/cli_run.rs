@@ -453,9 +453,9 @@ fn bf16_encoder_fused_head_and_attention_leave_training_alone() {
     }
 }
 
-/// `--precision bf16|f16` fine-tunes BERT in mixed precision (f16 with loss scaling, its state
-/// reloaded at every checkpoint, every 4 steps here): the config says so, the losses move off
-/// f32's by rounding and the scores stay near.
+/// `--precision bf16|f16` fine-tunes BERT and trains the head in mixed precision (f16 with loss
+/// scaling, its state reloaded at every checkpoint, every 4 steps here): the config says so, the
+/// losses move off f32's by rounding and the scores stay near.
 #[test]
 fn mixed_precision_fine_tuning_stays_near_f32() {
     let tmp = tempfile::tempdir().unwrap();
@@ -468,10 +468,13 @@ fn mixed_precision_fine_tuning_stays_near_f32() {
     };
     let (f32_run, _) = run("f32", &[]);
     let losses = |run: &Value| -> Vec<f64> {
-        let curve = &run["seeds"][0]["finetune_loss"];
-        ["first_tenth", "last_tenth"]
-            .map(|k| curve[k].as_f64().unwrap())
-            .to_vec()
+        let seed = &run["seeds"][0];
+        ["finetune_loss", "head_loss"]
+            .iter()
+            .flat_map(|curve| {
+                ["first_tenth", "last_tenth"].map(|k| seed[curve][k].as_f64().unwrap())
+            })
+            .collect()
     };
     for precision in ["bf16", "f16"] {
         let (mixed, dir) = run(precision, &["--precision", precision]);

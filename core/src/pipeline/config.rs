@@ -28,12 +28,6 @@ pub struct FinetuneConfig {
     /// score, once every extraction point is kept (`--early-stop-patience`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stop_patience: Option<usize>,
-    /// The float type fine-tuning multiplies in (`--precision`): f32, or bf16/f16 mixed
-    /// precision (f32 weights and AdamW state, the linear layers and attention's matmuls cast
-    /// down, f16 with loss scaling; `Bert::with_precision`). Left out of config.json when
-    /// f32, so older run folders still resume.
-    #[serde(default, skip_serializing_if = "EncoderDtype::is_f32")]
-    pub precision: EncoderDtype,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +129,12 @@ pub struct RunConfig {
         skip_serializing_if = "EncoderKernels::is_burn"
     )]
     pub encoder_kernels: EncoderKernels,
+    /// The float type fine-tuning and head training multiply in (`--precision`): f32, or
+    /// bf16/f16 mixed precision (f32 weights and AdamW state, the matmuls cast down, f16 with
+    /// loss scaling; `Bert::with_precision`, `AdapterPooler::with_precision`). Left out of
+    /// config.json when f32, so older run folders still resume.
+    #[serde(default, skip_serializing_if = "EncoderDtype::is_f32")]
+    pub precision: EncoderDtype,
 }
 
 /// `extract_at` in `config.json`: a number for one point (the format before several were
@@ -204,7 +204,6 @@ impl RunConfig {
                 optimizer,
                 select_best: None,
                 early_stop_patience: None,
-                precision: EncoderDtype::F32,
             },
             extract_at: vec![1.0],
             eval_every_epochs: None,
@@ -238,6 +237,7 @@ impl RunConfig {
             },
             squad_postprocess: PostprocessConfig::default(),
             encoder_kernels: EncoderKernels::Burn,
+            precision: EncoderDtype::F32,
         }
     }
 

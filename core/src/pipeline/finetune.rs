@@ -99,7 +99,7 @@ fn fresh_task_model<B: crate::TrainBackend>(
         pretrained
             .bert
             .with_encoder_kernels(ctx.config.encoder_kernels)
-            .with_precision(ctx.config.finetune.precision),
+            .with_precision(ctx.config.precision),
         &pretrained.config,
         ctx.task.num_outputs(),
         ctx.span(),
@@ -155,7 +155,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
         epochs: cfg.finetune.epochs,
         seed,
         optimizer: OptimizerConfig {
-            loss_scaling: cfg.finetune.precision == EncoderDtype::F16,
+            loss_scaling: cfg.precision == EncoderDtype::F16,
             ..cfg.finetune.optimizer
         },
         checkpoint_every: cfg.checkpoint_every,

@@ -115,7 +115,7 @@ pub(super) fn train_head<B: crate::TrainBackend>(
     // Drawn now, not on the first read (which a peer group makes at its start, one device at
     // its first step, after reseeding): the same head on any number of devices.
     B::seed(device, seed.wrapping_add(1));
-    let skeleton: AdapterPooler<B> = config.init(device);
+    let skeleton: AdapterPooler<B> = config.init(device).with_precision(cfg.precision);
     crate::train::initialize_now(&skeleton);
     if let (true, Some(curve)) = (phase.model.exists(), read_json::<LossCurve>(&phase.loss)?) {
         let bytes = crate::error::read_file(&phase.model)?;
@@ -157,7 +157,10 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         batch_size: cfg.head.batch_size,
         epochs: cfg.head.epochs,
         seed: seed.wrapping_add(1),
-        optimizer: cfg.head.optimizer,
+        optimizer: crate::train::OptimizerConfig {
+            loss_scaling: cfg.precision == crate::bert::EncoderDtype::F16,
+            ..cfg.head.optimizer
+        },
         checkpoint_every: cfg.checkpoint_every,
         checkpoint: phase.checkpoint.clone(),
         milestones: vec![],

@@ -68,8 +68,8 @@ pub struct BenchArgs {
     /// The frozen encoder's float type for the extraction and streamed-head rows.
     #[arg(long, value_enum, default_value = "f32", alias = "extract-dtype")]
     pub encoder_dtype: EncoderDtype,
-    /// The fine-tuning row's float type, as `run --precision` (mixed precision: f32 weights,
-    /// matmuls in bf16/f16; f16 with loss scaling). The head trains in f32.
+    /// The float type of the fine-tuning and head-step rows, as `run --precision` (mixed
+    /// precision: f32 weights, matmuls in bf16/f16; f16 with loss scaling).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: EncoderDtype,
     /// Only these rows (e.g. `extract_fused_attention,finetune_step`: one row under a profiler);
@@ -488,7 +488,7 @@ pub fn bench<B: bertvision_core::TrainBackend>(
             if args.wants("finetune_step") {
                 finetune_row::<B>(args, &bert, &config, (seq, batch), &mut rows, &device)?;
             }
-            let mut head = HeadBench::<B>::new(&head_config, &device);
+            let mut head = HeadBench::<B>::new(&head_config, args.precision, &device);
             let fused_rows = [
                 "extract_fused_attention",
                 "head_step_streamed_fused",
@@ -553,10 +553,7 @@ fn finetune_row<B: bertvision_core::TrainBackend>(
 ) -> Result<()> {
     let bert = bert.clone().with_precision(args.precision);
     let mut model = Some(BertTaskModel::new(bert, config, 2, false, device));
-    let optimizer = OptimizerConfig {
-        loss_scaling: args.precision == EncoderDtype::F16,
-        ..OptimizerConfig::default()
-    };
+    let optimizer = optimizer_for(args.precision);
     let mut optim = TrainOptimizer::new(model.as_ref().expect("model"), optimizer);
     let xa = input::<B>(n, seq, config.vocab_size, device);
     let timing = time_median::<B>(device, args.warmup as usize, args.repeats, || {
@@ -571,6 +568,14 @@ fn finetune_row<B: bertvision_core::TrainBackend>(
     Ok(())
 }
 
+/// The optimizer `run` trains with in `precision` (loss scaling for f16).
+pub(crate) fn optimizer_for(precision: EncoderDtype) -> OptimizerConfig {
+    OptimizerConfig {
+        loss_scaling: precision == EncoderDtype::F16,
+        ..OptimizerConfig::default()
+    }
+}
+
 /// (c) AdapterPooler steps, one model and optimizer through every head row of a length.
 struct HeadBench<B: bertvision_core::TrainBackend> {
     head: Option<bertvision_core::head::AdapterPooler<B>>,
@@ -578,9 +583,9 @@ struct HeadBench<B: bertvision_core::TrainBackend> {
 }
 
 impl<B: bertvision_core::TrainBackend> HeadBench<B> {
-    fn new(config: &AdapterPoolerConfig, device: &B::Device) -> Self {
-        let head = config.init::<B>(device);
-        let optim = TrainOptimizer::new(&head, OptimizerConfig::default());
+    fn new(config: &AdapterPoolerConfig, precision: EncoderDtype, device: &B::Device) -> Self {
+        let head = config.init::<B>(device).with_precision(precision);
+        let optim = TrainOptimizer::new(&head, optimizer_for(precision));
         HeadBench {
             head: Some(head),
             optim,
@@ -718,7 +723,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
         "dtype": match (args.encoder_dtype, args.precision) {
             (d, p) if d.is_f32() && p.is_f32() => "f32".to_string(),
             (d, p) => format!(
-                "{} frozen encoder (extract, head_step_streamed); {} fine-tuning (finetune_step, f32 weights); f32 head",
+                "{} frozen encoder (extract, head_step_streamed); {} training (finetune_step, head steps; f32 weights)",
                 d.name(),
                 p.name()
             ),

@@ -6,7 +6,7 @@
 //! included.
 
 use anyhow::{Result, anyhow};
-use bertvision_core::bert::{Bert, BertConfig, BertInput, EncoderDtype, EncoderKernels};
+use bertvision_core::bert::{Bert, BertConfig, BertInput, EncoderKernels};
 use bertvision_core::head::{AdapterPooler, AdapterPoolerConfig, HeadPath};
 use bertvision_core::task_model::{BertTaskModel, head_loss};
 use bertvision_core::train::parallel::PeerGroup;
@@ -52,10 +52,7 @@ impl<B: bertvision_core::TrainBackend> Peers<'_, B> {
                 let (_, out) = m.forward(shard_input(&inputs, shard).clone());
                 head_loss(out, &targets(shard.indices.len(), device))
             };
-            let optimizer = OptimizerConfig {
-                loss_scaling: args.precision == EncoderDtype::F16,
-                ..OptimizerConfig::default()
-            };
+            let optimizer = super::optimizer_for(args.precision);
             let timing = self.time_steps(args, model, &loss, (1e-5, optimizer))?;
             rows.record("finetune_step", seq, timing);
         }
@@ -136,7 +133,9 @@ impl<B: bertvision_core::TrainBackend> Peers<'_, B> {
             let at = inputs.iter().position(|s| s.first == shard.first);
             at.expect("every non-empty shard has an input")
         };
-        let head = head_config.init::<B>(&self.devices[0]);
+        let head = head_config
+            .init::<B>(&self.devices[0])
+            .with_precision(args.precision);
         bertvision_core::train::initialize_now(&head);
         // The states each peer computed before, for the rows on ready states.
         let wants_ready = args.wants("head_step") || args.wants("head_step_fused");
@@ -163,7 +162,7 @@ impl<B: bertvision_core::TrainBackend> Peers<'_, B> {
             ("head_step_fused", HeadPath::Fused, false),
         ] {
             if args.wants(measure) {
-                let optimizer = OptimizerConfig::default();
+                let optimizer = super::optimizer_for(args.precision);
                 let timing =
                     self.time_steps(args, head.clone(), &step(path, streamed), (1e-3, optimizer))?;
                 rows.record(measure, seq, timing);
