@@ -418,7 +418,8 @@ impl<B: Backend> AdapterPooler<B> {
         self
     }
 
-    /// The type the adapter multiplies `hidden` in when it is not `hidden`'s own.
+    /// The type the adapter multiplies in when a gradient is recorded and the head is in mixed
+    /// precision; `None` elsewhere (the hidden states' own type).
     fn mixed(&self, hidden: &Tensor<B, 3>) -> Option<FloatDType> {
         let training = B::ad_enabled(&hidden.device());
         (training && !self.precision.is_f32()).then(|| self.precision.float_dtype())
@@ -547,12 +548,7 @@ mod tests {
         };
         for (precision, bound) in [(EncoderDtype::Bf16, 1e-2), (EncoderDtype::F16, 2e-3)] {
             let mixed = head.clone().with_precision(precision);
-            let got = gradient(&mixed);
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = crate::max_abs_diff(&gradient(&mixed), &want);
             println!(
                 "{}: {:.2e} of the largest gradient",
                 precision.name(),

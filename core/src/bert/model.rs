@@ -273,6 +273,7 @@ impl<B: Backend> ModuleMapper<B> for CastWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::max_abs_diff;
     use bertvision_shaders::KernelBackend;
     use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
@@ -373,11 +374,7 @@ mod tests {
         let input = padded_input::<Flex>(&device);
         let want = values(burn_ops.valid().forward(input.clone()));
         let got = values(native.valid().forward(input));
-        let worst = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = max_abs_diff(&want, &got);
         assert!(
             worst < 1e-5,
             "native kernels vs Burn's ops: max abs difference {worst}"
@@ -416,11 +413,7 @@ mod tests {
             gradients(&ndarray, &ndarray_device),
         );
         for (i, (got, want)) in got.iter().zip(&want).enumerate() {
-            let worst = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = max_abs_diff(got, want);
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             // Both backends in f32 with their own matmul, softmax and LayerNorm. Over the seeds
             // 1 to 16 the worst absolute difference (the query weight's gradient, whose largest
@@ -431,13 +424,6 @@ mod tests {
                 "gradient {i}: max abs difference {worst} (largest gradient {scale})"
             );
         }
-    }
-
-    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max)
     }
 
     /// Mixed precision (`with_precision`): under autodiff the matmuls run in bf16/f16 (the
@@ -521,11 +507,7 @@ mod tests {
             once == values(native.forward(input)),
             "dropout in evaluation"
         );
-        let worst = burn_ops
-            .iter()
-            .zip(&once)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = max_abs_diff(&burn_ops, &once);
         assert!(
             worst < 1e-5,
             "native kernels vs Burn's ops: max abs difference {worst}"
