@@ -17,12 +17,12 @@ use super::metrics_log::MetricsLog;
 use super::progress::Progress;
 use super::selection::{ScoredPoint, Selection};
 use super::trainer::{LoopSpec, LossCurve, train_loop_on};
-use crate::bert::{BertConfig, EncoderDtype};
+use crate::bert::BertConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::pretrained::Pretrained;
 use crate::task_model::{BertTaskModel, head_loss};
-use crate::train::{Checkpoint, OptimizerConfig, Shard};
+use crate::train::{Checkpoint, Shard};
 use crate::wording::epochs;
 
 /// A seed's fine-tuning, done (here or by the run `train-head` reads): the loss curve, BERT's
@@ -154,10 +154,7 @@ pub(super) fn finetune<B: crate::TrainBackend>(
         batch_size: cfg.finetune.batch_size,
         epochs: cfg.finetune.epochs,
         seed,
-        optimizer: OptimizerConfig {
-            loss_scaling: cfg.precision == EncoderDtype::F16,
-            ..cfg.finetune.optimizer
-        },
+        optimizer: cfg.finetune.optimizer.for_precision(cfg.precision),
         checkpoint_every: cfg.checkpoint_every,
         checkpoint: files.finetune.checkpoint.clone(),
         milestones: vec![],

@@ -157,10 +157,7 @@ pub(super) fn train_head<B: crate::TrainBackend>(
         batch_size: cfg.head.batch_size,
         epochs: cfg.head.epochs,
         seed: seed.wrapping_add(1),
-        optimizer: crate::train::OptimizerConfig {
-            loss_scaling: cfg.precision == crate::bert::EncoderDtype::F16,
-            ..cfg.head.optimizer
-        },
+        optimizer: cfg.head.optimizer.for_precision(cfg.precision),
         checkpoint_every: cfg.checkpoint_every,
         checkpoint: phase.checkpoint.clone(),
         milestones: vec![],

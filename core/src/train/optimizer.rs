@@ -35,6 +35,16 @@ impl Default for OptimizerConfig {
     }
 }
 
+impl OptimizerConfig {
+    /// The same settings for training in `precision`: loss scaling for f16.
+    pub fn for_precision(self, precision: crate::bert::EncoderDtype) -> Self {
+        OptimizerConfig {
+            loss_scaling: precision == crate::bert::EncoderDtype::F16,
+            ..self
+        }
+    }
+}
+
 /// Dynamic loss scaling for f16 training, with the defaults of PyTorch's `GradScaler`: the loss
 /// is multiplied by `scale` before the backward pass so that small gradients survive f16's
 /// range, and the gradients are divided by it before clipping and the update. A step whose

@@ -570,10 +570,7 @@ fn finetune_row<B: bertvision_core::TrainBackend>(
 
 /// The optimizer `run` trains with in `precision` (loss scaling for f16).
 pub(crate) fn optimizer_for(precision: EncoderDtype) -> OptimizerConfig {
-    OptimizerConfig {
-        loss_scaling: precision == EncoderDtype::F16,
-        ..OptimizerConfig::default()
-    }
+    OptimizerConfig::default().for_precision(precision)
 }
 
 /// (c) AdapterPooler steps, one model and optimizer through every head row of a length.
