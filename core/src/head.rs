@@ -22,6 +22,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use crate::bert::EncoderDtype;
+use crate::bert::layer::linear_in;
 
 /// How the AdapterPooler's per-token features become the task's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -383,22 +384,8 @@ impl<B: KernelBackend> AdapterPooler<B> {
             .enumerate()
             .map(|(i, h)| {
                 let adapter = &self.adapter[i.min(self.adapter.len() - 1)];
-                // The weight read first, as Burn's `Linear` does: a fresh head draws its
-                // parameters when they are first read.
-                let weight = adapter.weight.val();
-                let bias = adapter.bias.as_ref().map(|b| b.val());
-                let projected = match self.mixed(h) {
-                    Some(compute) => to_dtype(
-                        B::encoder_linear(
-                            to_dtype(h.clone(), compute),
-                            to_dtype(weight, compute),
-                            bias.map(|b| to_dtype(b, compute)),
-                        ),
-                        h.dtype().into(),
-                    ),
-                    None => B::encoder_linear(h.clone(), weight, bias),
-                };
-                B::encoder_gelu(projected)
+                let projected = linear_in(adapter, h.clone(), self.mixed(h));
+                B::encoder_gelu(to_dtype(projected, h.dtype().into()))
             })
             .collect();
         if self.skip_last_layer {

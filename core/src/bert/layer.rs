@@ -49,21 +49,10 @@ impl<B: KernelBackend> EncoderPass<B> {
         }
     }
 
-    /// The backend's linear layer with its output left in the type it multiplies in. In mixed
-    /// precision the input, weight and bias are cast to the pass's compute type first
-    /// (differentiable casts: the weight's gradient comes back in the weight's f32, the master
-    /// copy).
+    /// The backend's linear layer with its output left in the type it multiplies in
+    /// ([`linear_in`] at the pass's compute type).
     fn linear_compute(&self, linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let weight = linear.weight.val();
-        let bias = linear.bias.as_ref().map(|b| b.val());
-        match self.mixed() {
-            Some(compute) => B::encoder_linear(
-                to_dtype(x, compute),
-                to_dtype(weight, compute),
-                bias.map(|b| to_dtype(b, compute)),
-            ),
-            None => B::encoder_linear(x, weight, bias),
-        }
+        linear_in(linear, x, self.mixed())
     }
 
     /// The float type mixed-precision training multiplies in; `None` where the tensors' own
@@ -82,6 +71,28 @@ impl<B: KernelBackend> EncoderPass<B> {
             EncoderPass::Training { .. } => train_dropout(dropout, x),
             _ => x,
         }
+    }
+}
+
+/// A linear layer through the backend's op, multiplying in `compute` when given (mixed
+/// precision: the input, weight and bias cast to it by differentiable casts, so the weight's
+/// gradient comes back in the weight's f32, the master copy), else in the tensors' own type.
+/// The output stays in the type it was multiplied in. The weight is read before the bias, as
+/// Burn's `Linear` does (a fresh module draws its parameters when first read).
+pub(crate) fn linear_in<B: KernelBackend>(
+    linear: &Linear<B>,
+    x: Tensor<B, 3>,
+    compute: Option<FloatDType>,
+) -> Tensor<B, 3> {
+    let weight = linear.weight.val();
+    let bias = linear.bias.as_ref().map(|b| b.val());
+    match compute {
+        Some(compute) => B::encoder_linear(
+            to_dtype(x, compute),
+            to_dtype(weight, compute),
+            bias.map(|b| to_dtype(b, compute)),
+        ),
+        None => B::encoder_linear(x, weight, bias),
     }
 }
 
