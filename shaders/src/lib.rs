@@ -40,6 +40,7 @@ pub mod launches;
 mod backend;
 
 pub use ops::KernelBackend;
+pub use ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, AdamWSettings, Moments};
 pub use ops::adapter_head::{AdapterHeadOps, ShapeError, adapter_head, check_shapes};
 pub use ops::attention::{
     AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,

@@ -1,10 +1,13 @@
 //! The encoder kernels Flex runs instead of Burn's ops (`bertvision_shaders::cpu`, through the
 //! op traits) against the ops' references: GELU and the linear layers here, forward and
-//! backward (and through `Autodiff<Flex>`), attention in `attention.rs`.
+//! backward (and through `Autodiff<Flex>`), AdamW's update; attention in `attention.rs`.
 
+use bertvision_shaders::ops::adamw::reference::update as adamw_reference;
 use bertvision_shaders::ops::gelu::reference::{burn_gelu_backward, gelu_backward};
-use bertvision_shaders::ops::linear::reference::linear_backward as burn_linear_backward;
-use bertvision_shaders::{GeluOps, LinearOps};
+use bertvision_shaders::ops::linear::reference::{
+    SPLIT_PART_ROWS, linear_backward as burn_linear_backward, weight_gradient,
+};
+use bertvision_shaders::{AdamWInputs, AdamWOps, AdamWSettings, GeluOps, LinearOps, Moments};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 
@@ -228,4 +231,93 @@ fn autodiff_flex_kernels_give_burns_gradients() {
     let of = |g: Option<Tensor<Flex, 1>>| g.expect("a gradient").into_data().to_vec().unwrap();
     let diff = max_abs_diff(of(bias.grad(&grads_kernels)), of(bias.grad(&grads_burn)));
     assert!(diff < 1e-5, "bias gradient differs by {diff}");
+}
+
+/// The one-pass AdamW kernel equals the reference (Burn's `AdamW` op for op) bit for bit: the
+/// first step (no moments) and a later one, with and without decay and a gradient factor; the
+/// length is odd, so the vectorised loops' tails run.
+#[test]
+fn flex_adamw_matches_the_reference_bit_for_bit() {
+    const { assert!(<Flex as AdamWOps>::KERNEL) };
+    let device = Default::default();
+    let n = 3 * (1 << 14) + 5;
+    let flat = |seed: u32, scale: f32| {
+        let v: Vec<f32> = values(n, seed).iter().map(|x| x * scale).collect();
+        Tensor::<Flex, 1>::from_data(TensorData::new(v, [n]), &device)
+    };
+    let bits = |t: Tensor<Flex, 1>| -> Vec<u32> {
+        let v = t.into_data().to_vec::<f32>().unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    };
+    for (weight_decay, factor, time) in [
+        (0.01, None, 1),
+        (0.0, Some(0.37), 1),
+        (0.01, Some(2.5e-5), 7),
+    ] {
+        let settings = AdamWSettings {
+            lr: 3e-5,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-8,
+            weight_decay,
+        };
+        let scalars = settings.scalars(time);
+        let moments = || {
+            (time > 1).then(|| Moments {
+                first: flat(3, 1e-3),
+                second: flat(4, 1e-6).abs(),
+            })
+        };
+        let factor_tensor = || factor.map(|f| Tensor::<Flex, 1>::from_floats([f], &device));
+        let inputs = || AdamWInputs {
+            param: flat(1, 1.0),
+            grad: flat(2, 0.1),
+            moments: moments(),
+            grad_factor: factor_tensor(),
+        };
+        let (param, m) = Flex::adamw_update(inputs(), scalars);
+        let (want_param, want_m) = adamw_reference(inputs(), scalars);
+        let case = format!("decay {weight_decay}, factor {factor:?}, step {time}");
+        assert!(bits(param) == bits(want_param), "{case}: parameters");
+        assert!(bits(m.first) == bits(want_m.first), "{case}: first moment");
+        assert!(
+            bits(m.second) == bits(want_m.second),
+            "{case}: second moment"
+        );
+    }
+}
+
+/// The split weight gradient (parts of `SPLIT_PART_ROWS` rows summed, the rest added) is the
+/// one product `xᵀ·grad`, with and without rows past the last whole part, and for a product too
+/// short to split.
+#[test]
+fn the_split_weight_gradient_is_the_plain_product() {
+    let device = Default::default();
+    for rows in [
+        9 * SPLIT_PART_ROWS,
+        9 * SPLIT_PART_ROWS + 37,
+        3 * SPLIT_PART_ROWS,
+    ] {
+        let (inputs, outputs) = (48, 8);
+        let x = Tensor::<Flex, 2>::from_data(
+            TensorData::new(values(rows * inputs, 5), [rows, inputs]),
+            &device,
+        );
+        let g = Tensor::<Flex, 2>::from_data(
+            TensorData::new(values(rows * outputs, 6), [rows, outputs]),
+            &device,
+        );
+        let plain = x.clone().transpose().matmul(g.clone());
+        let largest = plain.clone().abs().max().into_scalar();
+        let split = weight_gradient(x, g);
+        assert_eq!(split.dims(), [inputs, outputs]);
+        let diff = max_abs_diff(
+            split.into_data().to_vec().unwrap(),
+            plain.into_data().to_vec().unwrap(),
+        );
+        assert!(
+            diff <= 1e-5 * largest,
+            "{rows} rows: {diff} off, largest {largest}"
+        );
+    }
 }

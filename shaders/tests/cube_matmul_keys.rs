@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bertvision_shaders::LinearOps;
 use bertvision_shaders::launches::LaunchLog;
+use bertvision_shaders::ops::linear::reference::{SPLIT_PART_ROWS, weight_gradient};
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -114,6 +115,35 @@ fn the_encoders_linear_layers_run_2d_matmuls_over_every_token() {
     assert!(
         burns.iter().any(|key| key.contains(&8)),
         "Burn's linear runs a matmul per sequence: {burns:?}"
+    );
+
+    // A small weight over many rows (the AdapterPooler's adapter): its gradient is split into
+    // parts of SPLIT_PART_ROWS rows, no product over every row (issue #20).
+    let split_keys = |rows: usize, split: bool| {
+        let known = matmul_keys(&log).len();
+        let ramp = |n: usize| (0..n).map(|i| (i % 11) as f32 / 11.0).collect::<Vec<_>>();
+        let device = Default::default();
+        let x = Tensor::<Wgpu, 2>::from_data(TensorData::new(ramp(rows * 64), [rows, 64]), &device);
+        let g = Tensor::<Wgpu, 2>::from_data(TensorData::new(ramp(rows * 32), [rows, 32]), &device);
+        let _ = match split {
+            true => weight_gradient(x, g).into_data(),
+            false => x.transpose().matmul(g).into_data(),
+        };
+        let all = wait_for_keys(&log, known + 1);
+        all[known..].to_vec()
+    };
+    let rows = 16 * SPLIT_PART_ROWS + 100;
+    let split = split_keys(rows, true);
+    eprintln!("the weight gradient of 64 → 32 over {rows} rows, split: matmul keys {split:?}");
+    assert!(
+        split.iter().all(|key| key.iter().all(|&d| d < rows)),
+        "a product over every row remains: {split:?}"
+    );
+    let plain = split_keys(rows, false);
+    eprintln!("the same as one product: matmul keys {plain:?}");
+    assert!(
+        plain.iter().any(|key| key.iter().any(|&d| d >= rows)),
+        "the log shows the unsplit product's inner size: {plain:?}"
     );
 
     // Kernel launches of one forward and backward, tuned already (autotune's own trial

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
-use burn::tensor::backend::AutodiffBackend;
 
 use super::progress::Progress;
 use super::step_losses::{StepLosses, StepRow};
@@ -16,8 +15,8 @@ use crate::fsutil::write_atomic;
 use crate::train::parallel::PeerGroup;
 use crate::train::shard::{DeviceSet, Shard, ShardLoss};
 use crate::train::{
-    Checkpoint, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order, linear_schedule,
-    step_seed,
+    Checkpoint, OptimizerBackend, OptimizerConfig, TrainOptimizer, TrainPosition, epoch_order,
+    linear_schedule, step_seed,
 };
 use bertvision_shaders::ops::dropout::StepKey;
 
@@ -99,7 +98,7 @@ pub fn train_loop<B, M, F, H>(
     after_step: H,
 ) -> Result<(M, LossCurve, f64)>
 where
-    B: AutodiffBackend,
+    B: OptimizerBackend,
     M: AutodiffModule<B>,
     F: FnMut(&M, &[usize]) -> Tensor<B, 1>,
     H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
@@ -123,7 +122,7 @@ pub fn train_loop_on<B, M, H>(
     after_step: H,
 ) -> Result<(M, LossCurve, f64)>
 where
-    B: AutodiffBackend,
+    B: OptimizerBackend,
     M: AutodiffModule<B>,
     H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
 {
@@ -160,7 +159,7 @@ where
 }
 
 /// How a step's gradient is made: on one device from the whole batch, or by a peer group.
-enum Stepper<'s, 'f, B: AutodiffBackend, M: AutodiffModule<B>> {
+enum Stepper<'s, 'f, B: OptimizerBackend, M: AutodiffModule<B>> {
     Single(&'s mut dyn FnMut(&M, &[usize]) -> Tensor<B, 1>),
     #[cfg(not(target_arch = "wasm32"))]
     Group(&'s mut PeerGroup<'f, B, M>),
@@ -169,7 +168,7 @@ enum Stepper<'s, 'f, B: AutodiffBackend, M: AutodiffModule<B>> {
     Never(std::marker::PhantomData<&'f M>),
 }
 
-impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
+impl<'f, B: OptimizerBackend, M: AutodiffModule<B> + 'f> Stepper<'_, 'f, B, M> {
     /// One optimizer step on `batch`; the model and the batch's loss, left on the device.
     fn step(
         &mut self,
@@ -238,7 +237,7 @@ fn run_loop<B, M, H>(
     mut after_step: H,
 ) -> Result<(M, LossCurve, f64)>
 where
-    B: AutodiffBackend,
+    B: OptimizerBackend,
     M: AutodiffModule<B>,
     H: FnMut(usize, f64, &M, &mut dyn Progress) -> Result<bool>,
 {
@@ -352,7 +351,7 @@ impl LoopSpec {
 }
 
 /// Writes the checkpoint; returns the model and optimizer bytes it holds.
-fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn save<B: OptimizerBackend, M: AutodiffModule<B>>(
     path: &std::path::Path,
     model: &M,
     optimizer: &TrainOptimizer<B, M>,

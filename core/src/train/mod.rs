@@ -28,7 +28,7 @@ pub mod parallel;
 pub mod shard;
 
 pub use checkpoint::{Checkpoint, TrainPosition};
-pub use optimizer::{LossScaler, OptimizerConfig, TrainOptimizer};
+pub use optimizer::{LossScaler, OptimizerBackend, OptimizerConfig, TrainOptimizer};
 pub use shard::{Cluster, DeviceSet, Shard};
 
 /// Draws every lazily initialised parameter of `module` now. Burn initialises a fresh

@@ -1,13 +1,19 @@
 //! AdamW as BERT is fine-tuned: weight decay on weights only (not biases or LayerNorm), the
-//! gradient's global norm clipped, the learning rate set per step by the caller.
+//! gradient's global norm clipped, the learning rate set per step by the caller. Each parameter
+//! is updated by the backend's one-pass AdamW (`AdamWOps`: one kernel on the CPU instead of
+//! Burn's 15 tensor ops), with Burn's `AdamW` state, so checkpoints keep Burn's format.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
+use bertvision_shaders::{AdamWInputs, AdamWOps, AdamWSettings, Moments};
 use burn::module::{AutodiffModule, ModuleVisitor, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{
+    AdamWState, AdaptiveMomentumState, GradientsParams, LearningRate, Optimizer, SimpleOptimizer,
+};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 
 use crate::error::{Error, Result};
@@ -117,10 +123,79 @@ impl LossScaler {
     }
 }
 
-/// Two AdamW instances (with and without decay) over one module.
-pub struct TrainOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
-    decay: OptimizerAdaptor<AdamW, M, B>,
-    no_decay: OptimizerAdaptor<AdamW, M, B>,
+/// Burn's `AdamW` step (`burn-optim` 0.21, `adamw.rs`: the same arithmetic, the same state)
+/// through [`AdamWOps::adamw_update`], the gradient multiplied on the way by the step's factor
+/// (clipping and loss scale) in the same pass.
+#[derive(Clone)]
+struct OnePassAdamW<B: Backend> {
+    /// Everything but the learning rate, which comes with each step.
+    settings: AdamWSettings,
+    /// The one-element factor of the current step's gradients, set by [`TrainOptimizer`] before
+    /// it steps (shared by its two groups).
+    grad_factor: Arc<Mutex<Option<Tensor<B, 1>>>>,
+}
+
+impl<B: AdamWOps> SimpleOptimizer<B> for OnePassAdamW<B> {
+    type State<const D: usize> = AdamWState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let time = state.as_ref().map_or(1, |s| s.momentum.time + 1);
+        let moments = state.map(|s| Moments {
+            first: s.momentum.moment_1.reshape([n]),
+            second: s.momentum.moment_2.reshape([n]),
+        });
+        let scalars = AdamWSettings {
+            lr,
+            ..self.settings
+        }
+        .scalars(time);
+        // Poisoned only if a thread panicked holding it: the factor is still whole.
+        let grad_factor = match self.grad_factor.lock() {
+            Ok(factor) => factor.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let inputs = AdamWInputs {
+            param: tensor.reshape([n]),
+            grad: grad.reshape([n]),
+            moments,
+            grad_factor,
+        };
+        let (param, moments) = B::adamw_update(inputs, scalars);
+        let momentum = AdaptiveMomentumState::new(
+            time,
+            moments.first.reshape(shape.clone()),
+            moments.second.reshape(shape.clone()),
+        );
+        (param.reshape(shape), Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        state.momentum = state.momentum.to_device(device);
+        state
+    }
+}
+
+/// A backend the optimizer can train on: autodiff over a backend with [`AdamWOps`] (every
+/// [`crate::TrainBackend`]).
+pub trait OptimizerBackend: AutodiffBackend<InnerBackend: AdamWOps> {}
+
+impl<B: AutodiffBackend<InnerBackend: AdamWOps>> OptimizerBackend for B {}
+
+type Group<B, M> = OptimizerAdaptor<OnePassAdamW<<B as AutodiffBackend>::InnerBackend>, M, B>;
+
+/// Two AdamW groups (with and without decay) over one module.
+pub struct TrainOptimizer<B: OptimizerBackend, M: AutodiffModule<B>> {
+    decay: Group<B, M>,
+    no_decay: Group<B, M>,
+    grad_factor: Arc<Mutex<Option<Tensor<B::InnerBackend, 1>>>>,
     no_decay_ids: HashSet<ParamId>,
     all_ids: Vec<(ParamId, usize)>,
     config: OptimizerConfig,
@@ -157,22 +232,16 @@ impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for ParamLister {
     }
 }
 
-/// Moves one gradient between collections, whatever its rank, scaled by the one-element
-/// `factor` (on the device) if there is one.
+/// Moves one gradient between collections, whatever its rank.
 fn move_grad<B: AutodiffBackend>(
     from: &mut GradientsParams,
     to: &mut GradientsParams,
     id: ParamId,
     dims: usize,
-    factor: Option<&Tensor<B::InnerBackend, 1>>,
 ) {
     macro_rules! mv {
         ($d:literal) => {
             if let Some(g) = from.remove::<B::InnerBackend, $d>(id) {
-                let g = match factor {
-                    Some(f) => g * f.clone().reshape([1; $d]),
-                    None => g,
-                };
                 to.register::<B::InnerBackend, $d>(id, g);
             }
         };
@@ -204,7 +273,7 @@ fn grad_sq_norm<B: AutodiffBackend>(
     by_rank!(dims, sq)
 }
 
-impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
+impl<B: OptimizerBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
     pub fn new(module: &M, config: OptimizerConfig) -> Self {
         let mut lister = ParamLister {
             ids: Vec::new(),
@@ -212,15 +281,24 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             path: Vec::new(),
         };
         module.visit(&mut lister);
-        let adam = |wd: f64| {
-            AdamWConfig::new()
-                .with_weight_decay(wd as f32)
-                .with_epsilon(config.epsilon as f32)
-                .init()
+        let grad_factor = Arc::new(Mutex::new(None));
+        // Burn's `AdamWConfig` defaults for the betas.
+        let adam = |weight_decay: f64| {
+            OptimizerAdaptor::from(OnePassAdamW {
+                settings: AdamWSettings {
+                    lr: 0.0,
+                    beta_1: 0.9,
+                    beta_2: 0.999,
+                    epsilon: config.epsilon as f32,
+                    weight_decay: weight_decay as f32,
+                },
+                grad_factor: grad_factor.clone(),
+            })
         };
         TrainOptimizer {
             decay: adam(config.weight_decay),
             no_decay: adam(0.0),
+            grad_factor,
             no_decay_ids: lister.no_decay,
             all_ids: lister.ids,
             config,
@@ -301,11 +379,21 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> TrainOptimizer<B, M> {
             } else {
                 &mut decay
             };
-            move_grad::<B>(&mut grads, target, id, d, factor.as_ref());
+            move_grad::<B>(&mut grads, target, id, d);
         }
+        self.set_grad_factor(factor);
         let module = self.decay.step(lr, module, decay);
         let module = self.no_decay.step(lr, module, no_decay);
+        self.set_grad_factor(None);
         (module, norm)
+    }
+
+    /// The factor both groups multiply this step's gradients by.
+    fn set_grad_factor(&self, factor: Option<Tensor<B::InnerBackend, 1>>) {
+        match self.grad_factor.lock() {
+            Ok(mut slot) => *slot = factor,
+            Err(poisoned) => *poisoned.into_inner() = factor,
+        }
     }
 
     /// Both optimizers' state as bytes (for checkpoints).
@@ -418,6 +506,126 @@ mod tests {
         }
         let last: f32 = loss_of(&net).into_scalar().elem();
         assert!(last < first * 0.01, "loss {first} -> {last}");
+    }
+
+    /// What this optimizer replaced: Burn's `AdamW` (two groups), each gradient multiplied by
+    /// the clip factor first.
+    struct BurnAdamW<B: AutodiffBackend> {
+        decay: OptimizerAdaptor<burn::optim::AdamW, Net<B>, B>,
+        no_decay: OptimizerAdaptor<burn::optim::AdamW, Net<B>, B>,
+    }
+
+    impl<B: AutodiffBackend> BurnAdamW<B> {
+        fn new() -> Self {
+            let adam = |wd: f32| {
+                burn::optim::AdamWConfig::new()
+                    .with_weight_decay(wd)
+                    .with_epsilon(1e-8)
+                    .init()
+            };
+            BurnAdamW {
+                decay: adam(0.01),
+                no_decay: adam(0.0),
+            }
+        }
+
+        fn step(&mut self, lr: f64, net: Net<B>, loss: Tensor<B, 1>) -> Net<B> {
+            let mut grads = GradientsParams::from_grads(loss.backward(), &net);
+            let (w, b) = (net.layer.weight.id, net.layer.bias.as_ref().unwrap().id);
+            let gw = grads.remove::<B::InnerBackend, 2>(w).unwrap();
+            let gb = grads.remove::<B::InnerBackend, 1>(b).unwrap();
+            let norm = Tensor::cat(
+                vec![
+                    gw.clone().powi_scalar(2).sum(),
+                    gb.clone().powi_scalar(2).sum(),
+                ],
+                0,
+            )
+            .sum()
+            .sqrt();
+            let factor = clip_factor(norm, 1.0);
+            let (mut decay, mut no_decay) = (GradientsParams::new(), GradientsParams::new());
+            decay.register::<B::InnerBackend, 2>(w, gw * factor.clone().reshape([1, 1]));
+            no_decay.register::<B::InnerBackend, 1>(b, gb * factor);
+            let net = self.decay.step(lr, net, decay);
+            self.no_decay.step(lr, net, no_decay)
+        }
+
+        fn to_bytes(&self) -> Vec<u8> {
+            let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+            let a = recorder.record(self.decay.to_record(), ()).unwrap();
+            let b = recorder.record(self.no_decay.to_record(), ()).unwrap();
+            let mut out = (a.len() as u64).to_le_bytes().to_vec();
+            out.extend(a);
+            out.extend(b);
+            out
+        }
+    }
+
+    /// The one-pass update gives Burn's `AdamW` parameters bit for bit over steps that clip and
+    /// steps that do not, through Flex's kernel and ndarray's reference; and a state Burn's
+    /// `AdamW` saved (a checkpoint from before the change) resumes as Burn's would.
+    fn matches_burns_adamw<B: OptimizerBackend>(device: &B::Device) {
+        let net = Net::<B> {
+            layer: LinearConfig::new(37, 3).init(device),
+        };
+        let x = Tensor::<B, 2>::random([16, 37], Distribution::Normal(0.0, 1.0), device);
+        // The first steps' gradients exceed the clipping norm, the later ones' do not.
+        let loss_of = |net: &Net<B>, step: usize| {
+            let scale = if step < 3 { 10.0 } else { 0.01 };
+            net.layer
+                .forward(x.clone())
+                .powi_scalar(2)
+                .mean()
+                .mul_scalar(scale)
+        };
+        let bits = |net: &Net<B>| {
+            let mut v = net.layer.weight.val().into_data().to_vec::<f32>().unwrap();
+            v.extend(
+                net.layer
+                    .bias
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap(),
+            );
+            v.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+        };
+        let mut ours = TrainOptimizer::new(&net, OptimizerConfig::default());
+        let mut burns = BurnAdamW::<B>::new();
+        // Reading the parameters initialises them (they are lazy): the two copies start equal.
+        let start = bits(&net);
+        let (mut a, mut b) = (net.clone(), net);
+        assert!(bits(&a) == start && bits(&b) == start);
+        for step in 0..6 {
+            let (loss_a, loss_b) = (loss_of(&a, step), loss_of(&b, step));
+            let (stepped, norm) = ours.step(1e-2, a, loss_a);
+            let norm: f32 = norm.unwrap().into_scalar().elem();
+            assert_eq!(norm > 1.0, step < 3, "step {step}: norm {norm}");
+            a = stepped;
+            b = burns.step(1e-2, b, loss_b);
+            assert!(bits(&a) == bits(&b), "step {step}: the parameters differ");
+        }
+        let mut resumed = TrainOptimizer::new(&b, OptimizerConfig::default())
+            .load_bytes(&burns.to_bytes(), device)
+            .unwrap();
+        for step in 6..8 {
+            let (loss_a, loss_b) = (loss_of(&a, step), loss_of(&b, step));
+            a = resumed.step(1e-2, a, loss_a).0;
+            b = burns.step(1e-2, b, loss_b);
+            assert!(
+                bits(&a) == bits(&b),
+                "resumed step {step}: the parameters differ"
+            );
+        }
+    }
+
+    #[test]
+    fn one_pass_adamw_is_burns_adamw_on_flex_and_ndarray() {
+        matches_burns_adamw::<Autodiff<burn::backend::Flex>>(&Default::default());
+        matches_burns_adamw::<B>(&Default::default());
     }
 
     /// The factor is 1 up to the maximum norm and `max / (norm + 1e-6)` above it, as the host

@@ -27,7 +27,7 @@ use bertvision_shaders::ops::dropout::StepKey;
 
 use super::cluster::Agreement;
 use super::shard::{DeviceSet, Shard, ShardLoss, shard_ranges};
-use super::{OptimizerConfig, TrainOptimizer};
+use super::{OptimizerBackend, OptimizerConfig, TrainOptimizer};
 use crate::error::{Error, Result};
 
 /// Every float parameter's id and shape in the module's order: where its gradient sits in the
@@ -143,7 +143,7 @@ enum Work {
 /// back in a step. A shard whose loss panics still takes part in the all-reduce, with zeros, so
 /// that the other peers are not left waiting; its error follows.
 #[allow(clippy::too_many_arguments)]
-fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn peer_step<B: OptimizerBackend, M: AutodiffModule<B>>(
     (rank, set): (usize, &DeviceSet),
     device: &B::Device,
     model: M,
@@ -189,7 +189,7 @@ fn peer_step<B: AutodiffBackend, M: AutodiffModule<B>>(
 }
 
 /// Continue from checkpoint bytes (model, optimizer), exactly as a resumed run would.
-fn reload<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn reload<B: OptimizerBackend, M: AutodiffModule<B>>(
     model: M,
     bytes: &(Vec<u8>, Vec<u8>),
     config: OptimizerConfig,
@@ -258,7 +258,7 @@ fn register<B: AutodiffBackend>(rank: usize, device: &B::Device, set: &DeviceSet
 }
 
 /// What a peer thread is given besides its work.
-struct PeerSetup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
+struct PeerSetup<'f, B: OptimizerBackend, M: AutodiffModule<B>> {
     rank: usize,
     device: B::Device,
     set: DeviceSet,
@@ -267,7 +267,7 @@ struct PeerSetup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
 }
 
 /// A peer thread's life: join, then serve steps and reloads until peer 0 hangs up.
-fn serve<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn serve<B: OptimizerBackend, M: AutodiffModule<B>>(
     setup: PeerSetup<'_, B, M>,
     mut model: M,
     work: Receiver<Work>,
@@ -344,7 +344,7 @@ fn gone() -> Error {
 
 /// This machine's peers 1.. of a data-parallel group on their threads (inside a
 /// `std::thread::scope`), and what its peer 0, the calling thread, does in a step.
-pub struct PeerGroup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
+pub struct PeerGroup<'f, B: OptimizerBackend, M: AutodiffModule<B>> {
     device: B::Device,
     set: DeviceSet,
     senders: Vec<Sender<Work>>,
@@ -354,7 +354,7 @@ pub struct PeerGroup<'f, B: AutodiffBackend, M: AutodiffModule<B>> {
     config: OptimizerConfig,
 }
 
-impl<'f, B: AutodiffBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
+impl<'f, B: OptimizerBackend, M: AutodiffModule<B> + 'f> PeerGroup<'f, B, M> {
     /// Starts peers 1.. on `devices[1..]` (each with a copy of `model`'s structure; its values
     /// arrive with the first [`Self::sync`]); the calling thread is peer 0 on `devices[0]`.
     /// `set` says the ranks of these peers, and the other machines, if any.

@@ -18,6 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{FloatDType, Int, Tensor};
 
+use crate::ops::adamw::AdamWOps;
 use crate::ops::adapter_head::{AdapterHeadOps, reference};
 use crate::ops::attention::{
     self, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,
@@ -129,6 +130,10 @@ impl<B: GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
         tracked_gelu::<B, C>(x)
     }
 }
+
+/// The optimizer updates the inner backend's tensors; this impl (the reference on tracked
+/// tensors) only completes `KernelBackend`.
+impl<B: AdamWOps, C: CheckpointStrategy> AdamWOps for Autodiff<B, C> {}
 
 impl<B: DropoutOps, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
     fn encoder_dropout_mask(

@@ -1,18 +1,21 @@
-//! Burn's CubeCL backends (CUDA, wgpu): the fused AdapterPooler head through the kernels of
-//! `cube/adapter_head.rs` — `CubeBackend` launches them; `Fusion<B>` records them as custom
+//! Burn's CubeCL backends (CUDA, wgpu): the fused AdapterPooler head and AdamW's update through
+//! the kernels of `cube/` — `CubeBackend` launches them; `Fusion<B>` records them as custom
 //! operations in its stream (so the tensors around them still fuse) and runs the inner
 //! backend's version when the stream executes. Attention reads a dense per-head mask (CubeCL's
 //! flash kernels misread a broadcast one, `ops/attention.rs`); every other op is the reference.
 
-use burn::tensor::Shape;
 use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Shape, Tensor};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use cubecl::prelude::InputScalar;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
+use crate::cube::adamw::{AdamWArgsLaunch, adamw_kernel};
 use crate::cube::adapter_head::{adapter_head_forward_kernel, adapter_head_recompute_kernel};
+use crate::ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, Moments};
 use crate::ops::adapter_head::AdapterHeadOps;
 use crate::ops::attention::{AttentionOps, MaskLayout};
 use crate::ops::dropout::DropoutOps;
@@ -283,6 +286,85 @@ mod fusion {
             (activations, grad_pre)
         }
     }
+
+    impl<B: FusionBackend + AdamWOps> AdamWOps for Fusion<B> {
+        const KERNEL: bool = B::KERNEL;
+
+        /// Recorded as one custom operation: the inner backend's update when the stream runs.
+        fn adamw_update(
+            update: AdamWInputs<Self>,
+            scalars: AdamWScalars,
+        ) -> (Tensor<Self, 1>, Moments<Self>) {
+            let (first_step, has_factor) = (update.moments.is_none(), update.grad_factor.is_some());
+            let mut inputs = vec![update.param, update.grad];
+            inputs.extend(update.moments.into_iter().flat_map(|m| [m.first, m.second]));
+            inputs.extend(update.grad_factor);
+            let inputs: Vec<_> = inputs
+                .into_iter()
+                .map(|t| t.into_primitive().tensor())
+                .collect();
+            let client = inputs[0].client.clone();
+            let streams = OperationStreams::with_inputs(&inputs);
+            let (shape, dtype) = (inputs[0].shape.clone(), inputs[0].dtype);
+            let out = || TensorIr::uninit(client.create_empty_handle(), shape.clone(), dtype);
+            let outputs = [out(), out(), out()];
+            let inputs: Vec<_> = inputs.into_iter().map(|t| t.into_ir()).collect();
+            let desc = CustomOpIr::new("bertvision_adamw", &inputs, &outputs);
+            let op = AdamWOp::<B> {
+                desc: desc.clone(),
+                first_step,
+                has_factor,
+                scalars,
+                _backend: core::marker::PhantomData,
+            };
+            let [param, first, second] = client
+                .register(streams, OperationIr::Custom(desc), op)
+                .try_into()
+                .expect("three outputs");
+            let tensor = |t| Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(t));
+            let moments = Moments {
+                first: tensor(first),
+                second: tensor(second),
+            };
+            (tensor(param), moments)
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct AdamWOp<B> {
+        desc: CustomOpIr,
+        first_step: bool,
+        has_factor: bool,
+        scalars: AdamWScalars,
+        _backend: core::marker::PhantomData<B>,
+    }
+
+    impl<B: FusionBackend + AdamWOps> Operation<B::FusionRuntime> for AdamWOp<B> {
+        fn execute(&self, handles: &mut Handles<B>) {
+            let mut inputs = self.desc.inputs.iter().map(|t| {
+                Tensor::<B, 1>::from_primitive(burn::tensor::TensorPrimitive::Float(
+                    handles.get_float_tensor::<B>(t),
+                ))
+            });
+            let (param, grad) = (inputs.next().expect("param"), inputs.next().expect("grad"));
+            let moments = (!self.first_step).then(|| Moments {
+                first: inputs.next().expect("first moment"),
+                second: inputs.next().expect("second moment"),
+            });
+            let grad_factor = if self.has_factor { inputs.next() } else { None };
+            let update = AdamWInputs {
+                param,
+                grad,
+                moments,
+                grad_factor,
+            };
+            let (param, moments) = B::adamw_update(update, self.scalars);
+            let outputs = [param, moments.first, moments.second];
+            for (ir, tensor) in self.desc.outputs.iter().zip(outputs) {
+                handles.register_float_tensor::<B>(&ir.id, tensor.into_primitive().tensor());
+            }
+        }
+    }
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AttentionOps
@@ -304,6 +386,111 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> GeluOps
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DropoutOps
     for CubeBackend<R, F, I, BT>
 {
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWOps
+    for CubeBackend<R, F, I, BT>
+{
+    const KERNEL: bool = true;
+
+    fn adamw_update(
+        inputs: AdamWInputs<Self>,
+        scalars: AdamWScalars,
+    ) -> (Tensor<Self, 1>, Moments<Self>) {
+        let dtype = inputs.param.dtype();
+        let others = [Some(&inputs.grad), inputs.grad_factor.as_ref()];
+        let moments = inputs
+            .moments
+            .iter()
+            .flat_map(|m| [Some(&m.first), Some(&m.second)]);
+        let same_type = others
+            .into_iter()
+            .chain(moments)
+            .flatten()
+            .all(|t| t.dtype() == dtype);
+        if !same_type {
+            return crate::ops::adamw::reference::update(inputs, scalars);
+        }
+        let AdamWInputs {
+            param,
+            grad,
+            moments,
+            grad_factor,
+        } = inputs;
+        let prim = |t: Tensor<Self, 1>| into_contiguous(t.into_primitive().tensor());
+        let moments = moments.map(|m| (prim(m.first), prim(m.second)));
+        let [param, first, second] = launch_adamw(
+            prim(param),
+            prim(grad),
+            moments,
+            grad_factor.map(prim),
+            scalars,
+        );
+        let tensor = |t| Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(t));
+        let moments = Moments {
+            first: tensor(first),
+            second: tensor(second),
+        };
+        (tensor(param), moments)
+    }
+}
+
+/// One launch of `cube::adamw`: the new parameter and moments, in new buffers.
+fn launch_adamw<R: CubeRuntime>(
+    param: CubeTensor<R>,
+    grad: CubeTensor<R>,
+    moments: Option<(CubeTensor<R>, CubeTensor<R>)>,
+    factor: Option<CubeTensor<R>>,
+    s: AdamWScalars,
+) -> [CubeTensor<R>; 3] {
+    let dtype = param.dtype;
+    let n = param.meta.num_elements();
+    let out = || {
+        empty_device_contiguous_dtype(
+            param.client.clone(),
+            param.device.clone(),
+            Shape::new([n]),
+            dtype,
+        )
+    };
+    let (param_out, first_out, second_out) = (out(), out(), out());
+    // What is absent is never read (comptime flags): the gradient stands in for it.
+    let (first_step, has_factor) = (moments.is_none(), factor.is_some());
+    let (first, second) = moments.unwrap_or_else(|| (grad.clone(), grad.clone()));
+    let factor = factor.unwrap_or_else(|| grad.clone());
+    let scalar = |v: f32| InputScalar::new(v, dtype);
+    let args = AdamWArgsLaunch::new(
+        scalar(s.beta_1),
+        scalar(s.beta_2),
+        scalar(s.one_minus_beta_1),
+        scalar(s.one_minus_beta_2),
+        scalar(s.correction_1),
+        scalar(s.correction_2),
+        scalar(s.epsilon),
+        scalar(s.decay.unwrap_or(1.0)),
+        scalar(s.lr),
+    );
+    let cube_dim = CubeDim::new(&param.client, n);
+    let cube_count = calculate_cube_count_elemwise(&param.client, n, cube_dim);
+    adamw_kernel::launch::<R>(
+        &param.client,
+        cube_count,
+        cube_dim,
+        param.clone().into_tensor_arg(),
+        grad.into_tensor_arg(),
+        first.into_tensor_arg(),
+        second.into_tensor_arg(),
+        factor.into_tensor_arg(),
+        param_out.clone().into_tensor_arg(),
+        first_out.clone().into_tensor_arg(),
+        second_out.clone().into_tensor_arg(),
+        args,
+        first_step,
+        has_factor,
+        s.decay.is_some(),
+        dtype.into(),
+    );
+    [param_out, first_out, second_out]
 }
 
 mod fusion_encoder {

@@ -9,6 +9,7 @@ use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
 use burn_flex::{FlexDevice, FlexTensor};
 
 use crate::cpu::{self, AttentionShape, DropoutStream, MatrixView};
+use crate::ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, Moments};
 use crate::ops::adapter_head::AdapterHeadOps;
 use crate::ops::attention::{
     self, AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals,
@@ -45,6 +46,13 @@ impl<A: KernelInputs, B: KernelInputs> KernelInputs for (A, B) {
 impl<A: KernelInputs, B: KernelInputs, C: KernelInputs> KernelInputs for (A, B, C) {
     fn kernel_ready(&self) -> bool {
         self.0.kernel_ready() && self.1.kernel_ready() && self.2.kernel_ready()
+    }
+}
+
+impl KernelInputs for AdamWInputs<Flex> {
+    fn kernel_ready(&self) -> bool {
+        let moments = self.moments.as_ref().map(|m| (&m.first, &m.second));
+        (&self.param, &self.grad, &self.grad_factor).kernel_ready() && moments.kernel_ready()
     }
 }
 
@@ -192,6 +200,21 @@ impl AttentionOps for Flex {
 }
 
 impl AdapterHeadOps for Flex {}
+
+impl AdamWOps for Flex {
+    const KERNEL: bool = true;
+
+    fn adamw_update(
+        inputs: AdamWInputs<Self>,
+        scalars: AdamWScalars,
+    ) -> (Tensor<Self, 1>, Moments<Self>) {
+        kernel_or_reference(
+            inputs,
+            |inputs| adamw_kernel(inputs, scalars),
+            |inputs| crate::ops::adamw::reference::update(inputs, scalars),
+        )
+    }
+}
 
 /// A contiguous, offset-0 tensor whose storage is exactly its elements.
 fn contiguous<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
@@ -422,6 +445,46 @@ fn gelu_kernel(x: Tensor<Flex, 3>) -> Tensor<Flex, 3> {
     let mut x = contiguous(x);
     cpu::gelu_in_place(x.storage_mut::<f32>());
     Tensor::from_primitive(TensorPrimitive::Float(x))
+}
+
+/// AdamW's update in place in the parameter's and moments' buffers where they hold them alone
+/// (Flex copies a shared buffer first); on the first step the moments are new buffers.
+fn adamw_kernel(
+    inputs: AdamWInputs<Flex>,
+    scalars: AdamWScalars,
+) -> (Tensor<Flex, 1>, Moments<Flex>) {
+    let AdamWInputs {
+        param,
+        grad,
+        moments,
+        grad_factor,
+    } = inputs;
+    let n = param.dims()[0];
+    let factor = grad_factor.map(|f| contiguous(f).storage::<f32>()[0]);
+    let first_step = moments.is_none();
+    let (mut first, mut second) = match moments {
+        Some(m) => (contiguous(m.first), contiguous(m.second)),
+        None => {
+            let zeros = || contiguous(tensor(vec![0.0; n], [n]));
+            (zeros(), zeros())
+        }
+    };
+    let mut param = contiguous(param);
+    let grad = contiguous(grad);
+    cpu::adamw_update_in_place(
+        param.storage_mut::<f32>(),
+        grad.storage(),
+        (first.storage_mut::<f32>(), second.storage_mut::<f32>()),
+        factor,
+        &scalars,
+        first_step,
+    );
+    let wrap = |t: FlexTensor| Tensor::from_primitive(TensorPrimitive::Float(t));
+    let moments = Moments {
+        first: wrap(first),
+        second: wrap(second),
+    };
+    (wrap(param), moments)
 }
 
 /// The exact GELU's backward, `grad·gelu'(x)`; in place in `grad`'s buffer when it holds it

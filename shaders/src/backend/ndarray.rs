@@ -4,6 +4,7 @@
 
 use burn::backend::NdArray;
 
+use crate::ops::adamw::AdamWOps;
 use crate::ops::adapter_head::AdapterHeadOps;
 use crate::ops::attention::AttentionOps;
 use crate::ops::dropout::DropoutOps;
@@ -17,6 +18,7 @@ macro_rules! reference_backend {
         impl DropoutOps for $backend {}
         impl AttentionOps for $backend {}
         impl AdapterHeadOps for $backend {}
+        impl AdamWOps for $backend {}
     )*};
 }
 

@@ -1,5 +1,6 @@
-//! CPU kernels for the BERT encoder: plain `f32` slices in and out, no tensors and nothing from
-//! the rest of this crate (`backend/flex.rs` is the glue that hands them Flex's buffers).
+//! CPU kernels for the BERT encoder and its optimizer: plain `f32` slices in and out, no tensors
+//! and nothing from the rest of this crate but plain numbers (`ops::adamw::AdamWScalars`);
+//! `backend/flex.rs` is the glue that hands them Flex's buffers.
 //!
 //! | file | kernels | used for |
 //! |---|---|---|
@@ -8,6 +9,7 @@
 //! | `linear.rs` | one gemm over every token, and the input / weight / bias gradients | both |
 //! | `gelu.rs` | exact GELU and its derivative | both |
 //! | `dropout.rs` | counter-based dropout masks | fine-tuning |
+//! | `adamw.rs` | AdamW's update in one pass | fine-tuning, head training |
 //! | `math.rs`, `gemm.rs` | vectorisable `exp`/`erf`, masked softmax; strided gemm calls | the kernels above |
 //!
 //! Why our own: a `perf` profile of Flex's encoder forward (`docs/performance.md`) spent 20% of
@@ -36,6 +38,7 @@
 #[macro_use]
 mod simd;
 
+mod adamw;
 mod attention;
 mod attention_train;
 mod dropout;
@@ -44,6 +47,7 @@ mod gemm;
 mod linear;
 mod math;
 
+pub use adamw::adamw_update_in_place;
 pub use attention::{AttentionShape, self_attention};
 pub use attention_train::{attention_backward, attention_forward};
 pub use dropout::{DropoutStream, dropout_mask, site_seed};

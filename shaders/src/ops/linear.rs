@@ -80,11 +80,51 @@ pub mod reference {
                 let input = rows.clone().matmul(weight.transpose());
                 input.reshape([batch, seq, inputs])
             }),
-            weight: x
-                .reshape([batch * seq, inputs])
-                .transpose()
-                .matmul(rows.clone()),
+            weight: weight_gradient(x.reshape([batch * seq, inputs]), rows.clone()),
             bias: rows.sum_dim(0).reshape([outputs]),
+        }
+    }
+
+    /// Rows per part of a split weight gradient ([`weight_gradient`]).
+    pub const SPLIT_PART_ROWS: usize = 1024;
+    /// The largest weight (`in·out` elements) whose gradient is split: a small output over many
+    /// rows.
+    pub const SPLIT_MAX_OUTPUT: usize = 1 << 17;
+
+    /// `xᵀ·grad` over `[rows, in]` and `[rows, out]`. A small `[in, out]` over many rows (the
+    /// AdapterPooler's adapter: 384·32 over every token of every layer, ~86k rows at batch 32 of
+    /// 384 tokens) is split into parts of [`SPLIT_PART_ROWS`] rows, one batched matmul summed
+    /// over the parts: as one product its few output tiles would each loop over every row, a
+    /// handful of a GPU's cores busy (issue #20; CubeCL's matmul does not split the inner
+    /// dimension itself). Rows past the last whole part are added as one more product.
+    pub fn weight_gradient<B: Backend>(x: Tensor<B, 2>, grad: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [rows, inputs] = x.dims();
+        let outputs = grad.dims()[1];
+        let parts = rows / SPLIT_PART_ROWS;
+        if parts < 8 || inputs * outputs > SPLIT_MAX_OUTPUT {
+            return x.transpose().matmul(grad);
+        }
+        let whole = parts * SPLIT_PART_ROWS;
+        let split = x
+            .clone()
+            .slice(0..whole)
+            .reshape([parts, SPLIT_PART_ROWS, inputs])
+            .swap_dims(1, 2)
+            .matmul(
+                grad.clone()
+                    .slice(0..whole)
+                    .reshape([parts, SPLIT_PART_ROWS, outputs]),
+            )
+            .sum_dim(0)
+            .reshape([inputs, outputs]);
+        match whole < rows {
+            true => {
+                split
+                    + x.slice(whole..rows)
+                        .transpose()
+                        .matmul(grad.slice(whole..rows))
+            }
+            false => split,
         }
     }
 }

@@ -9,11 +9,13 @@
 //! | dropout keep masks | [`dropout::DropoutOps`] | Flex: `cpu::dropout` |
 //! | multi-head self-attention (frozen, and with dropout for fine-tuning) | [`attention::AttentionOps`] | Flex: `cpu::attention*`; CubeCL: Burn's `module::attention`, a per-head mask |
 //! | the fused AdapterPooler head | [`adapter_head::AdapterHeadOps`] | CubeCL: `cube::adapter_head` |
+//! | AdamW's update of one parameter | [`adamw::AdamWOps`] | Flex: `cpu::adamw` |
 //!
 //! `Autodiff<B>` implements every trait too: where `B` has a kernel it records one autodiff node
 //! whose backward is `B`'s backward method; elsewhere it runs the reference under Burn's own
 //! autodiff.
 
+pub mod adamw;
 pub mod adapter_head;
 pub mod attention;
 pub mod dropout;
@@ -30,6 +32,7 @@ pub trait KernelBackend:
     + dropout::DropoutOps
     + attention::AttentionOps
     + adapter_head::AdapterHeadOps
+    + adamw::AdamWOps
 {
 }
 
@@ -39,5 +42,6 @@ impl<B> KernelBackend for B where
         + dropout::DropoutOps
         + attention::AttentionOps
         + adapter_head::AdapterHeadOps
+        + adamw::AdamWOps
 {
 }

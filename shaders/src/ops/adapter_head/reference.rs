@@ -124,11 +124,11 @@ pub fn gradients<B: Backend>(
         Gradients {
             features: want_features
                 .then(|| grad_pre.matmul(adapter_weight.clone().swap_dims(1, 2))),
-            adapter_weight: features
-                .reshape([tokens * layers, hidden])
-                .transpose()
-                .matmul(rows.clone())
-                .reshape([1, hidden, a]),
+            adapter_weight: crate::ops::linear::reference::weight_gradient(
+                features.reshape([tokens * layers, hidden]),
+                rows.clone(),
+            )
+            .reshape([1, hidden, a]),
             adapter_bias: rows.sum_dim(0),
             head_weight,
         }
