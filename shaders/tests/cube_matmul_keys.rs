@@ -117,6 +117,22 @@ fn the_encoders_linear_layers_run_2d_matmuls_over_every_token() {
         "Burn's linear runs a matmul per sequence: {burns:?}"
     );
 
+    // Kernel launches of one forward and backward, tuned already (autotune's own trial
+    // launches are logged too), at the same shape for both ops.
+    let count = |linear: LinearFn| {
+        run((4, 16, 32, 128), linear);
+        let before = launches.count();
+        run((4, 16, 32, 128), linear);
+        let after = launches.count();
+        (after - before, launches.kernels_since(before))
+    };
+    let (ours, our_kernels) = count(<A as LinearOps>::encoder_linear);
+    let (burns, burn_kernels) = count(burn::tensor::module::linear);
+    eprintln!("kernel launches, forward + backward: ours {ours} {our_kernels:?}");
+    eprintln!("Burn's module::linear {burns} {burn_kernels:?}");
+    assert!(ours > 0 && burns > 0, "the launch log counts launches");
+    assert!(ours <= burns, "ours {ours} launches, Burn's {burns}");
+
     // A small weight over many rows (the AdapterPooler's adapter): its gradient is split into
     // parts of SPLIT_PART_ROWS rows, no product over every row (issue #20).
     let split_keys = |rows: usize, split: bool| {
@@ -145,21 +161,5 @@ fn the_encoders_linear_layers_run_2d_matmuls_over_every_token() {
         plain.iter().any(|key| key.iter().any(|&d| d >= rows)),
         "the log shows the unsplit product's inner size: {plain:?}"
     );
-
-    // Kernel launches of one forward and backward, tuned already (autotune's own trial
-    // launches are logged too), at the same shape for both ops.
-    let count = |linear: LinearFn| {
-        run((4, 16, 32, 128), linear);
-        let before = launches.count();
-        run((4, 16, 32, 128), linear);
-        let after = launches.count();
-        (after - before, launches.kernels_since(before))
-    };
-    let (ours, our_kernels) = count(<A as LinearOps>::encoder_linear);
-    let (burns, burn_kernels) = count(burn::tensor::module::linear);
-    eprintln!("kernel launches, forward + backward: ours {ours} {our_kernels:?}");
-    eprintln!("Burn's module::linear {burns} {burn_kernels:?}");
-    assert!(ours > 0 && burns > 0, "the launch log counts launches");
-    assert!(ours <= burns, "ours {ours} launches, Burn's {burns}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -411,19 +411,13 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWOps
         if !same_type {
             return crate::ops::adamw::reference::update(inputs, scalars);
         }
-        let AdamWInputs {
-            param,
-            grad,
-            moments,
-            grad_factor,
-        } = inputs;
         let prim = |t: Tensor<Self, 1>| into_contiguous(t.into_primitive().tensor());
-        let moments = moments.map(|m| (prim(m.first), prim(m.second)));
+        let moments = inputs.moments.map(|m| (prim(m.first), prim(m.second)));
         let [param, first, second] = launch_adamw(
-            prim(param),
-            prim(grad),
+            prim(inputs.param),
+            prim(inputs.grad),
             moments,
-            grad_factor.map(prim),
+            inputs.grad_factor.map(prim),
             scalars,
         );
         let tensor = |t| Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(t));

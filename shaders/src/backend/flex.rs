@@ -453,24 +453,20 @@ fn adamw_kernel(
     inputs: AdamWInputs<Flex>,
     scalars: AdamWScalars,
 ) -> (Tensor<Flex, 1>, Moments<Flex>) {
-    let AdamWInputs {
-        param,
-        grad,
-        moments,
-        grad_factor,
-    } = inputs;
-    let n = param.dims()[0];
-    let factor = grad_factor.map(|f| contiguous(f).storage::<f32>()[0]);
-    let first_step = moments.is_none();
-    let (mut first, mut second) = match moments {
+    let n = inputs.param.dims()[0];
+    let factor = inputs
+        .grad_factor
+        .map(|f| contiguous(f).storage::<f32>()[0]);
+    let first_step = inputs.moments.is_none();
+    let (mut first, mut second) = match inputs.moments {
         Some(m) => (contiguous(m.first), contiguous(m.second)),
         None => {
             let zeros = || contiguous(tensor(vec![0.0; n], [n]));
             (zeros(), zeros())
         }
     };
-    let mut param = contiguous(param);
-    let grad = contiguous(grad);
+    let mut param = contiguous(inputs.param);
+    let grad = contiguous(inputs.grad);
     cpu::adamw_update_in_place(
         param.storage_mut::<f32>(),
         grad.storage(),
