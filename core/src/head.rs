@@ -175,7 +175,9 @@ pub enum HeadPath {
     #[default]
     Plain,
     /// `bertvision_shaders::adapter_head`: projection, GELU and the head's per-token product in
-    /// one CubeCL kernel on the GPU backends (on the CPU backends, its plain-Burn reference).
+    /// one CubeCL kernel on the GPU backends; on `--device cpu`, the CPU linear and GELU
+    /// kernels with the activations recomputed in the backward (ndarray: the plain-Burn
+    /// reference).
     Fused,
 }
 
@@ -201,11 +203,18 @@ pub enum HeadOutput<B: Backend> {
 const PADDING_LOGIT: f32 = -10_000.0;
 
 /// Mean over real tokens: `[batch, seq, width]` → `[batch, width]` (padding ignored).
+///
+/// One batched product `[b, 1, seq] · [b, seq, width]` of the mask's weights (1/count on real
+/// tokens) and `x`, so the backward is a product too. Written as `(x · mask).sum_dim(1)`, its
+/// backward multiplied a broadcast gradient by a broadcast mask element by element through
+/// Flex's strided indices, on one thread: 64% of the head step's main-thread CPU samples
+/// (minilm-l6, 128 tokens; `results/cpu-2026-12-08b/README.md`).
 fn masked_mean<B: Backend>(x: Tensor<B, 3>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [batch, seq, width] = x.dims();
-    let mask = attention_mask.float().reshape([batch, seq, 1]);
-    let count = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
-    (x * mask).sum_dim(1).div(count).reshape([batch, width])
+    let mask = attention_mask.float().reshape([batch, 1, seq]);
+    let count = mask.clone().sum_dim(2).clamp_min(1.0); // [b, 1, 1]
+    let weights = to_dtype(mask / count, x.dtype().into());
+    weights.matmul(x).reshape([batch, width])
 }
 
 impl<B: Backend> HeadOutput<B> {

@@ -289,8 +289,8 @@ pub struct HeadArgs {
     #[arg(long, value_enum, alias = "extract-dtype")]
     pub encoder_dtype: Option<EncoderDtype>,
     /// The head as plain ops (default), or as the fused CubeCL kernel (projection + GELU + head
-    /// in one pass; on the CPU backends its plain-Burn reference). Same numbers up to the order
-    /// of sums.
+    /// in one pass; on the CPU the CPU kernels, recomputing the activations in the backward).
+    /// Same numbers up to the order of sums.
     #[arg(long, value_enum)]
     pub head_kernel: Option<HeadPath>,
     /// Whose ops the encoder runs where no gradient flows (evaluation, the frozen encoder

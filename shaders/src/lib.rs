@@ -15,7 +15,7 @@
 //!
 //! | backend | linear, GELU, dropout | attention | AdapterPooler head |
 //! |---|---|---|---|
-//! | Flex (f32) | `cpu/` kernels | `cpu/` kernels (mask shared by heads) | reference |
+//! | Flex (f32) | `cpu/` kernels | `cpu/` kernels (mask shared by heads) | `cpu/` linear and GELU kernels (one shared adapter), else reference |
 //! | Flex (bf16/f16), ndarray | reference | reference (`module::attention`) | reference |
 //! | CubeCL (CUDA, wgpu), `Fusion` of it | reference | reference (`module::attention`, a dense per-head mask) | `cube/` kernels |
 //! | `Autodiff<B>` | `B`'s kernel as one node with its backward where `B` has one (`KERNEL`), else the reference under Burn's autodiff | the same | `B`'s forward, backward from recomputed activations |

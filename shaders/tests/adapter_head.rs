@@ -1,12 +1,13 @@
-//! The fused AdapterPooler head against references: a loop over the formula (CPU), plain Burn
-//! autodiff for the gradients (CPU), and — with `--features wgpu-tests` — the CubeCL kernels on
+//! The fused AdapterPooler head against references: a loop over the formula (CPU), the
+//! reference's recompute and plain Burn autodiff for the gradients (CPU, where Flex runs the
+//! head through its CPU kernels), and — with `--features wgpu-tests` — the CubeCL kernels on
 //! Burn's wgpu backend against the CPU reference, forward and gradients.
 
 use bertvision_shaders::ops::adapter_head::reference;
 use bertvision_shaders::{AdapterHeadOps, adapter_head};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
 /// One case: tokens = sequences × positions.
 #[derive(Debug, Clone, Copy)]
@@ -204,21 +205,91 @@ fn by_loops(case: &Case) -> Vec<f32> {
     out
 }
 
+/// The reference's forward on Flex (plain Burn ops).
+fn reference_forward(case: &Case) -> Vec<f32> {
+    let device = Default::default();
+    let [f, w, b, h] = inputs(case);
+    to_vec(reference::forward::<Flex>(
+        tensor(&f, &device),
+        tensor(&w, &device),
+        tensor(&b, &device),
+        tensor(&h, &device),
+    ))
+}
+
+/// A backend's `adapter_head` (its kernels where it has them).
+fn kernel_forward<B: AdapterHeadOps>(case: &Case, device: &B::Device) -> Vec<f32> {
+    let [f, w, b, h] = inputs(case);
+    to_vec(
+        adapter_head::<B>(
+            tensor(&f, device),
+            tensor(&w, device),
+            tensor(&b, device),
+            tensor(&h, device),
+        )
+        .unwrap(),
+    )
+}
+
 #[test]
-fn reference_matches_the_formula_written_as_loops() {
+fn reference_and_cpu_kernels_match_the_formula_written_as_loops() {
     let device = Default::default();
     for case in CASES {
-        let [f, w, b, h] = inputs(&case);
-        let out = adapter_head::<Flex>(
-            tensor(&f, &device),
-            tensor(&w, &device),
-            tensor(&b, &device),
-            tensor(&h, &device),
-        )
-        .unwrap();
-        let diff = max_abs_diff(&to_vec(out), &by_loops(&case));
-        assert!(diff < 1e-4, "{case:?}: {diff}");
+        let want = by_loops(&case);
+        for (name, got) in [
+            ("reference", reference_forward(&case)),
+            ("flex kernels", kernel_forward::<Flex>(&case, &device)),
+        ] {
+            let diff = max_abs_diff(&got, &want);
+            assert!(diff < 1e-4, "{name} {case:?}: {diff}");
+        }
     }
+}
+
+/// A backend's recompute (activations, gradient at the GELU input) and the reference's on
+/// Flex, for a fixed output gradient.
+fn recompute_pair<B: AdapterHeadOps>(case: &Case, device: &B::Device) -> [[Vec<f32>; 2]; 2] {
+    let cpu = Default::default();
+    let [f, w, b, h] = inputs(case);
+    let g = (
+        values(case.tokens() * case.classes, 7, 1.0),
+        vec![case.tokens(), case.classes],
+    );
+    let want = reference::recompute::<Flex>(
+        tensor(&f, &cpu),
+        tensor(&w, &cpu),
+        tensor(&b, &cpu),
+        tensor(&h, &cpu),
+        tensor(&g, &cpu),
+    );
+    let (act, grad) = B::adapter_head_recompute(
+        tensor::<B, 3>(&f, device).into_primitive().tensor(),
+        tensor::<B, 3>(&w, device).into_primitive().tensor(),
+        tensor::<B, 2>(&b, device).into_primitive().tensor(),
+        tensor::<B, 3>(&h, device).into_primitive().tensor(),
+        tensor::<B, 2>(&g, device).into_primitive().tensor(),
+    );
+    let wrap = |t| to_vec(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(t)));
+    [[wrap(act), wrap(grad)], [to_vec(want.0), to_vec(want.1)]]
+}
+
+fn assert_recompute_close<B: AdapterHeadOps>(name: &str, device: &B::Device) {
+    for case in CASES {
+        let [got, want] = recompute_pair::<B>(&case, device);
+        for (part, (g, w)) in ["activations", "grad at GELU input"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff(g, w);
+            assert!(diff <= 1e-5 * scale, "{name} {part} {case:?}: {diff}");
+        }
+    }
+}
+
+#[test]
+fn cpu_recompute_matches_the_reference() {
+    assert_recompute_close::<Flex>("flex kernels", &Default::default());
 }
 
 /// Output and the four gradients of `Σ out · weights` (weights fixed, so every output element
@@ -323,25 +394,11 @@ mod wgpu {
 
     type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
 
-    fn kernel_forward<B: AdapterHeadOps>(case: &Case, device: &B::Device) -> Vec<f32> {
-        let [f, w, b, h] = inputs(case);
-        to_vec(
-            adapter_head::<B>(
-                tensor(&f, device),
-                tensor(&w, device),
-                tensor(&b, device),
-                tensor(&h, device),
-            )
-            .unwrap(),
-        )
-    }
-
     #[test]
     fn forward_kernel_matches_the_reference() {
-        let cpu = Default::default();
         let gpu = Default::default();
         for case in CASES {
-            let want = kernel_forward::<Flex>(&case, &cpu);
+            let want = reference_forward(&case);
             let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             // Bare CubeBackend and the Fusion-wrapped one the binary uses.
             for (name, got) in [
@@ -356,45 +413,7 @@ mod wgpu {
 
     #[test]
     fn recompute_kernel_matches_the_reference() {
-        let cpu = Default::default();
-        let gpu = Default::default();
-        for case in CASES {
-            let [f, w, b, h] = inputs(&case);
-            let g = (
-                values(case.tokens() * case.classes, 7, 1.0),
-                vec![case.tokens(), case.classes],
-            );
-            let want = reference::recompute::<Flex>(
-                tensor(&f, &cpu),
-                tensor(&w, &cpu),
-                tensor(&b, &cpu),
-                tensor(&h, &cpu),
-                tensor(&g, &cpu),
-            );
-            let (act, grad) = Cube::adapter_head_recompute(
-                tensor::<Cube, 3>(&f, &gpu).into_primitive().tensor(),
-                tensor::<Cube, 3>(&w, &gpu).into_primitive().tensor(),
-                tensor::<Cube, 2>(&b, &gpu).into_primitive().tensor(),
-                tensor::<Cube, 3>(&h, &gpu).into_primitive().tensor(),
-                tensor::<Cube, 2>(&g, &gpu).into_primitive().tensor(),
-            );
-            let got = [
-                to_vec(Tensor::<Cube, 3>::from_primitive(
-                    burn::tensor::TensorPrimitive::Float(act),
-                )),
-                to_vec(Tensor::<Cube, 3>::from_primitive(
-                    burn::tensor::TensorPrimitive::Float(grad),
-                )),
-            ];
-            for (name, (g, w)) in ["activations", "grad at GELU input"]
-                .iter()
-                .zip(got.iter().zip([to_vec(want.0), to_vec(want.1)]))
-            {
-                let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                let diff = max_abs_diff(g, &w);
-                assert!(diff <= 1e-5 * scale, "{name} {case:?}: {diff}");
-            }
-        }
+        assert_recompute_close::<Cube>("cube", &Default::default());
     }
 
     #[test]

@@ -748,7 +748,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
             "params": head_config.num_params(),
             // The `_fused` rows: `run --head-kernel fused`.
             "fused_rows": if <B as AdapterHeadOps>::KERNEL {
-                "the fused CubeCL kernel of shaders/"
+                "the fused op's kernels in shaders/ (CubeCL on GPUs, the CPU kernels on cpu)"
             } else {
                 "this backend has no kernel: the fused op's plain-Burn reference"
             },

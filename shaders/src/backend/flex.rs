@@ -2,15 +2,17 @@
 //! (`cpu/`), in f32. Each override hands the kernel Flex's buffers where they lie (contiguous
 //! copies only where a tensor is a strided view the kernel cannot read) and wraps its output in
 //! a tensor; inputs of another float type take the op's reference ([`kernel_or_reference`], the
-//! one guard every override goes through). The fused AdapterPooler head is the reference here.
+//! one guard every override goes through). The fused AdapterPooler head is composed of the
+//! same kernels (one shared adapter; one adapter per layer takes the reference).
 
 use burn::backend::Flex;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
 use burn_flex::{FlexDevice, FlexTensor};
 
 use crate::cpu::{self, AttentionShape, DropoutStream, MatrixView};
 use crate::ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, Moments};
-use crate::ops::adapter_head::AdapterHeadOps;
+use crate::ops::adapter_head::{self, AdapterHeadOps};
 use crate::ops::attention::{
     self, AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals,
     MaskLayout,
@@ -199,7 +201,134 @@ impl AttentionOps for Flex {
     }
 }
 
-impl AdapterHeadOps for Flex {}
+/// The fused head composed of the CPU kernels for one shared f32 adapter: the adapter as one
+/// gemm over every (token, layer) row with its bias as the start, the GELU kernel, then the
+/// head's small product; the recompute with the GELU-backward kernel. One adapter per layer
+/// (batched over layers) and other float types take the reference. Burn's `gelu` and the
+/// reference's derivative run scalar `erff`/`expf`: ~25% of a fused head step's samples
+/// (`results/cpu-2026-12-08b/README.md`).
+impl AdapterHeadOps for Flex {
+    const KERNEL: bool = true;
+
+    fn adapter_head(
+        features: FloatTensor<Self>,
+        adapter_weight: FloatTensor<Self>,
+        adapter_bias: FloatTensor<Self>,
+        head_weight: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inputs = HeadInputs::new(features, adapter_weight, adapter_bias, head_weight);
+        let out = kernel_or_reference(
+            inputs,
+            |i| {
+                let [tokens, layers, _] = i.features.dims();
+                let activations = gelu_kernel(head_pre_activation(&i));
+                let width = layers * i.adapter_weight.dims()[2];
+                adapter_head::reference::head_product(
+                    activations.reshape([tokens, width]),
+                    i.head_weight,
+                )
+            },
+            |i| {
+                adapter_head::reference::forward(
+                    i.features,
+                    i.adapter_weight,
+                    i.adapter_bias,
+                    i.head_weight,
+                )
+            },
+        );
+        out.into_primitive().tensor()
+    }
+
+    fn adapter_head_recompute(
+        features: FloatTensor<Self>,
+        adapter_weight: FloatTensor<Self>,
+        adapter_bias: FloatTensor<Self>,
+        head_weight: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let inputs = HeadInputs::new(features, adapter_weight, adapter_bias, head_weight);
+        let grad_out = Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(grad_out));
+        let (activations, grad_pre) = kernel_or_reference(
+            (inputs, grad_out),
+            |(i, grad_out)| {
+                let shape = [
+                    i.features.dims()[0],
+                    i.features.dims()[1],
+                    i.adapter_weight.dims()[2],
+                ];
+                let pre = head_pre_activation(&i);
+                let grad_activations =
+                    adapter_head::reference::head_product(grad_out, i.head_weight.swap_dims(1, 2));
+                // The derivative first: then `pre` holds its buffer alone and GELU runs in place.
+                let grad_pre =
+                    gelu_backward_kernel(pre.clone(), grad_activations.reshape(pre.dims()));
+                (gelu_kernel(pre).reshape(shape), grad_pre.reshape(shape))
+            },
+            |(i, grad_out)| {
+                adapter_head::reference::recompute(
+                    i.features,
+                    i.adapter_weight,
+                    i.adapter_bias,
+                    i.head_weight,
+                    grad_out,
+                )
+            },
+        );
+        (
+            activations.into_primitive().tensor(),
+            grad_pre.into_primitive().tensor(),
+        )
+    }
+}
+
+/// The fused head's inputs; the kernels take one shared adapter in f32.
+struct HeadInputs {
+    features: Tensor<Flex, 3>,
+    adapter_weight: Tensor<Flex, 3>,
+    adapter_bias: Tensor<Flex, 2>,
+    head_weight: Tensor<Flex, 3>,
+}
+
+impl HeadInputs {
+    fn new(
+        features: FloatTensor<Flex>,
+        adapter_weight: FloatTensor<Flex>,
+        adapter_bias: FloatTensor<Flex>,
+        head_weight: FloatTensor<Flex>,
+    ) -> Self {
+        let wrap = |t| TensorPrimitive::Float(t);
+        HeadInputs {
+            features: Tensor::from_primitive(wrap(features)),
+            adapter_weight: Tensor::from_primitive(wrap(adapter_weight)),
+            adapter_bias: Tensor::from_primitive(wrap(adapter_bias)),
+            head_weight: Tensor::from_primitive(wrap(head_weight)),
+        }
+    }
+}
+
+impl KernelInputs for HeadInputs {
+    fn kernel_ready(&self) -> bool {
+        self.adapter_weight.dims()[0] == 1
+            && (&self.features, &self.adapter_weight, &self.adapter_bias).kernel_ready()
+            && self.head_weight.kernel_ready()
+    }
+}
+
+/// The GELU's input `[1, tokens·layers, A]` for one shared adapter: [`linear_kernel`] over
+/// every (token, layer) row.
+fn head_pre_activation(inputs: &HeadInputs) -> Tensor<Flex, 3> {
+    let [tokens, layers, hidden] = inputs.features.dims();
+    let adapter = inputs.adapter_weight.dims()[2];
+    linear_kernel(
+        inputs
+            .features
+            .clone()
+            .reshape([1, tokens * layers, hidden]),
+        inputs.adapter_weight.clone().reshape([hidden, adapter]),
+        Some(inputs.adapter_bias.clone().reshape([adapter])),
+    )
+}
 
 impl AdamWOps for Flex {
     const KERNEL: bool = true;

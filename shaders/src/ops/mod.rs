@@ -8,7 +8,7 @@
 //! | exact GELU and its derivative | [`gelu::GeluOps`] | Flex: `cpu::gelu` |
 //! | dropout keep masks | [`dropout::DropoutOps`] | Flex: `cpu::dropout` |
 //! | multi-head self-attention (frozen, and with dropout for fine-tuning) | [`attention::AttentionOps`] | Flex: `cpu::attention*`; CubeCL: Burn's `module::attention`, a per-head mask |
-//! | the fused AdapterPooler head | [`adapter_head::AdapterHeadOps`] | CubeCL: `cube::adapter_head` |
+//! | the fused AdapterPooler head | [`adapter_head::AdapterHeadOps`] | Flex: `cpu::linear` + `cpu::gelu` (one shared adapter); CubeCL: `cube::adapter_head` |
 //! | AdamW's update of one parameter | [`adamw::AdamWOps`] | Flex: `cpu::adamw` |
 //!
 //! `Autodiff<B>` implements every trait too: where `B` has a kernel it records one autodiff node

@@ -24,8 +24,9 @@
 //!
 //! Backends: the [`AdapterHeadOps`] trait's provided methods are the plain-Burn reference
 //! ([`reference`]); `CubeBackend` (CUDA, wgpu) and `Fusion<CubeBackend>` override them with the
-//! CubeCL kernels (feature `cubecl`), `Autodiff<B>` adds the backward (feature `autodiff`), and the
-//! CPU backends (features `flex`, `ndarray`) use the reference. The kernels are written once in
+//! CubeCL kernels (feature `cubecl`), Flex composes it of the CPU linear and GELU kernels (feature
+//! `flex`; one shared adapter), `Autodiff<B>` adds the backward (feature `autodiff`), and ndarray
+//! uses the reference. The kernels are written once in
 //! CubeCL, so the same source runs on CUDA and on WebGPU; the tests compare them with the
 //! reference on Burn's wgpu backend (feature `wgpu-tests`).
 
@@ -38,10 +39,11 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use super::tensor::{float, primitive};
 
 /// A backend's fused AdapterPooler head. The provided methods are the reference ([`reference`]);
-/// the CubeCL backends override them with the kernels of `cube/adapter_head.rs`.
+/// the CubeCL backends override them with the kernels of `cube/adapter_head.rs`, Flex with its
+/// CPU kernels (`backend/flex.rs`).
 pub trait AdapterHeadOps: Backend {
-    /// Whether this backend runs the CubeCL kernels (else the op is the plain-Burn reference);
-    /// reported by `bench` beside its fused rows.
+    /// Whether this backend runs this crate's kernels (else the op is the plain-Burn
+    /// reference); reported by `bench` beside its fused rows.
     const KERNEL: bool = false;
 
     /// Per-token head output `[tokens, classes]`; shapes as in [`adapter_head`].
