@@ -203,17 +203,25 @@ pub enum HeadOutput<B: Backend> {
 const PADDING_LOGIT: f32 = -10_000.0;
 
 /// Mean over real tokens: `[batch, seq, width]` → `[batch, width]` (padding ignored).
-///
-/// One batched product `[b, 1, seq] · [b, seq, width]` of the mask's weights (1/count on real
-/// tokens) and `x`, so the backward is a product too. Written as `(x · mask).sum_dim(1)`, its
-/// backward multiplied a broadcast gradient by a broadcast mask element by element through
-/// Flex's strided indices, on one thread: 64% of the head step's main-thread CPU samples
-/// (minilm-l6, 128 tokens; `results/cpu-2026-12-08b/README.md`).
 fn masked_mean<B: Backend>(x: Tensor<B, 3>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
-    let [batch, seq, width] = x.dims();
+    pool(mean_weights(attention_mask, x.dtype().into()), x)
+}
+
+/// The mean's weights `[batch, 1, seq]`: 1/count on real tokens, 0 on padding.
+fn mean_weights<B: Backend>(attention_mask: Tensor<B, 2, Int>, dtype: FloatDType) -> Tensor<B, 3> {
+    let [batch, seq] = attention_mask.dims();
     let mask = attention_mask.float().reshape([batch, 1, seq]);
     let count = mask.clone().sum_dim(2).clamp_min(1.0); // [b, 1, 1]
-    let weights = to_dtype(mask / count, x.dtype().into());
+    to_dtype(mask / count, dtype)
+}
+
+/// `[batch, 1, seq] · [batch, seq, width]` → `[batch, width]`: one batched product, so the
+/// backward is a product too. Written as `(x · mask).sum_dim(1)`, its backward multiplied a
+/// broadcast gradient by a broadcast mask element by element through Flex's strided indices, on
+/// one thread: 64% of the head step's main-thread CPU samples (minilm-l6, 128 tokens;
+/// `results/cpu-2026-12-08b/README.md`).
+fn pool<B: Backend>(weights: Tensor<B, 3>, x: Tensor<B, 3>) -> Tensor<B, 2> {
+    let [batch, _, width] = x.dims();
     weights.matmul(x).reshape([batch, width])
 }
 
@@ -328,17 +336,24 @@ impl<B: KernelBackend> AdapterPooler<B> {
         {
             return self.pool_per_token(per_token, attention_mask);
         }
-        let features = self.token_features(hidden_states);
-        let [batch, seq, width] = features.dims();
+        let parts = self.token_feature_parts(hidden_states);
         match self.kind {
             HeadKind::Span => {
+                let features = Tensor::cat(parts, 2);
                 HeadOutput::span_from_logits(self.head.forward(features), attention_mask)
             }
             HeadKind::Flatten => {
+                let features = Tensor::cat(parts, 2);
+                let [batch, seq, width] = features.dims();
                 HeadOutput::Logits(self.head.forward(features.reshape([batch, seq * width])))
             }
             HeadKind::MaskedMean => {
-                HeadOutput::Logits(self.head.forward(masked_mean(features, attention_mask)))
+                // Pooling each layer's part and concatenating the pooled rows equals pooling the
+                // concatenated features, without the `[batch, seq, L·A]` copy forward and the
+                // strided slices of its gradient backward.
+                let weights = mean_weights(attention_mask, parts[0].dtype().into());
+                let pooled = parts.into_iter().map(|p| pool(weights.clone(), p));
+                HeadOutput::Logits(self.head.forward(Tensor::cat(pooled.collect(), 1)))
             }
         }
     }
@@ -374,6 +389,12 @@ impl<B: KernelBackend> AdapterPooler<B> {
     /// gemm over every token and a vectorised GELU, each with its backward (with Burn's ops,
     /// 13.5% of a head step's CPU samples were scalar `erff`; `results/cpu-2026-12-07/`).
     pub fn token_features(&self, hidden_states: &[Tensor<B, 3>]) -> Tensor<B, 3> {
+        Tensor::cat(self.token_feature_parts(hidden_states), 2)
+    }
+
+    /// [`Self::token_features`] before concatenation: one `[batch, seq, A]` part per adapted
+    /// layer (then the skip connection's last hidden state).
+    fn token_feature_parts(&self, hidden_states: &[Tensor<B, 3>]) -> Vec<Tensor<B, 3>> {
         let mixed;
         let layers: &[Tensor<B, 3>] = match (&self.mix_weights, &self.mix_gamma) {
             (Some(w), Some(gamma)) => {
@@ -400,7 +421,7 @@ impl<B: KernelBackend> AdapterPooler<B> {
         if self.skip_last_layer {
             parts.push(hidden_states.last().expect("hidden states").clone());
         }
-        Tensor::cat(parts, 2)
+        parts
     }
 }
 

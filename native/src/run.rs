@@ -295,7 +295,8 @@ pub struct HeadArgs {
     pub head_kernel: Option<HeadPath>,
     /// Whose ops the encoder runs where no gradient flows (evaluation, the frozen encoder
     /// feeding the head): Burn's tensor ops, or the backend's own kernels (CPU: this project's
-    /// attention, linear and GELU kernels; CubeCL: Burn's autotuned attention). Fine-tuning
+    /// attention, linear and GELU kernels; CubeCL: this project's attention kernel, online
+    /// softmax over the key padding, no per-head mask or score buffers). Fine-tuning
     /// always runs the backend's training ops. Default: native on `--device cpu`, burn elsewhere.
     #[arg(long, value_enum, alias = "attention")]
     pub encoder_kernels: Option<EncoderKernels>,

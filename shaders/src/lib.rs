@@ -17,7 +17,7 @@
 //! |---|---|---|---|
 //! | Flex (f32) | `cpu/` kernels | `cpu/` kernels (mask shared by heads) | `cpu/` linear and GELU kernels (one shared adapter), else reference |
 //! | Flex (bf16/f16), ndarray | reference | reference (`module::attention`) | reference |
-//! | CubeCL (CUDA, wgpu), `Fusion` of it | reference | reference (`module::attention`, a dense per-head mask) | `cube/` kernels |
+//! | CubeCL (CUDA, wgpu), `Fusion` of it | reference | frozen: `cube/` kernel (key bias, no per-query mask); fine-tuning: reference | `cube/` kernels |
 //! | `Autodiff<B>` | `B`'s kernel as one node with its backward where `B` has one (`KERNEL`), else the reference under Burn's autodiff | the same | `B`'s forward, backward from recomputed activations |
 //!
 //! "Reference" is the op trait's provided method: Burn's own tensor ops. Every kernel is tested
@@ -44,7 +44,7 @@ pub use ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, AdamWSettings, Moments
 pub use ops::adapter_head::{AdapterHeadOps, ShapeError, adapter_head, check_shapes};
 pub use ops::attention::{
     AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,
-    key_padding_mask, padding_bias,
+    key_bias_mask, key_padding_mask, padding_bias,
 };
 pub use ops::dropout::DropoutOps;
 pub use ops::gelu::GeluOps;

@@ -22,8 +22,10 @@ pub enum EncoderKernels {
     /// The backend's own encoder kernels (`bertvision_shaders`' op traits): on Flex (CPU) this
     /// project's attention, linear-layer and GELU kernels (every (sequence, head) in parallel,
     /// no head split or merge copies, keys cut at the last real one, one gemm per linear layer
-    /// over the whole batch); on CubeCL backends Burn's `module::attention`, which autotunes
-    /// between flash kernels and the separate ops, with a boolean per-head mask.
+    /// over the whole batch); on CubeCL backends this project's attention kernel
+    /// (`shaders/src/cube/attention.rs`: one launch per layer reading the projections where they
+    /// lie and the `[batch, seq]` key bias, an online softmax, no `[batch, heads, seq, seq]`
+    /// buffer).
     #[serde(alias = "fused")]
     #[cfg_attr(feature = "clap", value(alias = "fused"))]
     Native,

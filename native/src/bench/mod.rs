@@ -733,7 +733,7 @@ fn report_json<B: bertvision_core::TrainBackend>(
         "fused_attention_rows": if cpu_kernels {
             "the CPU kernels of shaders/ (attention, GELU, linear layers)"
         } else {
-            "Burn's module::attention"
+            "the CubeCL attention kernel of shaders/ (online softmax on the key bias)"
         },
         "finetune_step_encoder": if cpu_kernels {
             "self-attention with dropout, linear layers, GELU and dropout masks through the CPU kernels of shaders/, each with its backward"

@@ -1,11 +1,13 @@
 //! Burn's CubeCL backends (CUDA, wgpu): the fused AdapterPooler head and AdamW's update through
 //! the kernels of `cube/` — `CubeBackend` launches them; `Fusion<B>` records them as custom
 //! operations in its stream (so the tensors around them still fuse) and runs the inner
-//! backend's version when the stream executes. Attention reads a dense per-head mask (CubeCL's
-//! flash kernels misread a broadcast one, `ops/attention.rs`); every other op is the reference.
+//! backend's version when the stream executes. The frozen encoder's attention is
+//! `cube/attention.rs` on the key bias (Burn's `module::attention` needs a dense per-head mask:
+//! CubeCL's flash kernels misread a broadcast one, `ops/attention.rs`); every other op is the
+//! reference.
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{FloatDType, Int, Shape, Tensor};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -15,9 +17,12 @@ use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
 use crate::cube::adamw::{AdamWArgsLaunch, adamw_kernel};
 use crate::cube::adapter_head::{adapter_head_forward_kernel, adapter_head_recompute_kernel};
+use crate::cube::attention::attention_forward_kernel;
 use crate::ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, Moments};
 use crate::ops::adapter_head::AdapterHeadOps;
-use crate::ops::attention::{AttentionOps, MaskLayout};
+use crate::ops::attention::{
+    self, AttentionInput, AttentionMask, AttentionOps, MaskLayout, key_bias_mask,
+};
 use crate::ops::dropout::DropoutOps;
 use crate::ops::gelu::GeluOps;
 use crate::ops::linear::LinearOps;
@@ -365,12 +370,201 @@ mod fusion {
             }
         }
     }
+
+    impl<B: FusionBackend + AttentionOps> AttentionOps for Fusion<B> {
+        const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
+
+        fn encoder_attention_mask(
+            attention_mask: Tensor<Self, 2, Int>,
+            _heads: usize,
+            dtype: FloatDType,
+            _training: bool,
+        ) -> AttentionMask<Self> {
+            key_bias_mask(attention_mask, dtype)
+        }
+
+        /// Recorded as one custom operation: the inner backend's kernel when the stream runs.
+        fn encoder_attention(input: AttentionInput<Self>) -> Tensor<Self, 3> {
+            if !attention_kernel_takes(&input) {
+                return attention::reference::explicit_attention(input);
+            }
+            let AttentionInput {
+                query,
+                key,
+                value,
+                mask,
+                heads,
+            } = input;
+            let AttentionMask::Bias(bias) = mask else {
+                unreachable!("checked by attention_kernel_takes")
+            };
+            let prim = |t: Tensor<Self, 3>| t.into_primitive().tensor();
+            let inputs = [
+                prim(query),
+                prim(key),
+                prim(value),
+                bias.into_primitive().tensor(),
+            ];
+            let client = inputs[0].client.clone();
+            let streams = OperationStreams::with_inputs(&inputs);
+            let out = TensorIr::uninit(
+                client.create_empty_handle(),
+                inputs[0].shape.clone(),
+                inputs[0].dtype,
+            );
+            let inputs: Vec<_> = inputs.into_iter().map(|t| t.into_ir()).collect();
+            let desc = CustomOpIr::new("bertvision_attention", &inputs, &[out]);
+            let op = AttentionOp::<B> {
+                desc: desc.clone(),
+                heads,
+                _backend: core::marker::PhantomData,
+            };
+            let out = client
+                .register(streams, OperationIr::Custom(desc), op)
+                .output();
+            Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(out))
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct AttentionOp<B> {
+        desc: CustomOpIr,
+        heads: usize,
+        _backend: core::marker::PhantomData<B>,
+    }
+
+    impl<B: FusionBackend + AttentionOps> Operation<B::FusionRuntime> for AttentionOp<B> {
+        fn execute(&self, handles: &mut Handles<B>) {
+            let [query, key, value, bias]: [_; 4] = self
+                .desc
+                .inputs
+                .iter()
+                .map(|t| handles.get_float_tensor::<B>(t))
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("four inputs");
+            let tensor3 =
+                |t| Tensor::<B, 3>::from_primitive(burn::tensor::TensorPrimitive::Float(t));
+            let input = AttentionInput {
+                query: tensor3(query),
+                key: tensor3(key),
+                value: tensor3(value),
+                mask: AttentionMask::Bias(Tensor::from_primitive(
+                    burn::tensor::TensorPrimitive::Float(bias),
+                )),
+                heads: self.heads,
+            };
+            let out = B::encoder_attention(input).into_primitive().tensor();
+            handles.register_float_tensor::<B>(&self.desc.outputs[0].id, out);
+        }
+    }
 }
 
+/// The frozen encoder's attention: `cube::attention`'s kernel on the key bias (no per-head
+/// mask); Burn's `module::attention` on the dense per-head mask stays for Burn's own op (tests).
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AttentionOps
     for CubeBackend<R, F, I, BT>
 {
     const MASK_LAYOUT: MaskLayout = MaskLayout::PerHead;
+
+    fn encoder_attention_mask(
+        attention_mask: Tensor<Self, 2, Int>,
+        _heads: usize,
+        dtype: FloatDType,
+        _training: bool,
+    ) -> AttentionMask<Self> {
+        key_bias_mask(attention_mask, dtype)
+    }
+
+    fn encoder_attention(input: AttentionInput<Self>) -> Tensor<Self, 3> {
+        if !attention_kernel_takes(&input) {
+            return attention::reference::explicit_attention(input);
+        }
+        let AttentionInput {
+            query,
+            key,
+            value,
+            mask,
+            heads,
+        } = input;
+        let AttentionMask::Bias(bias) = mask else {
+            unreachable!("checked by attention_kernel_takes")
+        };
+        let prim = |t: Tensor<Self, 3>| into_contiguous(t.into_primitive().tensor());
+        let bias = into_contiguous(bias.into_primitive().tensor());
+        let out = launch_attention(prim(query), prim(key), prim(value), bias, heads);
+        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(out))
+    }
+}
+
+/// Query rows per cube of the attention kernel.
+const ATTENTION_ROWS: usize = 64;
+/// Shared memory for a tile of keys and values (WebGPU guarantees 16 KiB per workgroup).
+const ATTENTION_TILE_BYTES: usize = 12 * 1024;
+/// Head sizes whose query and output rows the kernel keeps in registers (BERT's: 32 to 128).
+const ATTENTION_MAX_HEAD_DIM: usize = 128;
+
+/// Whether `cube::attention` takes these inputs: the key bias `[batch, 1, 1, seq]`, one float
+/// type, a head size it keeps in registers. Else the explicit ops run.
+fn attention_kernel_takes<B: burn::tensor::backend::Backend>(input: &AttentionInput<B>) -> bool {
+    let [batch, seq, hidden] = input.query.dims();
+    let dtype = input.query.dtype();
+    let AttentionMask::Bias(bias) = &input.mask else {
+        return false;
+    };
+    input.heads > 0
+        && hidden % input.heads == 0
+        && hidden / input.heads <= ATTENTION_MAX_HEAD_DIM
+        && bias.dims() == [batch, 1, 1, seq]
+        && [&input.key, &input.value]
+            .iter()
+            .all(|t| t.dims() == [batch, seq, hidden] && t.dtype() == dtype)
+        && bias.dtype() == dtype
+}
+
+/// One launch of `cube::attention` on contiguous `[batch, seq, hidden]` projections and the
+/// `[batch, 1, 1, seq]` key bias: the context `[batch, seq, hidden]`.
+fn launch_attention<R: CubeRuntime>(
+    query: CubeTensor<R>,
+    key: CubeTensor<R>,
+    value: CubeTensor<R>,
+    bias: CubeTensor<R>,
+    heads: usize,
+) -> CubeTensor<R> {
+    let [batch, seq, hidden] = query.meta.shape().dims();
+    let head_dim = hidden / heads;
+    let tile = (ATTENTION_TILE_BYTES / (8 * head_dim)).clamp(1, ATTENTION_ROWS);
+    let dtype = query.dtype;
+    let output = empty_device_contiguous_dtype(
+        query.client.clone(),
+        query.device.clone(),
+        Shape::new([batch, seq, hidden]),
+        dtype,
+    );
+    attention_forward_kernel::launch::<R>(
+        &query.client,
+        CubeCount::Static(
+            seq.div_ceil(ATTENTION_ROWS) as u32,
+            heads as u32,
+            batch as u32,
+        ),
+        CubeDim {
+            x: ATTENTION_ROWS as u32,
+            y: 1,
+            z: 1,
+        },
+        query.clone().into_tensor_arg(),
+        key.into_tensor_arg(),
+        value.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        heads,
+        head_dim,
+        ATTENTION_ROWS,
+        tile,
+        dtype.into(),
+    );
+    output
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LinearOps
@@ -490,10 +684,6 @@ fn launch_adamw<R: CubeRuntime>(
 mod fusion_encoder {
     use super::*;
     use burn_fusion::{Fusion, FusionBackend};
-
-    impl<B: FusionBackend + AttentionOps> AttentionOps for Fusion<B> {
-        const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
-    }
 
     impl<B: FusionBackend> LinearOps for Fusion<B> {}
 

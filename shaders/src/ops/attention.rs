@@ -10,7 +10,9 @@
 //! - CubeCL's flash kernels (CUDA, wgpu) read the mask as a dense `[batch, heads, seq, seq]`
 //!   buffer: handed a broadcast (stride-0) view they silently compute unmasked attention — found
 //!   by `tests/attention.rs` on wgpu, max error 0.68 against the formula. They also ignore an
-//!   additive bias, so the mask must be boolean.
+//!   additive bias, so the mask must be boolean. So the CubeCL backends run their own kernel for
+//!   the frozen encoder instead (`cube/attention.rs`), which reads the `[batch, 1, 1, seq]` key
+//!   bias ([`key_bias_mask`]); `MASK_LAYOUT` still says how Burn's op must get the boolean mask.
 //!
 //! [`AttentionOps::MASK_LAYOUT`] records which form each backend gets, and
 //! [`AttentionOps::encoder_attention_mask`] builds it; the tests check the pair on every backend we can
@@ -155,6 +157,16 @@ pub fn padding_bias<B: Backend>(
         .cast(dtype)
 }
 
+/// The mask of a backend whose frozen-attention kernel reads the key bias `[batch, 1, 1, seq]`
+/// ([`AttentionMask::Bias`], [`padding_bias`]) where it lies, not a `[batch, heads, seq, seq]`
+/// mask: the CubeCL backends.
+pub fn key_bias_mask<B: Backend>(
+    attention_mask: Tensor<B, 2, Int>,
+    dtype: FloatDType,
+) -> AttentionMask<B> {
+    AttentionMask::Bias(padding_bias(attention_mask, dtype))
+}
+
 /// `[batch, seq]` 1/0 attention mask (1 = real token) to the boolean mask of `module::attention`
 /// ([`AttentionMask::Padding`]): true where the key is padding, the same for every query (and
 /// head).
@@ -259,6 +271,25 @@ pub mod reference {
             bias,
             AttentionModuleOptions::default(),
         ))
+    }
+
+    /// [`AttentionOps::encoder_attention`] as the explicit ops: what a backend whose kernel
+    /// reads the key bias ([`key_bias_mask`]) runs for inputs its kernel does not take (Burn's
+    /// `module::attention` on CubeCL may pick a flash kernel, which ignores an additive bias).
+    pub fn explicit_attention<B: Backend>(input: AttentionInput<B>) -> Tensor<B, 3> {
+        let AttentionInput {
+            query,
+            key,
+            value,
+            mask,
+            heads,
+        } = input;
+        let (q, k, v) = (
+            split_heads(query, heads),
+            split_heads(key, heads),
+            split_heads(value, heads),
+        );
+        merge_heads(explicit(q, k, v, bias_of(mask), None).0)
     }
 
     /// [`AttentionOps::encoder_attention_train_forward`] as the explicit ops, the dropout mask from

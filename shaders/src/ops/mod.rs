@@ -7,7 +7,7 @@
 //! | linear layer and its gradients | [`linear::LinearOps`] | Flex: `cpu::linear` |
 //! | exact GELU and its derivative | [`gelu::GeluOps`] | Flex: `cpu::gelu` |
 //! | dropout keep masks | [`dropout::DropoutOps`] | Flex: `cpu::dropout` |
-//! | multi-head self-attention (frozen, and with dropout for fine-tuning) | [`attention::AttentionOps`] | Flex: `cpu::attention*`; CubeCL: Burn's `module::attention`, a per-head mask |
+//! | multi-head self-attention (frozen, and with dropout for fine-tuning) | [`attention::AttentionOps`] | Flex: `cpu::attention*`; CubeCL: `cube::attention` (frozen, on the key bias) |
 //! | the fused AdapterPooler head | [`adapter_head::AdapterHeadOps`] | Flex: `cpu::linear` + `cpu::gelu` (one shared adapter); CubeCL: `cube::adapter_head` |
 //! | AdamW's update of one parameter | [`adamw::AdamWOps`] | Flex: `cpu::adamw` |
 //!
