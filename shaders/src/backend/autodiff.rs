@@ -149,6 +149,7 @@ impl<B: DropoutOps, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
 
 impl<B: AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff<B, C> {
     const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
+    const FROZEN_KEY_BIAS: bool = B::FROZEN_KEY_BIAS;
 
     /// `B`'s mask where `B`'s kernel will read it (masks carry no gradient: Autodiff's bool
     /// tensors are the inner backend's, and a bias is a constant).

@@ -7,7 +7,7 @@
 //! reference.
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{FloatDType, Int, Shape, Tensor};
+use burn::tensor::{Shape, Tensor};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -20,9 +20,7 @@ use crate::cube::adapter_head::{adapter_head_forward_kernel, adapter_head_recomp
 use crate::cube::attention::attention_forward_kernel;
 use crate::ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, Moments};
 use crate::ops::adapter_head::AdapterHeadOps;
-use crate::ops::attention::{
-    self, AttentionInput, AttentionMask, AttentionOps, MaskLayout, key_bias_mask,
-};
+use crate::ops::attention::{self, AttentionInput, AttentionMask, AttentionOps, MaskLayout};
 use crate::ops::dropout::DropoutOps;
 use crate::ops::gelu::GeluOps;
 use crate::ops::linear::LinearOps;
@@ -373,30 +371,13 @@ mod fusion {
 
     impl<B: FusionBackend + AttentionOps> AttentionOps for Fusion<B> {
         const MASK_LAYOUT: MaskLayout = B::MASK_LAYOUT;
-
-        fn encoder_attention_mask(
-            attention_mask: Tensor<Self, 2, Int>,
-            _heads: usize,
-            dtype: FloatDType,
-            _training: bool,
-        ) -> AttentionMask<Self> {
-            key_bias_mask(attention_mask, dtype)
-        }
+        const FROZEN_KEY_BIAS: bool = B::FROZEN_KEY_BIAS;
 
         /// Recorded as one custom operation: the inner backend's kernel when the stream runs.
         fn encoder_attention(input: AttentionInput<Self>) -> Tensor<Self, 3> {
-            if !attention_kernel_takes(&input) {
-                return attention::reference::explicit_attention(input);
-            }
-            let AttentionInput {
-                query,
-                key,
-                value,
-                mask,
-                heads,
-            } = input;
-            let AttentionMask::Bias(bias) = mask else {
-                unreachable!("checked by attention_kernel_takes")
+            let ([query, key, value], bias, heads) = match attention_kernel_input(input) {
+                Ok(taken) => taken,
+                Err(input) => return attention::reference::explicit_attention(input),
             };
             let prim = |t: Tensor<Self, 3>| t.into_primitive().tensor();
             let inputs = [
@@ -466,29 +447,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AttentionO
     for CubeBackend<R, F, I, BT>
 {
     const MASK_LAYOUT: MaskLayout = MaskLayout::PerHead;
-
-    fn encoder_attention_mask(
-        attention_mask: Tensor<Self, 2, Int>,
-        _heads: usize,
-        dtype: FloatDType,
-        _training: bool,
-    ) -> AttentionMask<Self> {
-        key_bias_mask(attention_mask, dtype)
-    }
+    const FROZEN_KEY_BIAS: bool = true;
 
     fn encoder_attention(input: AttentionInput<Self>) -> Tensor<Self, 3> {
-        if !attention_kernel_takes(&input) {
-            return attention::reference::explicit_attention(input);
-        }
-        let AttentionInput {
-            query,
-            key,
-            value,
-            mask,
-            heads,
-        } = input;
-        let AttentionMask::Bias(bias) = mask else {
-            unreachable!("checked by attention_kernel_takes")
+        let ([query, key, value], bias, heads) = match attention_kernel_input(input) {
+            Ok(taken) => taken,
+            Err(input) => return attention::reference::explicit_attention(input),
         };
         let prim = |t: Tensor<Self, 3>| into_contiguous(t.into_primitive().tensor());
         let bias = into_contiguous(bias.into_primitive().tensor());
@@ -504,22 +468,42 @@ const ATTENTION_TILE_BYTES: usize = 12 * 1024;
 /// Head sizes whose query and output rows the kernel keeps in registers (BERT's: 32 to 128).
 const ATTENTION_MAX_HEAD_DIM: usize = 128;
 
-/// Whether `cube::attention` takes these inputs: the key bias `[batch, 1, 1, seq]`, one float
-/// type, a head size it keeps in registers. Else the explicit ops run.
-fn attention_kernel_takes<B: burn::tensor::backend::Backend>(input: &AttentionInput<B>) -> bool {
-    let [batch, seq, hidden] = input.query.dims();
-    let dtype = input.query.dtype();
-    let AttentionMask::Bias(bias) = &input.mask else {
-        return false;
+/// The projections, key bias and heads when `cube::attention` takes these inputs (the key bias
+/// `[batch, 1, 1, seq]`, one float type, a head size it keeps in registers); else the inputs
+/// back, for the explicit ops.
+#[allow(clippy::type_complexity)]
+fn attention_kernel_input<B: burn::tensor::backend::Backend>(
+    input: AttentionInput<B>,
+) -> Result<([Tensor<B, 3>; 3], Tensor<B, 4>, usize), AttentionInput<B>> {
+    let AttentionInput {
+        query,
+        key,
+        value,
+        mask,
+        heads,
+    } = input;
+    let [batch, seq, hidden] = query.dims();
+    let dtype = query.dtype();
+    let fits = |bias: &Tensor<B, 4>| {
+        heads > 0
+            && hidden % heads == 0
+            && hidden / heads <= ATTENTION_MAX_HEAD_DIM
+            && bias.dims() == [batch, 1, 1, seq]
+            && bias.dtype() == dtype
+            && [&key, &value]
+                .iter()
+                .all(|t| t.dims() == [batch, seq, hidden] && t.dtype() == dtype)
     };
-    input.heads > 0
-        && hidden % input.heads == 0
-        && hidden / input.heads <= ATTENTION_MAX_HEAD_DIM
-        && bias.dims() == [batch, 1, 1, seq]
-        && [&input.key, &input.value]
-            .iter()
-            .all(|t| t.dims() == [batch, seq, hidden] && t.dtype() == dtype)
-        && bias.dtype() == dtype
+    match mask {
+        AttentionMask::Bias(bias) if fits(&bias) => Ok(([query, key, value], bias, heads)),
+        mask => Err(AttentionInput {
+            query,
+            key,
+            value,
+            mask,
+            heads,
+        }),
+    }
 }
 
 /// One launch of `cube::attention` on contiguous `[batch, seq, hidden]` projections and the

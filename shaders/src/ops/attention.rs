@@ -98,6 +98,11 @@ pub trait AttentionOps: DropoutOps {
     /// The layout of the [`AttentionMask::Padding`] this backend's [`Self::encoder_attention`] reads.
     const MASK_LAYOUT: MaskLayout = MaskLayout::SharedAcrossHeads;
 
+    /// Whether [`Self::encoder_attention`] reads the `[batch, 1, 1, seq]` key bias
+    /// ([`key_bias_mask`]: the CubeCL backends' own kernel) rather than a boolean padding mask
+    /// in [`Self::MASK_LAYOUT`].
+    const FROZEN_KEY_BIAS: bool = false;
+
     /// The mask [`Self::encoder_attention`] (or, when `training`, [`Self::encoder_attention_train`]) reads, from
     /// a `[batch, seq]` 1/0 attention mask (1 = real token); `dtype` is the encoder's float type.
     fn encoder_attention_mask(
@@ -106,8 +111,8 @@ pub trait AttentionOps: DropoutOps {
         dtype: FloatDType,
         training: bool,
     ) -> AttentionMask<Self> {
-        if training {
-            AttentionMask::Bias(padding_bias(attention_mask, dtype))
+        if training || Self::FROZEN_KEY_BIAS {
+            key_bias_mask(attention_mask, dtype)
         } else {
             AttentionMask::Padding(key_padding_mask(attention_mask, heads, Self::MASK_LAYOUT))
         }
