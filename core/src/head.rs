@@ -218,7 +218,7 @@ fn mean_weights<B: Backend>(attention_mask: Tensor<B, 2, Int>, dtype: FloatDType
 /// `[batch, 1, seq] · [batch, seq, width]` → `[batch, width]`: one batched product, so the
 /// backward is a product too. Written as `(x · mask).sum_dim(1)`, its backward multiplied a
 /// broadcast gradient by a broadcast mask element by element through Flex's strided indices, on
-/// one thread: 64% of the head step's main-thread CPU samples (minilm-l6, 128 tokens;
+/// one thread: 65% of the head step's main-thread CPU samples (minilm-l6, 128 tokens;
 /// `results/cpu-2026-12-08b/README.md`).
 fn pool<B: Backend>(weights: Tensor<B, 3>, x: Tensor<B, 3>) -> Tensor<B, 2> {
     let [batch, _, width] = x.dims();
