@@ -44,7 +44,7 @@ pub use ops::adamw::{AdamWInputs, AdamWOps, AdamWScalars, AdamWSettings, Moments
 pub use ops::adapter_head::{AdapterHeadOps, ShapeError, adapter_head, check_shapes};
 pub use ops::attention::{
     AttentionDropout, AttentionInput, AttentionMask, AttentionOps, AttentionResiduals, MaskLayout,
-    key_bias_mask, key_padding_mask, padding_bias,
+    key_padding_mask, padding_bias,
 };
 pub use ops::dropout::DropoutOps;
 pub use ops::gelu::GeluOps;

@@ -6,6 +6,9 @@
 //! (`AttentionOps::encoder_attention`, this crate's CPU kernel) against the formula and
 //! against Burn's op, and fine-tuning's attention against its reference.
 
+mod common;
+use common::values;
+
 use bertvision_shaders::{AttentionInput, AttentionMask, AttentionOps, key_padding_mask};
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
@@ -54,19 +57,6 @@ const CASES: [Case; 3] = [
         lengths: &[130, 65],
     },
 ];
-
-/// Deterministic values in [-scale, scale].
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 fn qkv(case: &Case) -> [Vec<f32>; 3] {
     // Scores of a few units, as in a trained model: softmax neither uniform nor one-hot.

@@ -7,6 +7,9 @@
 //! installed before any CubeCL runtime starts.
 #![cfg(feature = "wgpu-tests")]
 
+mod common;
+use common::values;
+
 use bertvision_shaders::launches::LaunchLog;
 use bertvision_shaders::{AttentionInput, AttentionMask, AttentionOps, key_padding_mask};
 use burn::backend::Flex;
@@ -75,19 +78,6 @@ fn cases() -> Vec<Case> {
             keys: vec![vec![0; 9], vec![1; 9]],
         },
     ]
-}
-
-/// Deterministic values in [-scale, scale].
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 /// The query, key and value projections `[batch, seq, heads·head_dim]`.

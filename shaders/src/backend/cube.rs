@@ -468,13 +468,15 @@ const ATTENTION_TILE_BYTES: usize = 12 * 1024;
 /// Head sizes whose query and output rows the kernel keeps in registers (BERT's: 32 to 128).
 const ATTENTION_MAX_HEAD_DIM: usize = 128;
 
-/// The projections, key bias and heads when `cube::attention` takes these inputs (the key bias
-/// `[batch, 1, 1, seq]`, one float type, a head size it keeps in registers); else the inputs
-/// back, for the explicit ops.
-#[allow(clippy::type_complexity)]
+/// What `cube::attention` reads: the query, key and value projections, the key bias, the heads.
+type KernelAttentionInput<B> = ([Tensor<B, 3>; 3], Tensor<B, 4>, usize);
+
+/// The kernel's inputs when `cube::attention` takes these (the key bias `[batch, 1, 1, seq]`,
+/// one float type, a head size it keeps in registers); else the inputs back, for the explicit
+/// ops.
 fn attention_kernel_input<B: burn::tensor::backend::Backend>(
     input: AttentionInput<B>,
-) -> Result<([Tensor<B, 3>; 3], Tensor<B, 4>, usize), AttentionInput<B>> {
+) -> Result<KernelAttentionInput<B>, AttentionInput<B>> {
     let AttentionInput {
         query,
         key,

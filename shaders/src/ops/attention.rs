@@ -12,7 +12,7 @@
 //!   by `tests/attention.rs` on wgpu, max error 0.68 against the formula. They also ignore an
 //!   additive bias, so the mask must be boolean. So the CubeCL backends run their own kernel for
 //!   the frozen encoder instead (`cube/attention.rs`), which reads the `[batch, 1, 1, seq]` key
-//!   bias ([`key_bias_mask`]); `MASK_LAYOUT` still says how Burn's op must get the boolean mask.
+//!   bias ([`padding_bias`]); `MASK_LAYOUT` still says how Burn's op must get the boolean mask.
 //!
 //! [`AttentionOps::MASK_LAYOUT`] records which form each backend gets, and
 //! [`AttentionOps::encoder_attention_mask`] builds it; the tests check the pair on every backend we can
@@ -99,7 +99,7 @@ pub trait AttentionOps: DropoutOps {
     const MASK_LAYOUT: MaskLayout = MaskLayout::SharedAcrossHeads;
 
     /// Whether [`Self::encoder_attention`] reads the `[batch, 1, 1, seq]` key bias
-    /// ([`key_bias_mask`]: the CubeCL backends' own kernel) rather than a boolean padding mask
+    /// ([`padding_bias`]: the CubeCL backends' own kernel) rather than a boolean padding mask
     /// in [`Self::MASK_LAYOUT`].
     const FROZEN_KEY_BIAS: bool = false;
 
@@ -112,7 +112,7 @@ pub trait AttentionOps: DropoutOps {
         training: bool,
     ) -> AttentionMask<Self> {
         if training || Self::FROZEN_KEY_BIAS {
-            key_bias_mask(attention_mask, dtype)
+            AttentionMask::Bias(padding_bias(attention_mask, dtype))
         } else {
             AttentionMask::Padding(key_padding_mask(attention_mask, heads, Self::MASK_LAYOUT))
         }
@@ -160,16 +160,6 @@ pub fn padding_bias<B: Backend>(
         .mask_fill(padding, MASKED_SCORE)
         .reshape([batch, 1, 1, seq])
         .cast(dtype)
-}
-
-/// The mask of a backend whose frozen-attention kernel reads the key bias `[batch, 1, 1, seq]`
-/// ([`AttentionMask::Bias`], [`padding_bias`]) where it lies, not a `[batch, heads, seq, seq]`
-/// mask: the CubeCL backends.
-pub fn key_bias_mask<B: Backend>(
-    attention_mask: Tensor<B, 2, Int>,
-    dtype: FloatDType,
-) -> AttentionMask<B> {
-    AttentionMask::Bias(padding_bias(attention_mask, dtype))
 }
 
 /// `[batch, seq]` 1/0 attention mask (1 = real token) to the boolean mask of `module::attention`
@@ -279,7 +269,7 @@ pub mod reference {
     }
 
     /// [`AttentionOps::encoder_attention`] as the explicit ops: what a backend whose kernel
-    /// reads the key bias ([`key_bias_mask`]) runs for inputs its kernel does not take (Burn's
+    /// reads the key bias ([`padding_bias`]) runs for inputs its kernel does not take (Burn's
     /// `module::attention` on CubeCL may pick a flash kernel, which ignores an additive bias).
     pub fn explicit_attention<B: Backend>(input: AttentionInput<B>) -> Tensor<B, 3> {
         let AttentionInput {
@@ -289,11 +279,7 @@ pub mod reference {
             mask,
             heads,
         } = input;
-        let (q, k, v) = (
-            split_heads(query, heads),
-            split_heads(key, heads),
-            split_heads(value, heads),
-        );
+        let [q, k, v] = [query, key, value].map(|t| split_heads(t, heads));
         merge_heads(explicit(q, k, v, bias_of(mask), None).0)
     }
 
